@@ -1,0 +1,5 @@
+//! The monasca-persister library: configuration, the Monasca message
+//! transform, the InfluxDB sink, and the Kafka → WAL → InfluxDB pipeline.
+//! See ARCHITECTURE.md for the code map.
+
+pub mod config;

@@ -1,0 +1,2 @@
+//! monasca-persister binary.
+fn main() {}

@@ -1,0 +1,267 @@
+//! A private `influxd` (Debian package `influxdb`, 1.6.x) per test: its own
+//! temp dir, free ports, stopped on drop. It can be stopped and started again
+//! on the same data and port to simulate an outage.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const INSTALL_HINT: &str = "influxd not found: install InfluxDB 1.x with `apt-get install -y influxdb` (scripts/test does this)";
+
+/// Options for a test influxd.
+#[derive(Default, Clone)]
+pub struct InfluxdOptions {
+    /// Enable HTTP authentication and create an admin user `admin`/`admin-secret`.
+    pub auth: bool,
+}
+
+/// A running (or stopped) private influxd.
+pub struct Influxd {
+    dir: tempfile::TempDir,
+    /// HTTP port.
+    pub port: u16,
+    child: Option<Child>,
+    opts: InfluxdOptions,
+}
+
+fn influxd_binary() -> PathBuf {
+    for p in ["/usr/bin/influxd", "/usr/local/bin/influxd"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    if let Ok(out) = Command::new("which").arg("influxd").output() {
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !s.is_empty() {
+            return PathBuf::from(s);
+        }
+    }
+    panic!("{INSTALL_HINT}");
+}
+
+impl Influxd {
+    /// Starts an influxd without authentication.
+    pub fn start() -> Influxd {
+        Self::start_with(InfluxdOptions::default())
+    }
+
+    /// Starts an influxd with the given options and waits until it answers /ping.
+    pub fn start_with(opts: InfluxdOptions) -> Influxd {
+        let dir = tempfile::Builder::new().prefix("influxd-test").tempdir().expect("create temp dir for influxd");
+        let mut me = Influxd { dir, port: 0, child: None, opts };
+        for _attempt in 0..5 {
+            me.port = super::free_port();
+            if me.try_spawn() {
+                if me.opts.auth {
+                    me.create_admin();
+                }
+                return me;
+            }
+        }
+        panic!("influxd did not start after 5 attempts; see {}/influxd.log", me.dir.path().display());
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The temp dir holding data, config and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_config(&self, rpc_port: u16) -> PathBuf {
+        let d = self.dir.path();
+        let conf = format!(
+            r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{d}/meta"
+  logging-enabled = false
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+  cache-snapshot-write-cold-duration = "10s"
+[coordinator]
+  log-queries-after = "0s"
+[retention]
+  enabled = true
+  check-interval = "30m"
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = {auth}
+  log-enabled = false
+  max-body-size = 26214400
+[logging]
+  level = "warn"
+[continuous_queries]
+  enabled = false
+"#,
+            d = d.display(),
+            port = self.port,
+            auth = self.opts.auth,
+        );
+        let path = d.join("influxdb.conf");
+        std::fs::write(&path, conf).expect("write influxd config");
+        path
+    }
+
+    fn try_spawn(&mut self) -> bool {
+        let conf = self.write_config(super::free_port());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("influxd.log"))
+            .expect("open influxd log");
+        let child = Command::new(influxd_binary())
+            .arg("-config")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn influxd: {e}; {INSTALL_HINT}"));
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_status)) = c.try_wait() {
+                    self.child = None;
+                    return false; // probably lost the port race; caller retries
+                }
+            }
+            if self.ping() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        self.kill();
+        false
+    }
+
+    /// True when /ping answers 204.
+    pub fn ping(&self) -> bool {
+        match ureq::get(&format!("{}/ping", self.url())).call() {
+            Ok(r) => r.status().as_u16() == 204,
+            Err(_) => false,
+        }
+    }
+
+    fn create_admin(&self) {
+        let r = self.query_raw(None, "CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES", false);
+        assert!(r.contains("results"), "create admin user: {r}");
+    }
+
+    /// Stops influxd (SIGKILL when `hard`, else SIGTERM) keeping its data.
+    pub fn stop(&mut self, hard: bool) {
+        if let Some(mut c) = self.child.take() {
+            if hard {
+                let _ = c.kill();
+            } else {
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn kill(&mut self) {
+        self.stop(true);
+    }
+
+    /// Starts it again on the same port and data after `stop`.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running influxd");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.try_spawn() {
+            assert!(std::time::Instant::now() < deadline, "influxd did not restart on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn query_raw(&self, db: Option<&str>, q: &str, with_auth: bool) -> String {
+        let mut req = ureq::post(&format!("{}/query", self.url())).config().http_status_as_error(false).build();
+        if with_auth && self.opts.auth {
+            req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0"); // admin:admin-secret
+        }
+        let mut form: Vec<(&str, &str)> = vec![("q", q), ("epoch", "ms")];
+        if let Some(db) = db {
+            form.push(("db", db));
+        }
+        let mut resp = req.send_form(form).unwrap_or_else(|e| panic!("query {q:?} on influxd {}: {e}", self.url()));
+        let mut s = String::new();
+        resp.body_mut().as_reader().read_to_string(&mut s).expect("read query body");
+        s
+    }
+
+    /// Runs an InfluxQL statement and returns the parsed JSON response (panics on HTTP failure).
+    pub fn query(&self, db: Option<&str>, q: &str) -> serde_json::Value {
+        let s = self.query_raw(db, q, true);
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("query {q:?}: bad JSON {e}: {s}"))
+    }
+
+    /// Rows (`values`) of every series of the first statement.
+    pub fn rows(&self, db: &str, q: &str) -> Vec<Vec<serde_json::Value>> {
+        let v = self.query(Some(db), q);
+        if let Some(err) = v["results"][0]["error"].as_str() {
+            panic!("query {q:?} on {db}: {err}");
+        }
+        let mut out = Vec::new();
+        if let Some(series) = v["results"][0]["series"].as_array() {
+            for s in series {
+                if let Some(vals) = s["values"].as_array() {
+                    for row in vals {
+                        out.push(row.as_array().cloned().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `SELECT count(*)`-style helper: number of points in `measurement` (0 when absent).
+    pub fn count(&self, db: &str, measurement: &str) -> u64 {
+        let q = format!("SELECT count(value) FROM \"{}\"", measurement.replace('\\', "\\\\").replace('"', "\\\""));
+        self.rows(db, &q).first().and_then(|r| r.get(1)).and_then(|v| v.as_u64()).unwrap_or(0)
+    }
+
+    /// Names of all databases.
+    pub fn databases(&self) -> Vec<String> {
+        self.rows("_internal", "SHOW DATABASES")
+            .into_iter()
+            .filter_map(|r| r.first().and_then(|v| v.as_str()).map(str::to_string))
+            .collect()
+    }
+
+    /// Posts line protocol directly (ms precision) and returns (status, body).
+    pub fn write_lines(&self, db: &str, body: &str) -> (u16, String) {
+        let mut req = ureq::post(&format!("{}/write?db={db}&precision=ms", self.url()))
+            .config()
+            .http_status_as_error(false)
+            .build();
+        if self.opts.auth {
+            req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0");
+        }
+        let mut resp = req.send(body.as_bytes()).unwrap_or_else(|e| panic!("write to influxd {}: {e}", self.url()));
+        let status = resp.status().as_u16();
+        let mut s = String::new();
+        let _ = resp.body_mut().as_reader().read_to_string(&mut s);
+        (status, s)
+    }
+
+    /// The influxd log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Influxd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,37 @@
+//! Test infrastructure shared by the integration tests: a private `influxd`
+//! on a free port and a librdkafka mock Kafka cluster. Each test binary uses
+//! only part of it, hence the dead-code allowance.
+#![allow(dead_code)]
+
+pub mod influxd;
+pub mod kafka;
+
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 20 ms until it returns `Some`, or panics with `what`
+/// after `timeout`. Tests synchronise with this, never with bare sleeps.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+    l.local_addr().expect("local address of ephemeral listener").port()
+}
+
+/// `../shared/` beside the repository (compat corpus, seeds).
+pub fn shared_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    assert!(dir.is_dir(), "{} not found: the tests need ../shared beside the repository", dir.display());
+    dir
+}

@@ -1,0 +1,1 @@
+//! Durable local write-ahead log (filled by the WAL issue).
