@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Loaded, Sources};
 use crate::logging::{self, LogHandle};
@@ -19,20 +19,31 @@ use crate::logging::{self, LogHandle};
 #[derive(Debug, Parser)]
 #[command(name = "monasca-persister", version)]
 pub struct Cli {
-    /// Configuration file (oslo.config INI). Repeat for more: later files
-    /// override earlier ones. Without --config-file and --config-dir, the
-    /// oslo.config default locations are searched (/etc/monasca/monasca-persister.conf, ...).
-    #[arg(long = "config-file", value_name = "PATH", global = true)]
-    pub config_file: Vec<PathBuf>,
-
-    /// Directory whose *.conf files are read after the --config-file files,
-    /// in name order.
-    #[arg(long = "config-dir", value_name = "DIR", global = true)]
-    pub config_dir: Option<PathBuf>,
+    /// Where the configuration comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
     /// What to do; without one, run the persister.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// `--config-file` and `--config-dir`, accepted before and after a
+/// subcommand (clap's global arguments would let the later position
+/// replace the earlier files instead of adding to them).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (oslo.config INI). Repeat for more: later files
+    /// override earlier ones. Without --config-file and --config-dir, the
+    /// oslo.config default locations are searched
+    /// (/etc/monasca/monasca-persister.conf, ...).
+    #[arg(long = "config-file", value_name = "PATH")]
+    pub config_file: Vec<PathBuf>,
+
+    /// Directory whose *.conf files are read after the --config-file files,
+    /// in name order.
+    #[arg(long = "config-dir", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -40,16 +51,33 @@ pub struct Cli {
 pub enum Command {
     /// Validate the configuration and print the effective values (secrets
     /// masked) and the files they came from. Exits 0 when valid, 1 when not.
-    CheckConfig,
+    CheckConfig(ConfigArgs),
 }
 
 impl Cli {
+    /// The configuration arguments of the command line and its subcommand
+    /// together, the subcommand's files after the others.
+    pub fn config_args(&self) -> ConfigArgs {
+        let mut args = self.config.clone();
+        match &self.command {
+            Some(Command::CheckConfig(sub)) => {
+                args.config_file.extend(sub.config_file.iter().cloned());
+                if sub.config_dir.is_some() {
+                    args.config_dir = sub.config_dir.clone();
+                }
+            }
+            None => {}
+        }
+        args
+    }
+
     /// The configuration sources: those given, or the oslo.config default
     /// locations when none is; with warnings about what was found.
     pub fn sources(&self) -> (Sources, Vec<String>) {
+        let args = self.config_args();
         let given = Sources {
-            config_files: self.config_file.clone(),
-            config_dir: self.config_dir.clone(),
+            config_files: args.config_file,
+            config_dir: args.config_dir,
         };
         if given.is_empty() {
             Sources::discover()
@@ -75,7 +103,7 @@ impl Cli {
 /// Runs what the command line asks for; the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Some(Command::CheckConfig) => check_config(&cli),
+        Some(Command::CheckConfig(_)) => check_config(&cli),
         None => persist(&cli),
     }
 }
@@ -175,12 +203,19 @@ mod tests {
             "--config-dir",
             "d",
         ]);
-        assert_eq!(a.config_file, vec![PathBuf::from("a"), PathBuf::from("b")]);
-        assert_eq!(a.config_dir, Some(PathBuf::from("d")));
-        assert!(matches!(a.command, Some(Command::CheckConfig)));
-        let b = Cli::parse_from(["p", "--config-file", "a"]);
+        assert!(matches!(a.command, Some(Command::CheckConfig(_))));
+        let (sources, _) = a.sources();
+        assert_eq!(
+            sources.config_files,
+            vec![PathBuf::from("a"), PathBuf::from("b")]
+        );
+        assert_eq!(sources.config_dir, Some(PathBuf::from("d")));
+        let b = Cli::parse_from(["p", "--config-file", "a", "--config-file", "c"]);
         assert!(b.command.is_none());
         let (sources, _) = b.sources();
-        assert_eq!(sources.config_files, vec![PathBuf::from("a")]);
+        assert_eq!(
+            sources.config_files,
+            vec![PathBuf::from("a"), PathBuf::from("c")]
+        );
     }
 }
