@@ -149,10 +149,10 @@ fn check_lines(lines: &[&str]) -> Result<Vec<bool>, SyntaxError> {
             // comment
         } else {
             let Some(sep) = line.find(['=', ':']) else {
-                return Err(err(format!(
-                    "expected 'option = value', a [section] header or a comment, found {:?}",
-                    first_chars(line)
-                )));
+                // The line is not quoted: it may be a secret with a typo.
+                return Err(err(
+                    "expected 'option = value', a [section] header or a comment".to_string(),
+                ));
             };
             if line[..sep].trim().is_empty() {
                 return Err(err(
@@ -170,16 +170,6 @@ fn check_lines(lines: &[&str]) -> Result<Vec<bool>, SyntaxError> {
         }
     }
     Ok(first_lines_empty)
-}
-
-/// A short prefix of a line for messages: the line may hold a secret, and a
-/// garbled line is recognisable from its start.
-fn first_chars(line: &str) -> String {
-    let mut s: String = line.chars().take(20).collect();
-    if s.len() < line.len() {
-        s.push('…');
-    }
-    s
 }
 
 /// oslo removes one pair of matching quotes around the first line of a value
@@ -239,6 +229,19 @@ mod tests {
             vec![
                 a("kafka_metrics", "uri", "a:1,\nb:2,\nc:3"),
                 a("kafka_metrics", "topic", "m")
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_are_removed_from_the_first_line_only() {
+        let text = "[a]\nk = \n\t\"\nq = \"x\"\n  \"y\"\nlone = '\n";
+        assert_eq!(
+            parse(text).unwrap(),
+            vec![
+                a("a", "k", "\""),
+                a("a", "q", "x\n\"y\""),
+                a("a", "lone", "")
             ]
         );
     }

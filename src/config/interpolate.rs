@@ -35,6 +35,10 @@ pub(crate) struct Expanded {
     pub secret: bool,
 }
 
+/// Why a secret's value cannot be substituted, without quoting any of it.
+pub(crate) const SECRET_SUBSTITUTION_ERROR: &str =
+    "holds a $ reference that cannot be substituted (write $$ for a literal $)";
+
 /// References nested deeper than this are refused (a loop is caught
 /// earlier; this only bounds pathological chains).
 const MAX_DEPTH: usize = 32;
@@ -146,8 +150,18 @@ fn resolve(
     }
     stack.push(key);
     let expanded = expand_in(values, &raw.context, &raw.text, stack);
-    stack.pop();
-    let mut expanded = expanded?;
+    let key = stack.pop();
+    let mut expanded = match expanded {
+        Ok(e) => e,
+        // The reason would quote part of the secret (the name after its `$`).
+        Err(_) if raw.secret => {
+            let (group, option) = key.unwrap_or_default();
+            return Err(format!(
+                "[{group}] {option} (a secret) {SECRET_SUBSTITUTION_ERROR}"
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     expanded.secret |= raw.secret;
     Ok(expanded)
 }
@@ -264,5 +278,15 @@ mod tests {
         let e = expand(&m, "a", "x${influxdb.password}").unwrap();
         assert_eq!(e.text, "xs3cret");
         assert!(e.secret);
+    }
+
+    #[test]
+    fn a_failing_secret_is_not_quoted() {
+        let m = values(&[("influxdb", "password", "ab$hidden")]);
+        let e = expand(&m, "a", "${influxdb.password}").unwrap_err();
+        assert_eq!(
+            e,
+            format!("[influxdb] password (a secret) {SECRET_SUBSTITUTION_ERROR}")
+        );
     }
 }

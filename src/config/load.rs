@@ -469,6 +469,8 @@ impl<'a> Context<'a> {
                 found.secret |= expanded.secret;
                 Ok(Some(found))
             }
+            // The reason would quote part of the secret (the name after its `$`).
+            Err(_) if secret => Err(self.error(&found, interpolate::SECRET_SUBSTITUTION_ERROR)),
             Err(reason) => Err(self.error(&found, reason)),
         }
     }
@@ -634,11 +636,7 @@ impl SectionReader<'_> {
 /// Upper bound for sizes librdkafka takes as a C `int`.
 const KAFKA_INT_MAX: u64 = i32::MAX as u64;
 
-fn read_topic(
-    ctx: &Context,
-    t: &mut KafkaTopicSection,
-    warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+fn read_topic(ctx: &Context, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
     let r = ctx.section(t.section);
     r.boolean("enabled", &mut t.enabled)?;
     r.host_ports("uri", &mut t.uri)?;
@@ -663,19 +661,8 @@ fn read_topic(
     r.int("max_buffer_size", 1, KAFKA_INT_MAX, &mut t.max_buffer_size)?;
     r.int("num_processors", 1, 64, &mut t.num_processors)?;
     r.string_opt("zookeeper_path", &mut t.zookeeper_path)?;
-    let mut legacy = false;
-    r.boolean("legacy_kafka_client_enabled", &mut legacy)?;
-    if legacy {
-        if let Some((section, setting)) = ctx.setting(t.section, "legacy_kafka_client_enabled") {
-            let warning = format!(
-                "{}: [{section}] legacy_kafka_client_enabled = true is ignored: librdkafka is the only Kafka client",
-                ctx.layers.files[setting.file].display()
-            );
-            if !warnings.contains(&warning) {
-                warnings.push(warning);
-            }
-        }
-    }
+    // Only checked here; the warning when true comes with the others.
+    r.boolean("legacy_kafka_client_enabled", &mut false)?;
     Ok(())
 }
 
@@ -740,9 +727,9 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
     r.path_opt("log_dir", &mut d.log_dir)?;
     r.boolean("use_stderr", &mut d.use_stderr)?;
 
-    read_topic(&ctx, &mut config.kafka_metrics, &mut warnings)?;
-    read_topic(&ctx, &mut config.kafka_alarm_history, &mut warnings)?;
-    read_topic(&ctx, &mut config.kafka_events, &mut warnings)?;
+    read_topic(&ctx, &mut config.kafka_metrics)?;
+    read_topic(&ctx, &mut config.kafka_alarm_history)?;
+    read_topic(&ctx, &mut config.kafka_events)?;
     // A [kafka] value that every topic section overrides is still checked:
     // it would take effect as soon as one override is removed.
     let mut scratch = KafkaTopicSection::defaults("kafka_metrics");
@@ -769,8 +756,7 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         &mut scratch.max_buffer_size,
     )?;
     k.int("num_processors", 1, 64, &mut scratch.num_processors)?;
-    let mut legacy = false;
-    k.boolean("legacy_kafka_client_enabled", &mut legacy)?;
+    k.boolean("legacy_kafka_client_enabled", &mut false)?;
 
     ctx.section("zookeeper")
         .host_ports("uri", &mut config.zookeeper.uri)?;
@@ -877,12 +863,12 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         }
     }
 
-    warnings.extend(ignored(&ctx, legacy));
+    warnings.extend(ignored(&ctx));
     Ok(Loaded { config, warnings })
 }
 
 /// Warnings for everything in the files that has no effect, once each.
-fn ignored(ctx: &Context, legacy_in_kafka: bool) -> Vec<String> {
+fn ignored(ctx: &Context) -> Vec<String> {
     let layers = ctx.layers;
     let file = |i: usize| layers.files[i].display().to_string();
     let mut warnings = Vec::new();
@@ -918,8 +904,9 @@ fn ignored(ctx: &Context, legacy_in_kafka: bool) -> Vec<String> {
                     "{here} is ignored: logging is set by debug, log_file, log_dir and use_stderr"
                 ));
             }
-        } else if section == "kafka" && option == "legacy_kafka_client_enabled" {
-            if legacy_in_kafka {
+        } else if option == "legacy_kafka_client_enabled" && ctx.defaults.contains_key(&key) {
+            let on = matches!(ctx.lookup(section, option), Ok(Some(f)) if value::boolean(&f.text) == Ok(true));
+            if on {
                 warnings.push(format!(
                     "{here} = true is ignored: librdkafka is the only Kafka client"
                 ));
