@@ -580,8 +580,10 @@ fn the_sample_config_documents_every_option_and_loads() {
         .collect();
     let u = load_str("sample", &uncommented).unwrap_or_else(|e| panic!("uncommented sample: {e}"));
     assert!(u.warnings.is_empty(), "{:?}", u.warnings);
-    let mut expected = Config::default();
-    expected.sources = vec![PathBuf::from("sample")];
+    let expected = Config {
+        sources: vec![PathBuf::from("sample")],
+        ..Config::default()
+    };
     assert_eq!(u.config, expected);
 
     // every option the loader knows is documented in its section (options

@@ -121,21 +121,26 @@ pub enum ConfigError {
         message: String,
     },
     /// A value that is not valid for its option.
-    #[error("{}: [{section}] {option} = {value:?}{}: {reason}", .path.display(), ExpandedNote(.expanded))]
-    Value {
-        /// The file that set it.
-        path: PathBuf,
-        /// The section it was written in (`kafka` for an inherited value).
-        section: String,
-        /// The option.
-        option: String,
-        /// The value as written, `****` for a secret.
-        value: String,
-        /// The value after `$` substitution when that differs (never a secret).
-        expanded: Option<String>,
-        /// Why it is refused.
-        reason: String,
-    },
+    #[error("{0}")]
+    Value(Box<BadValue>),
+}
+
+/// A value refused for its option, with where it was written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: [{section}] {option} = {value:?}{}: {reason}", .path.display(), ExpandedNote(.expanded))]
+pub struct BadValue {
+    /// The file that set it.
+    pub path: PathBuf,
+    /// The section it was written in (`kafka` for an inherited value).
+    pub section: String,
+    /// The option.
+    pub option: String,
+    /// The value as written, `****` for a secret.
+    pub value: String,
+    /// The value after `$` substitution when that differs (never a secret).
+    pub expanded: Option<String>,
+    /// Why it is refused.
+    pub reason: String,
 }
 
 struct ExpandedNote<'a>(&'a Option<String>);
@@ -439,14 +444,14 @@ impl<'a> Context<'a> {
             let expanded = (found.text != found.raw).then(|| found.text.clone());
             (found.raw.clone(), expanded)
         };
-        ConfigError::Value {
+        ConfigError::Value(Box::new(BadValue {
             path: self.layers.files[found.file].clone(),
             section: found.section.clone(),
             option: found.option.clone(),
             value,
             expanded,
             reason: reason.into(),
-        }
+        }))
     }
 
     /// The option's value from the files, substituted; `None` when no file sets it.
@@ -716,8 +721,10 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         defaults: default_texts(),
         referenced: RefCell::new(BTreeSet::new()),
     };
-    let mut config = Config::default();
-    config.sources = layers.files.clone();
+    let mut config = Config {
+        sources: layers.files.clone(),
+        ..Config::default()
+    };
     let mut warnings = Vec::new();
 
     let d = &mut config.default;
@@ -947,8 +954,10 @@ mod tests {
     #[test]
     fn nothing_set_gives_the_reference_defaults() {
         let l = load_ok("");
-        let mut expected = Config::default();
-        expected.sources = vec![PathBuf::from("test.conf")];
+        let expected = Config {
+            sources: vec![PathBuf::from("test.conf")],
+            ..Config::default()
+        };
         assert_eq!(l.config, expected);
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     }

@@ -15,7 +15,7 @@ mod load;
 mod render;
 mod value;
 
-pub use load::{load, load_str, ConfigError, Loaded, Sources};
+pub use load::{load, load_str, BadValue, ConfigError, Loaded, Sources};
 pub use render::{EffectiveOption, EffectiveSection};
 
 /// A value that must never reach a log, a Debug dump or check-config output.
