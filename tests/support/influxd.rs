@@ -48,8 +48,16 @@ impl Influxd {
 
     /// Starts an influxd with the given options and waits until it answers /ping.
     pub fn start_with(opts: InfluxdOptions) -> Influxd {
-        let dir = tempfile::Builder::new().prefix("influxd-test").tempdir().expect("create temp dir for influxd");
-        let mut me = Influxd { dir, port: 0, child: None, opts };
+        let dir = tempfile::Builder::new()
+            .prefix("influxd-test")
+            .tempdir()
+            .expect("create temp dir for influxd");
+        let mut me = Influxd {
+            dir,
+            port: 0,
+            child: None,
+            opts,
+        };
         for _attempt in 0..5 {
             me.port = super::free_port();
             if me.try_spawn() {
@@ -59,7 +67,10 @@ impl Influxd {
                 return me;
             }
         }
-        panic!("influxd did not start after 5 attempts; see {}/influxd.log", me.dir.path().display());
+        panic!(
+            "influxd did not start after 5 attempts; see {}/influxd.log",
+            me.dir.path().display()
+        );
     }
 
     /// Base URL, e.g. `http://127.0.0.1:40123`.
@@ -154,7 +165,11 @@ bind-address = "127.0.0.1:{rpc_port}"
     }
 
     fn create_admin(&self) {
-        let r = self.query_raw(None, "CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES", false);
+        let r = self.query_raw(
+            None,
+            "CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES",
+            false,
+        );
         assert!(r.contains("results"), "create admin user: {r}");
     }
 
@@ -179,23 +194,36 @@ bind-address = "127.0.0.1:{rpc_port}"
         assert!(self.child.is_none(), "restart of a running influxd");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !self.try_spawn() {
-            assert!(std::time::Instant::now() < deadline, "influxd did not restart on port {}", self.port);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "influxd did not restart on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn query_raw(&self, db: Option<&str>, q: &str, with_auth: bool) -> String {
-        let mut req = ureq::post(&format!("{}/query", self.url())).config().http_status_as_error(false).build();
+        let mut req = ureq::post(&format!("{}/query", self.url()))
+            .config()
+            .http_status_as_error(false)
+            .build();
         if with_auth && self.opts.auth {
-            req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0"); // admin:admin-secret
+            req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0");
+            // admin:admin-secret
         }
         let mut form: Vec<(&str, &str)> = vec![("q", q), ("epoch", "ms")];
         if let Some(db) = db {
             form.push(("db", db));
         }
-        let mut resp = req.send_form(form).unwrap_or_else(|e| panic!("query {q:?} on influxd {}: {e}", self.url()));
+        let mut resp = req
+            .send_form(form)
+            .unwrap_or_else(|e| panic!("query {q:?} on influxd {}: {e}", self.url()));
         let mut s = String::new();
-        resp.body_mut().as_reader().read_to_string(&mut s).expect("read query body");
+        resp.body_mut()
+            .as_reader()
+            .read_to_string(&mut s)
+            .expect("read query body");
         s
     }
 
@@ -226,8 +254,15 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// `SELECT count(*)`-style helper: number of points in `measurement` (0 when absent).
     pub fn count(&self, db: &str, measurement: &str) -> u64 {
-        let q = format!("SELECT count(value) FROM \"{}\"", measurement.replace('\\', "\\\\").replace('"', "\\\""));
-        self.rows(db, &q).first().and_then(|r| r.get(1)).and_then(|v| v.as_u64()).unwrap_or(0)
+        let q = format!(
+            "SELECT count(value) FROM \"{}\"",
+            measurement.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        self.rows(db, &q)
+            .first()
+            .and_then(|r| r.get(1))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
     }
 
     /// Names of all databases.
@@ -247,7 +282,9 @@ bind-address = "127.0.0.1:{rpc_port}"
         if self.opts.auth {
             req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0");
         }
-        let mut resp = req.send(body.as_bytes()).unwrap_or_else(|e| panic!("write to influxd {}: {e}", self.url()));
+        let mut resp = req
+            .send(body.as_bytes())
+            .unwrap_or_else(|e| panic!("write to influxd {}: {e}", self.url()));
         let status = resp.status().as_u16();
         let mut s = String::new();
         let _ = resp.body_mut().as_reader().read_to_string(&mut s);
