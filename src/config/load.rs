@@ -338,15 +338,13 @@ fn default_texts() -> BTreeMap<(String, String), String> {
             map.insert((section.name.to_string(), o.name), o.value);
         }
     }
-    let kafka_defaults: Vec<(String, String)> = KAFKA_COMMON
-        .iter()
-        .filter_map(|name| {
-            let value = map.get(&("kafka_metrics".to_string(), name.to_string()))?;
-            Some((name.to_string(), value.clone()))
-        })
-        .collect();
-    for (name, value) in kafka_defaults {
-        map.insert(("kafka".to_string(), name), value);
+    for name in KAFKA_COMMON {
+        let topic_default = map
+            .get(&("kafka_metrics".to_string(), name.to_string()))
+            .cloned();
+        if let Some(value) = topic_default {
+            map.insert(("kafka".to_string(), name.to_string()), value);
+        }
     }
     for section in ["kafka"].iter().chain(TOPIC_SECTIONS.iter()) {
         map.insert(
@@ -648,6 +646,13 @@ fn read_topic(ctx: &Context, t: &mut KafkaTopicSection) -> Result<(), ConfigErro
     r.name("group_id", &mut t.group_id)?;
     r.name("topic", &mut t.topic)?;
     r.int("batch_size", 1, 1_000_000, &mut t.batch_size)?;
+    r.string_opt("zookeeper_path", &mut t.zookeeper_path)?;
+    read_kafka_common(&r, t)
+}
+
+/// The `[kafka]` options, read from `[kafka]` itself or from a topic section
+/// (which then falls back to `[kafka]`).
+fn read_kafka_common(r: &SectionReader, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
     r.string_opt("consumer_id", &mut t.consumer_id)?;
     r.name("client_id", &mut t.client_id)?;
     r.int(
@@ -665,10 +670,8 @@ fn read_topic(ctx: &Context, t: &mut KafkaTopicSection) -> Result<(), ConfigErro
     r.int_opt("buffer_size", 1, KAFKA_INT_MAX, &mut t.buffer_size)?;
     r.int("max_buffer_size", 1, KAFKA_INT_MAX, &mut t.max_buffer_size)?;
     r.int("num_processors", 1, 64, &mut t.num_processors)?;
-    r.string_opt("zookeeper_path", &mut t.zookeeper_path)?;
     // Only checked here; the warning when true comes with the others.
-    r.boolean("legacy_kafka_client_enabled", &mut false)?;
-    Ok(())
+    r.boolean("legacy_kafka_client_enabled", &mut false)
 }
 
 fn read_repositories(
@@ -678,17 +681,18 @@ fn read_repositories(
 ) -> Result<(), ConfigError> {
     let repositories = &mut config.repositories;
     let r = ctx.section("repositories");
-    r.string("metrics_driver", &mut repositories.metrics_driver)?;
-    r.string(
-        "alarm_state_history_driver",
-        &mut repositories.alarm_state_history_driver,
-    )?;
     r.string("events_driver", &mut repositories.events_driver)?;
     r.boolean(
         "ignore_parse_point_error",
         &mut repositories.ignore_parse_point_error,
     )?;
-    for option in ["metrics_driver", "alarm_state_history_driver"] {
+    for (option, target) in [
+        ("metrics_driver", &mut repositories.metrics_driver),
+        (
+            "alarm_state_history_driver",
+            &mut repositories.alarm_state_history_driver,
+        ),
+    ] {
         let Some(found) = ctx.lookup("repositories", option)? else {
             continue;
         };
@@ -711,6 +715,7 @@ fn read_repositories(
                 found.text
             ));
         }
+        *target = found.text;
     }
     Ok(())
 }
@@ -734,46 +739,18 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
     r.path_opt("log_dir", &mut d.log_dir)?;
     r.boolean("use_stderr", &mut d.use_stderr)?;
 
+    // [kafka] is checked on its own too: a value every topic section
+    // overrides would take effect as soon as one override is removed.
+    read_kafka_common(
+        &ctx.section("kafka"),
+        &mut KafkaTopicSection::defaults("kafka_metrics"),
+    )?;
     read_topic(&ctx, &mut config.kafka_metrics)?;
     read_topic(&ctx, &mut config.kafka_alarm_history)?;
     read_topic(&ctx, &mut config.kafka_events)?;
-    // A [kafka] value that every topic section overrides is still checked:
-    // it would take effect as soon as one override is removed.
-    let mut scratch = KafkaTopicSection::defaults("kafka_metrics");
-    let k = ctx.section("kafka");
-    k.string_opt("consumer_id", &mut scratch.consumer_id)?;
-    k.name("client_id", &mut scratch.client_id)?;
-    k.int(
-        "max_wait_time_seconds",
-        1,
-        86_400,
-        &mut scratch.max_wait_time_seconds,
-    )?;
-    k.int(
-        "fetch_size_bytes",
-        1,
-        KAFKA_INT_MAX,
-        &mut scratch.fetch_size_bytes,
-    )?;
-    k.int_opt("buffer_size", 1, KAFKA_INT_MAX, &mut scratch.buffer_size)?;
-    k.int(
-        "max_buffer_size",
-        1,
-        KAFKA_INT_MAX,
-        &mut scratch.max_buffer_size,
-    )?;
-    k.int("num_processors", 1, 64, &mut scratch.num_processors)?;
-    k.boolean("legacy_kafka_client_enabled", &mut false)?;
 
     ctx.section("zookeeper")
         .host_ports("uri", &mut config.zookeeper.uri)?;
-    let mut recheck = 0u64;
-    ctx.section("zookeeper").int(
-        "partition_interval_recheck_seconds",
-        0,
-        u64::MAX,
-        &mut recheck,
-    )?;
 
     let i = &mut config.influxdb;
     let r = ctx.section("influxdb");
