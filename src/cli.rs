@@ -91,7 +91,7 @@ impl Cli {
         let mut loaded = config::load(&sources).context("invalid configuration")?;
         if loaded.config.sources.is_empty() {
             loaded.warnings.push(
-                "no configuration file given or found in the default locations; using built-in defaults"
+                "no configuration file read (none given, none in the default locations, or an empty --config-dir); using built-in defaults"
                     .to_string(),
             );
         }
