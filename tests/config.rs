@@ -711,6 +711,26 @@ fn check_config_prints_the_effective_configuration_without_secrets() {
 }
 
 #[test]
+fn without_config_options_the_oslo_default_locations_are_searched() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".monasca");
+    fs::create_dir(&dir).unwrap();
+    let conf = write(&dir, "monasca-persister.conf", "[influxdb]\nport = 18086\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_monasca-persister"))
+        .arg("check-config")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("#   {}\n", conf.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nport = 18086\n"), "{stdout}");
+}
+
+#[test]
 fn check_config_fails_with_the_reason_and_exit_1() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = write(
