@@ -370,10 +370,22 @@ impl Transformer {
 }
 
 /// Writes the metric name as the measurement, refusing names InfluxDB would
-/// lose: empty ones, and ones it reads as a comment line (`#…`, after the
-/// tabs and NULs it skips at the start of a line).
+/// lose: empty ones, ones it reads as a comment line (`#…`, after the tabs
+/// and NULs it skips at the start of a line), and ones with a backslash
+/// right before a space, comma, `=` or `"` — InfluxDB 1.6 stores those
+/// under a name that no query finds again.
 fn push_measurement(out: &mut Vec<u8>, name: Cow<'_, str>) -> Result<(), Rejection> {
     let name = normalise_tag_text(name);
+    if name
+        .as_bytes()
+        .windows(2)
+        .any(|pair| pair[0] == b'\\' && matches!(pair[1], b' ' | b',' | b'=' | b'"'))
+    {
+        return Err(bad_value(
+            "metric.name",
+            format!("{name:?} has a backslash before a space, comma, `=` or `\"`, which InfluxDB 1.x stores unfindably"),
+        ));
+    }
     let significant = name.trim_start_matches(['\t', '\0']);
     if significant.is_empty() {
         return Err(bad_value(

@@ -121,6 +121,11 @@ fn names_influxdb_would_lose_are_rejected() {
         "\"\\t#comment\"",
         "\"\\t\"",
         "\"\\\\\"",
+        r#""a\\ b""#,
+        r#""a\\,b""#,
+        r#""a\\=b""#,
+        r#""a\\\"b""#,
+        r#""a\\\nb""#,
     ] {
         assert_eq!(
             line(&metric_json(name, "{}", "1", "null")).map_err(|e| e.kind()),
