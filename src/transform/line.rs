@@ -25,12 +25,33 @@ pub(crate) fn max_series_key_len(longest_field_key: usize) -> usize {
     MAX_STORAGE_KEY_LEN - STORAGE_KEY_SEPARATOR_LEN - longest_field_key
 }
 
+/// Byte classes for tag text, looked up rather than compared so that a
+/// whole string is classified in one branch-free pass.
+const LINE_BREAK: u8 = 1;
+const TAG_ESCAPED: u8 = 2;
+const TAG_BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'\n' as usize] = LINE_BREAK;
+    table[b'\r' as usize] = LINE_BREAK;
+    table[b'\\' as usize] = TAG_ESCAPED;
+    table[b' ' as usize] = TAG_ESCAPED;
+    table[b',' as usize] = TAG_ESCAPED;
+    table[b'=' as usize] = TAG_ESCAPED;
+    table
+};
+
+fn tag_byte_classes(text: &str) -> u8 {
+    text.bytes()
+        .fold(0, |classes, b| classes | TAG_BYTE_CLASS[usize::from(b)])
+}
+
 /// Makes measurement or tag text writable: newlines and carriage returns
-/// become [`LINE_BREAK_REPLACEMENT`], and trailing backslashes are dropped —
-/// InfluxDB 1.x reads a backslash before the following separator as escaping
-/// it, so no escaping can make text that ends in `\` parse.
+/// become [`LINE_BREAK_REPLACEMENT`] and trailing backslashes are dropped
+/// (see [`trim_trailing_backslashes`]). Needed where the text is compared
+/// (tag keys, measurement checks); [`push_tag_text`] replaces line breaks
+/// by itself.
 pub(crate) fn normalise_tag_text(text: Cow<'_, str>) -> Cow<'_, str> {
-    let mut text = if text.contains(['\n', '\r']) {
+    let text = if tag_byte_classes(&text) & LINE_BREAK != 0 {
         Cow::Owned(text.replace(
             ['\n', '\r'],
             LINE_BREAK_REPLACEMENT.encode_utf8(&mut [0; 4]),
@@ -38,31 +59,54 @@ pub(crate) fn normalise_tag_text(text: Cow<'_, str>) -> Cow<'_, str> {
     } else {
         text
     };
-    let kept = text.trim_end_matches('\\').len();
-    match &mut text {
-        Cow::Borrowed(s) => *s = &s[..kept],
-        Cow::Owned(s) => s.truncate(kept),
+    trim_trailing_backslashes(text)
+}
+
+/// Drops trailing backslashes: InfluxDB 1.x reads a backslash before the
+/// following separator as escaping it, so no escaping can make text that
+/// ends in `\` parse.
+pub(crate) fn trim_trailing_backslashes(mut text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.ends_with('\\') {
+        let kept = text.trim_end_matches('\\').len();
+        match &mut text {
+            Cow::Borrowed(s) => *s = &s[..kept],
+            Cow::Owned(s) => s.truncate(kept),
+        }
     }
     text
 }
 
-/// Appends measurement, tag key or tag value text, escaped as the reference
-/// does (`escape_tag`).
+/// Appends measurement, tag key or tag value text (already trimmed of
+/// trailing backslashes), escaped as the reference does (`escape_tag`), with
+/// a newline or carriage return written as an escaped
+/// [`LINE_BREAK_REPLACEMENT`].
 pub(crate) fn push_tag_text(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b'\\' | b' ' | b',' | b'='))
-    {
+    if tag_byte_classes(text) == 0 {
         out.extend_from_slice(bytes);
         return;
     }
-    for &b in bytes {
-        if matches!(b, b'\\' | b' ' | b',' | b'=') {
-            out.push(b'\\');
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let class = TAG_BYTE_CLASS[usize::from(b)];
+        if class == 0 {
+            continue;
         }
-        out.push(b);
+        out.extend_from_slice(&bytes[run_start..i]);
+        out.push(b'\\');
+        if class == LINE_BREAK {
+            let mut replacement = [0; 4];
+            out.extend_from_slice(
+                LINE_BREAK_REPLACEMENT
+                    .encode_utf8(&mut replacement)
+                    .as_bytes(),
+            );
+            run_start = i + 1;
+        } else {
+            run_start = i;
+        }
     }
+    out.extend_from_slice(&bytes[run_start..]);
 }
 
 /// Appends `text` escaped for the inside of a string field (`escape_value`
@@ -116,6 +160,9 @@ mod tests {
         assert_eq!(tag("a b,c=d"), "a\\ b\\,c\\=d");
         assert_eq!(tag("C:\\temp\\dir"), "C:\\\\temp\\\\dir");
         assert_eq!(tag("tab\there"), "tab\there");
+        let mut out = Vec::new();
+        push_tag_text(&mut out, "a\nb\r");
+        assert_eq!(out, b"a\\ b\\ ");
     }
 
     #[test]

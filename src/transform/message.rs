@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
@@ -50,57 +50,134 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de Raw
 /// up to 16 live inline so that the common message needs no heap.
 pub(crate) type DimensionList<'p> = SmallVec<[(Cow<'p, str>, Cow<'p, str>); 16]>;
 
-/// `metric.dimensions`: a JSON object of strings.
+/// A metric message: `{"metric": {...}, "meta": {...}, "creation_time": ...}`,
+/// without its dimensions, which [`decode_metric`] puts in a list the caller
+/// owns: kept out of the message, the inline list is not copied around as
+/// the decoded value moves.
 #[derive(Debug, Default)]
-pub(crate) struct Dimensions<'p>(pub DimensionList<'p>);
-
-impl<'de: 'p, 'p> Deserialize<'de> for Dimensions<'p> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DimensionsVisitor<'p>(std::marker::PhantomData<&'p ()>);
-        impl<'de: 'p, 'p> Visitor<'de> for DimensionsVisitor<'p> {
-            type Value = Dimensions<'p>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of dimension names to string values")
-            }
-            fn visit_unit<E>(self) -> Result<Dimensions<'p>, E> {
-                Ok(Dimensions::default())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dimensions<'p>, A::Error> {
-                let mut list = DimensionList::new();
-                while let Some((Text(name), Text(value))) =
-                    map.next_entry::<Text<'p>, Text<'p>>()?
-                {
-                    list.push((name, value));
-                }
-                Ok(Dimensions(list))
-            }
-        }
-        deserializer.deserialize_any(DimensionsVisitor(std::marker::PhantomData))
-    }
-}
-
-/// A metric message: `{"metric": {...}, "meta": {...}, "creation_time": ...}`.
-#[derive(Debug, Deserialize)]
 pub(crate) struct MetricEnvelope<'p> {
-    #[serde(borrow)]
     pub metric: Option<Metric<'p>>,
-    #[serde(borrow)]
     pub meta: Option<MetricMeta<'p>>,
 }
 
-/// The `metric` object of a metric message.
-#[derive(Debug, Deserialize)]
+/// The `metric` object of a metric message (dimensions aside).
+#[derive(Debug, Default)]
 pub(crate) struct Metric<'p> {
-    #[serde(borrow)]
     pub name: Option<Text<'p>>,
-    #[serde(borrow, default)]
-    pub dimensions: Option<Dimensions<'p>>,
-    #[serde(borrow, default, deserialize_with = "present")]
     pub timestamp: Option<&'p RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     pub value: Option<&'p RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     pub value_meta: Option<&'p RawValue>,
+}
+
+/// Decodes a metric message, appending its dimensions to `dimensions`.
+/// A repeated field keeps its last value, as Python's `json.loads` does.
+pub(crate) fn decode_metric<'p>(
+    text: &'p str,
+    dimensions: &mut DimensionList<'p>,
+) -> Result<MetricEnvelope<'p>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let envelope = EnvelopeSeed(dimensions).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(envelope)
+}
+
+struct EnvelopeSeed<'l, 'p>(&'l mut DimensionList<'p>);
+
+impl<'de: 'p, 'p> DeserializeSeed<'de> for EnvelopeSeed<'_, 'p> {
+    type Value = MetricEnvelope<'p>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de: 'p, 'p> Visitor<'de> for EnvelopeSeed<'_, 'p> {
+    type Value = MetricEnvelope<'p>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a metric message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut envelope = MetricEnvelope::default();
+        while let Some(Text(key)) = map.next_key::<Text<'p>>()? {
+            match key.as_ref() {
+                "metric" => envelope.metric = map.next_value_seed(MetricSeed(&mut *self.0))?,
+                "meta" => envelope.meta = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+struct MetricSeed<'l, 'p>(&'l mut DimensionList<'p>);
+
+impl<'de: 'p, 'p> DeserializeSeed<'de> for MetricSeed<'_, 'p> {
+    type Value = Option<Metric<'p>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de: 'p, 'p> Visitor<'de> for MetricSeed<'_, 'p> {
+    type Value = Option<Metric<'p>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a metric object")
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut metric = Metric::default();
+        while let Some(Text(key)) = map.next_key::<Text<'p>>()? {
+            match key.as_ref() {
+                "name" => metric.name = map.next_value()?,
+                "dimensions" => {
+                    self.0.clear();
+                    map.next_value_seed(DimensionsSeed(&mut *self.0))?;
+                }
+                "timestamp" => metric.timestamp = Some(map.next_value()?),
+                "value" => metric.value = Some(map.next_value()?),
+                "value_meta" => metric.value_meta = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(metric))
+    }
+}
+
+/// Fills the list from `metric.dimensions`: an object of strings, or `null`.
+struct DimensionsSeed<'l, 'p>(&'l mut DimensionList<'p>);
+
+impl<'de: 'p, 'p> DeserializeSeed<'de> for DimensionsSeed<'_, 'p> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de: 'p, 'p> Visitor<'de> for DimensionsSeed<'_, 'p> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of dimension names to string values")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((Text(name), Text(value))) = map.next_entry::<Text<'p>, Text<'p>>()? {
+            self.0.push((name, value));
+        }
+        Ok(())
+    }
 }
 
 /// The `meta` object of a metric message.

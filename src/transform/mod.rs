@@ -22,9 +22,10 @@ use thiserror::Error;
 use crate::config::InfluxSection;
 pub use database::{Target, TenantNameError, MAX_DATABASE_NAME_LEN};
 use line::{
-    max_series_key_len, normalise_tag_text, push_string_field, push_tag_text, StringFieldSink,
+    max_series_key_len, normalise_tag_text, push_string_field, push_tag_text,
+    trim_trailing_backslashes, StringFieldSink,
 };
-use message::{AlarmEnvelope, EventEnvelope, JsonKind, MetricEnvelope, Text};
+use message::{AlarmEnvelope, DimensionList, EventEnvelope, JsonKind, Text};
 use pynum::{FloatRepr, IntError};
 
 /// Earliest timestamp (ms) InfluxDB 1.x stores: its range is ±(2^63 - 2) ns.
@@ -118,6 +119,16 @@ fn malformed(error: serde_json::Error) -> Rejection {
     Rejection::Malformed(error.to_string())
 }
 
+/// Parses a whole message. UTF-8 is checked once up front so that serde_json
+/// need not re-check every string and raw value it borrows.
+fn decode<'p, T: serde::Deserialize<'p>>(payload: &'p [u8]) -> Result<T, Rejection> {
+    serde_json::from_str(utf8(payload)?).map_err(malformed)
+}
+
+fn utf8(payload: &[u8]) -> Result<&str, Rejection> {
+    std::str::from_utf8(payload).map_err(|e| Rejection::Malformed(format!("not UTF-8: {e}")))
+}
+
 /// Turns Monasca messages into InfluxDB lines for one `[influxdb]` setup.
 /// Cheap to share between consumer threads (`&self` everywhere).
 #[derive(Debug, Clone)]
@@ -177,7 +188,7 @@ impl Transformer {
 
     /// Decodes and validates an event message (there is no events store yet).
     pub fn event(&self, payload: &[u8]) -> Result<(), Rejection> {
-        let envelope: EventEnvelope<'_> = serde_json::from_slice(payload).map_err(malformed)?;
+        let envelope: EventEnvelope<'_> = decode(payload)?;
         let event = envelope.event.ok_or(Rejection::MissingField("event"))?;
         event
             .event_type
@@ -217,7 +228,9 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        let envelope: MetricEnvelope<'p> = serde_json::from_slice(payload).map_err(malformed)?;
+        let text = utf8(payload)?;
+        let mut tags = DimensionList::new();
+        let envelope = message::decode_metric(text, &mut tags).map_err(malformed)?;
         let metric = envelope.metric.ok_or(Rejection::MissingField("metric"))?;
         let name = metric.name.ok_or(Rejection::MissingField("metric.name"))?.0;
         let meta = envelope.meta.ok_or(Rejection::MissingField("meta"))?;
@@ -233,11 +246,10 @@ impl Transformer {
         let series_start = out.len();
         push_measurement(out, name)?;
 
-        let mut tags = metric.dimensions.map(|d| d.0).unwrap_or_default();
         let mut reserved_key = false;
         tags.retain(|(key, value)| {
             *key = normalise_tag_text(std::mem::take(key));
-            *value = normalise_tag_text(std::mem::take(value));
+            *value = trim_trailing_backslashes(std::mem::take(value));
             // InfluxDB refuses a point with a tag key `time`.
             reserved_key |= key == "time";
             // An empty key or value cannot be written (InfluxDB treats an
@@ -252,7 +264,7 @@ impl Transformer {
             ));
         }
         for (key, text) in [("_region", region), ("_tenant_id", tenant)] {
-            let text = normalise_tag_text(text);
+            let text = trim_trailing_backslashes(text);
             if !text.is_empty() {
                 tags.push((Cow::Borrowed(key), text));
             }
@@ -296,7 +308,7 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        let envelope: AlarmEnvelope<'p> = serde_json::from_slice(payload).map_err(malformed)?;
+        let envelope: AlarmEnvelope<'p> = decode(payload)?;
         let alarm = envelope
             .alarm_transitioned
             .ok_or(Rejection::MissingField("alarm-transitioned"))?;
@@ -324,7 +336,7 @@ impl Transformer {
 
         let series_start = out.len();
         out.extend_from_slice(ALARM_MEASUREMENT.as_bytes());
-        let tenant_tag = normalise_tag_text(Cow::Borrowed(&tenant));
+        let tenant_tag = trim_trailing_backslashes(Cow::Borrowed(&tenant));
         if !tenant_tag.is_empty() {
             out.extend_from_slice(b",tenant_id=");
             push_tag_text(out, &tenant_tag);

@@ -38,22 +38,34 @@ pub(crate) fn int_from_text(text: &str) -> Result<i64, IntError> {
     if bytes.is_empty() || !bytes[0].is_ascii_digit() || !bytes[bytes.len() - 1].is_ascii_digit() {
         return Err(IntError::NotInteger);
     }
-    let mut magnitude: i128 = 0;
+    // Accumulate as a negative number: i64's range is one wider below zero.
+    let mut value: i64 = 0;
+    let mut overflow = false;
     let mut previous_underscore = false;
     for &b in bytes {
         match b {
             b'0'..=b'9' => {
                 previous_underscore = false;
-                magnitude = magnitude
-                    .saturating_mul(10)
-                    .saturating_add(i128::from(b - b'0'));
+                match value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_sub(i64::from(b - b'0')))
+                {
+                    Some(v) => value = v,
+                    None => overflow = true,
+                }
             }
             b'_' if !previous_underscore => previous_underscore = true,
             _ => return Err(IntError::NotInteger),
         }
     }
-    let signed = if negative { -magnitude } else { magnitude };
-    i64::try_from(signed).map_err(|_| IntError::OutOfRange)
+    if overflow {
+        return Err(IntError::OutOfRange);
+    }
+    if negative {
+        Ok(value)
+    } else {
+        value.checked_neg().ok_or(IntError::OutOfRange)
+    }
 }
 
 /// Python's `int(float)`: truncation toward zero.
@@ -126,6 +138,14 @@ impl FloatRepr {
         }
         let mut ryu_buf = ryu::Buffer::new();
         let shortest = ryu_buf.format_finite(x).as_bytes();
+        // ryu already writes Python's form in fixed notation, except that it
+        // keeps four leading zeros after the point where Python switches to
+        // an exponent (0.00001234 vs 1.234e-05).
+        let digits_start = usize::from(shortest.first() == Some(&b'-'));
+        if !shortest.contains(&b'e') && !shortest[digits_start..].starts_with(b"0.0000") {
+            repr.push(shortest);
+            return repr;
+        }
         let (negative, shortest) = match shortest.split_first() {
             Some((b'-', rest)) => (true, rest),
             _ => (false, shortest),
@@ -251,6 +271,10 @@ mod tests {
             (0.0001, "0.0001"),
             (0.00001, "1e-05"),
             (0.000123, "0.000123"),
+            (0.00001234, "1.234e-05"),
+            (-0.00001234, "-1.234e-05"),
+            (0.0001234, "0.0001234"),
+            (1e-4, "0.0001"),
             (0.0000123, "1.23e-05"),
             (1e15, "1000000000000000.0"),
             (1e16, "1e+16"),
