@@ -134,6 +134,8 @@ impl<'de: 'p, 'p> Visitor<'de> for MetricSeed<'_, 'p> {
         deserializer.deserialize_map(self)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A repeated `metric` object replaces the earlier one whole.
+        self.0.clear();
         let mut metric = Metric::default();
         while let Some(Text(key)) = map.next_key::<Text<'p>>()? {
             match key.as_ref() {

@@ -54,7 +54,7 @@ const SUB_ALARM_RENAMES: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum Rejection {
     /// Not JSON, or JSON of the wrong shape (a string where an object or a
-    /// string is required, a repeated envelope field…).
+    /// string is required, a field repeated in an alarm or event message).
     #[error("malformed message: {0}")]
     Malformed(String),
     /// A required field is absent (or `null`); the dotted path names it.

@@ -148,6 +148,15 @@ fn repeated_dimensions_keep_the_last_value_and_meta_overrides() {
 }
 
 #[test]
+fn repeated_message_fields_keep_the_last_one_like_python() {
+    let payload = r#"{"metric": {"name": "old", "dimensions": {"a": "1"}, "timestamp": 1, "value": 1}, "metric": {"name": "m", "timestamp": 2, "value": 3, "dimensions": {"b": "1"}, "dimensions": {"c": "2"}}, "meta": {"region": "r", "tenantId": "t"}}"#;
+    assert_eq!(
+        line(payload).as_deref(),
+        Ok("m,_region=r,_tenant_id=t,c=2 value=3.0,value_meta=\"{}\" 2\n")
+    );
+}
+
+#[test]
 fn many_dimensions_spill_past_the_inline_array_and_stay_sorted() {
     let dimensions: Vec<String> = (0..40)
         .rev()
