@@ -3,3 +3,6 @@
 //! See ARCHITECTURE.md for the code map.
 
 pub mod config;
+pub mod dead_letter;
+pub mod influx;
+pub mod retry;
