@@ -362,26 +362,32 @@ impl InfluxClient {
         }
     }
 
-    /// `CREATE DATABASE "<name>"` and, when `retention_hours > 0`,
-    /// `CREATE RETENTION POLICY "<h>h" ON "<name>" DURATION <h>h REPLICATION 1 DEFAULT`.
-    /// Both are idempotent, so a retry after a failure between them is safe.
-    /// A policy of that name that already exists with other settings is left
-    /// as it is (someone else created the database), with a warning.
+    /// Creates database `name`; when `retention_hours > 0` its default
+    /// retention policy is `"<h>h"` (`DURATION <h>h REPLICATION 1`).
+    ///
+    /// One statement does both — `CREATE DATABASE "<name>" WITH DURATION <h>h
+    /// REPLICATION 1 NAME "<h>h"` — rather than the reference's `CREATE
+    /// DATABASE` then `CREATE RETENTION POLICY … DEFAULT`: between those two,
+    /// another writer's points land in `autogen`, where queries on the
+    /// default policy never see them (a test caught exactly that). The
+    /// database then has no `autogen` policy. Idempotent; a database that
+    /// already exists with other policies (created by someone else) is left
+    /// as it is, with a warning.
     pub fn create_database(&self, name: &str, retention_hours: u32) -> Result<(), InfluxError> {
-        self.query(None, &format!("CREATE DATABASE {}", quote_identifier(name)))?;
-        if retention_hours == 0 {
-            return Ok(());
+        let mut statement = format!("CREATE DATABASE {}", quote_identifier(name));
+        if retention_hours > 0 {
+            statement.push_str(&format!(
+                " WITH DURATION {retention_hours}h REPLICATION 1 NAME {}",
+                quote_identifier(&format!("{retention_hours}h"))
+            ));
         }
-        let policy = format!("{retention_hours}h");
-        let statement = format!(
-            "CREATE RETENTION POLICY {} ON {} DURATION {retention_hours}h REPLICATION 1 DEFAULT",
-            quote_identifier(&policy),
-            quote_identifier(name)
-        );
         match self.query(None, &statement) {
-            Err(InfluxError::Statement { message, .. }) if message.contains("already exists") => {
+            Err(InfluxError::Statement { message, .. })
+                if message.contains("conflicts with an existing policy") =>
+            {
                 log::warn!(
-                    "InfluxDB database {name:?} already has a retention policy {policy:?} with other settings; left as it is"
+                    "InfluxDB database {name:?} already exists with other retention policies; left as it is \
+                     (default_retention_hours = {retention_hours} applies only to databases this persister creates)"
                 );
                 Ok(())
             }

@@ -4,27 +4,19 @@
 //! database (with the default retention policy, since it is new) and retry.
 //! Several threads can hit the same missing database at once (a new tenant
 //! under `db_per_tenant`); the first creates it, the others see that it was
-//! created after their write failed and just retry. A creation that failed
-//! half way (database made, policy not) stays pending, and is finished
-//! before the next write to that database, so no point lands in a database
-//! without its policy.
+//! created after their write failed and just retry, so the creation is
+//! logged and reported once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use super::client::{InfluxClient, InfluxError};
 
-/// Databases this process created, and creations still to finish.
+/// The databases this process created, and when.
 #[derive(Debug, Default)]
 pub struct DatabaseRegistry {
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    created: HashMap<String, Instant>,
-    pending: HashSet<String>,
+    created: Mutex<HashMap<String, Instant>>,
 }
 
 /// How a missing database was dealt with.
@@ -42,29 +34,23 @@ impl DatabaseRegistry {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state stays consistent across a panic in another thread (every
-        // update is a single insert or remove), so a poisoned lock is usable.
-        self.state
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // Every update is a single insert, so the map is consistent even
+        // after a panic in another thread: a poisoned lock is still usable.
+        self.created
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// True when a creation of `database` failed half way and must be
-    /// finished (with [`DatabaseRegistry::create`]) before writing to it.
-    pub fn is_pending(&self, database: &str) -> bool {
-        self.lock().pending.contains(database)
-    }
-
     /// When this process last created `database`.
     pub fn created_at(&self, database: &str) -> Option<Instant> {
-        self.lock().created.get(database).copied()
+        self.lock().get(database).copied()
     }
 
     /// Creates `database` (see [`InfluxClient::create_database`]) unless
     /// another thread did so after `missing_since`, the moment the write that
     /// found it missing was sent. Creations are serialised: they are rare,
-    /// and it keeps two threads from racing on the same policy.
+    /// and it lets the other threads see a creation instead of repeating it.
     pub fn create(
         &self,
         client: &InfluxClient,
@@ -72,20 +58,13 @@ impl DatabaseRegistry {
         retention_hours: u32,
         missing_since: Instant,
     ) -> Result<Creation, InfluxError> {
-        let mut state = self.lock();
-        if !state.pending.contains(database)
-            && state
-                .created
-                .get(database)
-                .is_some_and(|&at| at >= missing_since)
-        {
+        let mut created = self.lock();
+        if created.get(database).is_some_and(|&at| at >= missing_since) {
             return Ok(Creation::AlreadyDone);
         }
-        state.pending.insert(database.to_string());
         match client.create_database(database, retention_hours) {
             Ok(()) => {
-                state.pending.remove(database);
-                state.created.insert(database.to_string(), Instant::now());
+                created.insert(database.to_string(), Instant::now());
                 log::info!(
                     "created InfluxDB database {database:?}{}",
                     if retention_hours > 0 {
@@ -96,13 +75,7 @@ impl DatabaseRegistry {
                 );
                 Ok(Creation::Created)
             }
-            Err(e) => {
-                if !e.is_retriable() {
-                    // It will never succeed; do not block later writes on it.
-                    state.pending.remove(database);
-                }
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 }

@@ -190,27 +190,6 @@ impl InfluxWriter {
         if lines.iter().all(u8::is_ascii_whitespace) {
             return pass.report;
         }
-        if self.databases.is_pending(database) {
-            // A creation failed half way: finish it before anything is written.
-            match self.databases.create(
-                &self.client,
-                database,
-                self.options.default_retention_hours,
-                Instant::now(),
-            ) {
-                Ok(creation) => pass.report.database_created |= creation == Creation::Created,
-                Err(error) if error.is_retriable() => {
-                    pass.report.retry = Some(RetryNeeded {
-                        offset: 0,
-                        point: 0,
-                        chunk: 0,
-                        error,
-                    });
-                    return pass.report;
-                }
-                Err(_) => {} // the write below meets the same refusal and dead-letters the lines
-            }
-        }
         let result = if points <= self.options.batch_size {
             self.write_unscanned(&mut pass, 0..lines.len(), points)
         } else {
