@@ -16,6 +16,20 @@ pub struct InfluxdOptions {
     pub auth: bool,
 }
 
+/// `[http]` settings of a test influxd beyond [`InfluxdOptions`] (kept apart
+/// so that struct literals of `InfluxdOptions` stay valid).
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// `max-body-size` in bytes: larger writes get 413 (default 25 MiB, influxd's own).
+    pub max_body_size: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { max_body_size: 26214400 }
+    }
+}
+
 /// A running (or stopped) private influxd.
 pub struct Influxd {
     dir: tempfile::TempDir,
@@ -23,6 +37,7 @@ pub struct Influxd {
     pub port: u16,
     child: Option<Child>,
     opts: InfluxdOptions,
+    http: HttpOptions,
 }
 
 fn influxd_binary() -> PathBuf {
@@ -48,8 +63,13 @@ impl Influxd {
 
     /// Starts an influxd with the given options and waits until it answers /ping.
     pub fn start_with(opts: InfluxdOptions) -> Influxd {
+        Self::start_with_http(opts, HttpOptions::default())
+    }
+
+    /// Starts an influxd with the given options and `[http]` settings.
+    pub fn start_with_http(opts: InfluxdOptions, http: HttpOptions) -> Influxd {
         let dir = tempfile::Builder::new().prefix("influxd-test").tempdir().expect("create temp dir for influxd");
-        let mut me = Influxd { dir, port: 0, child: None, opts };
+        let mut me = Influxd { dir, port: 0, child: None, opts, http };
         for _attempt in 0..5 {
             me.port = super::free_port();
             if me.try_spawn() {
@@ -97,7 +117,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   bind-address = "127.0.0.1:{port}"
   auth-enabled = {auth}
   log-enabled = false
-  max-body-size = 26214400
+  max-body-size = {max_body_size}
 [logging]
   level = "warn"
 [continuous_queries]
@@ -106,6 +126,7 @@ bind-address = "127.0.0.1:{rpc_port}"
             d = d.display(),
             port = self.port,
             auth = self.opts.auth,
+            max_body_size = self.http.max_body_size,
         );
         let path = d.join("influxdb.conf");
         std::fs::write(&path, conf).expect("write influxd config");
