@@ -79,6 +79,23 @@ pub enum InfluxError {
         /// InfluxDB's message.
         message: String,
     },
+    /// An answer that did not come from InfluxDB's API (a proxy, or Go's
+    /// reply to plain http on an https port): a configuration problem.
+    #[error(
+        "{action} at {url}: answered HTTP {status} by something other than InfluxDB's API \
+         (check [influxdb] ip_address, port and ssl): {}",
+        shown(message)
+    )]
+    NotInfluxDb {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The body, as text.
+        message: String,
+    },
     /// A query statement failed (HTTP 200 with an `error` in its result).
     #[error(
         "{action} at {url}: InfluxDB refused the statement: {}",
@@ -124,7 +141,9 @@ impl InfluxError {
     /// The HTTP status, when an answer arrived.
     pub fn status(&self) -> Option<u16> {
         match self {
-            InfluxError::Auth { status, .. } | InfluxError::Status { status, .. } => Some(*status),
+            InfluxError::Auth { status, .. }
+            | InfluxError::Status { status, .. }
+            | InfluxError::NotInfluxDb { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -134,6 +153,7 @@ impl InfluxError {
         match self {
             InfluxError::Auth { message, .. }
             | InfluxError::Status { message, .. }
+            | InfluxError::NotInfluxDb { message, .. }
             | InfluxError::Statement { message, .. } => Some(message),
             _ => None,
         }

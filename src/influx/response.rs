@@ -14,6 +14,7 @@
 //! | body above `max-body-size` | 413 | `Request Entity Too Large` |
 //! | bad or missing credentials | 401 | `authorization failed` / `unable to parse authentication credentials` |
 //! | no write privilege | 403 | `"u" user is not authorized to write to database "mon"` |
+//! | plain http to an https port | 400 | plain text `Client sent an HTTP request to an HTTPS server.` |
 //!
 //! The server reports only one storage error per request: a type conflict
 //! hides unparsable lines and retention drops in the same request, and a
@@ -109,13 +110,26 @@ pub fn classify(status: u16, body: &[u8], database: &str, url: &str) -> WriteRes
     if (200..300).contains(&status) {
         return WriteResponse::Stored;
     }
-    let message = error_message(body);
+    let json = json_error(body);
+    let from_influxdb = json.is_some();
+    let message = json.unwrap_or_else(|| plain_text(body));
     match status {
         404 if message.contains("database not found") => {
             WriteResponse::DatabaseNotFound { message }
         }
         413 => WriteResponse::TooLarge { message },
-        400 => WriteResponse::Rejected(parse_rejection(message)),
+        400 if from_influxdb => WriteResponse::Rejected(parse_rejection(message)),
+        // Only InfluxDB's write handler answers 400 with a JSON error. A
+        // plain 400 comes from elsewhere — Go's own "Client sent an HTTP
+        // request to an HTTPS server." when ssl is off against https, or a
+        // proxy — and says nothing about the points: bisecting it would
+        // dead-letter every line over a configuration mistake.
+        400 => WriteResponse::Retriable(InfluxError::NotInfluxDb {
+            action: write_action(database),
+            url: url.to_string(),
+            status,
+            message,
+        }),
         401 | 403 => WriteResponse::Retriable(InfluxError::Auth {
             action: write_action(database),
             url: url.to_string(),
@@ -141,16 +155,20 @@ pub(crate) fn write_action(database: &str) -> String {
 /// InfluxDB's error text from a response body: `{"error": …}` (1.x),
 /// `{"message": …}` (2.x/3.x), else the body itself as text.
 pub fn error_message(body: &[u8]) -> String {
+    json_error(body).unwrap_or_else(|| plain_text(body))
+}
+
+fn json_error(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct ErrorBody {
         error: Option<String>,
         message: Option<String>,
     }
-    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-        if let Some(m) = parsed.error.or(parsed.message) {
-            return m;
-        }
-    }
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok()?;
+    parsed.error.or(parsed.message)
+}
+
+fn plain_text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).trim().to_string()
 }
 
@@ -359,6 +377,23 @@ mod tests {
         let r = rejection(400, "something new");
         assert!(r.unparsable.is_empty() && r.dropped.is_none());
         assert_eq!(r.message, "something new");
+    }
+
+    #[test]
+    fn a_400_without_influxdbs_json_error_is_retriable_not_a_rejection() {
+        let body = b"Client sent an HTTP request to an HTTPS server.\n";
+        match classify(400, body, "mon", "http://127.0.0.1:8086") {
+            WriteResponse::Retriable(e) => {
+                assert!(e.is_retriable());
+                let text = e.to_string();
+                assert!(
+                    text.contains("HTTP 400")
+                        && text.contains("Client sent an HTTP request to an HTTPS server."),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
