@@ -62,13 +62,16 @@ fn section(influx: &Influxd) -> InfluxSection {
 }
 
 fn writer_with(influx: &Influxd, batch_size: usize, retention_hours: u32) -> InfluxWriter {
-    capture_logs();
-    let config = InfluxSection {
+    writer_with_config(&InfluxSection {
         batch_size,
         default_retention_hours: retention_hours,
         ..section(influx)
-    };
-    InfluxWriter::from_config(&config).expect("writer")
+    })
+}
+
+fn writer_with_config(config: &InfluxSection) -> InfluxWriter {
+    capture_logs();
+    InfluxWriter::from_config(config).expect("writer")
 }
 
 fn now_ms() -> i64 {
@@ -725,6 +728,7 @@ fn a_request_above_max_body_size_is_split_in_halves() {
         InfluxdOptions::default(),
         HttpOptions {
             max_body_size: 4096,
+            ..HttpOptions::default()
         },
     );
     influx.query(None, "CREATE DATABASE mon");
@@ -755,4 +759,111 @@ fn ping_reports_the_server_version() {
     let client = InfluxClient::new(&section(&influx)).expect("client");
     let version = client.ping().expect("ping");
     assert!(version.starts_with("1."), "{version}");
+}
+
+// ---------------------------------------------------------------- TLS
+
+fn https_influxd() -> Influxd {
+    Influxd::start_with_http(
+        InfluxdOptions::default(),
+        HttpOptions {
+            tls: true,
+            ..HttpOptions::default()
+        },
+    )
+}
+
+#[test]
+fn https_without_verification_accepts_any_certificate_and_warns() {
+    let influx = https_influxd();
+    let config = InfluxSection {
+        ssl: true,
+        verify_ssl: false,
+        ..section(&influx)
+    };
+    let writer = writer_with_config(&config);
+    assert!(writer.client().url().starts_with("https://"));
+    let report = writer.write_batch("tls", metric_lines("cpu", 5, now_ms()).as_bytes(), 5);
+    assert_complete(&report);
+    assert_eq!(influx.count("tls", "cpu"), 5);
+    assert!(logs()
+        .iter()
+        .any(|l| l.starts_with("WARN") && l.contains("verify_ssl = false")));
+}
+
+#[test]
+fn https_with_verification_trusts_ca_file_and_nothing_else() {
+    let influx = https_influxd();
+    let trusted = InfluxSection {
+        ssl: true,
+        verify_ssl: true,
+        ca_file: Some(influx.ca_file()),
+        ..section(&influx)
+    };
+    let report = writer_with_config(&trusted).write_batch(
+        "tls",
+        metric_lines("cpu", 5, now_ms()).as_bytes(),
+        5,
+    );
+    assert_complete(&report);
+    assert_eq!(influx.count("tls", "cpu"), 5);
+
+    let untrusted = InfluxSection {
+        ssl: true,
+        verify_ssl: true,
+        ca_file: None,
+        ..section(&influx)
+    };
+    let report = writer_with_config(&untrusted).write_batch(
+        "tls",
+        metric_lines("mem", 5, now_ms()).as_bytes(),
+        5,
+    );
+    let retry = report
+        .retry
+        .expect("an unknown issuer must not be accepted");
+    assert!(
+        matches!(retry.error, InfluxError::Transport { .. }),
+        "{:?}",
+        retry.error
+    );
+    assert!(
+        retry
+            .error
+            .to_string()
+            .to_lowercase()
+            .contains("certificate"),
+        "{}",
+        retry.error
+    );
+    assert_eq!(influx.count("tls", "mem"), 0);
+}
+
+#[test]
+fn plain_http_against_https_is_retriable_and_refuses_no_line() {
+    let influx = https_influxd();
+    let writer = writer_with_config(&InfluxSection {
+        ssl: false,
+        ..section(&influx)
+    });
+    let report = writer.write_batch("tls", metric_lines("cpu", 5, now_ms()).as_bytes(), 5);
+    let retry = report.retry.as_ref().expect("must ask for a retry");
+    assert!(
+        matches!(retry.error, InfluxError::NotInfluxDb { status: 400, .. }),
+        "{:?}",
+        retry.error
+    );
+    assert!(
+        retry
+            .error
+            .to_string()
+            .contains("check [influxdb] ip_address, port and ssl"),
+        "{}",
+        retry.error
+    );
+    assert!(
+        report.rejected.is_empty() && report.points_stored == 0,
+        "{report:?}"
+    );
+    assert_eq!(report.requests, 1);
 }
