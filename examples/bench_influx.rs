@@ -8,7 +8,9 @@
 //!
 //! `scripts/bench-influx` starts a private influxd and runs this; by hand:
 //! `cargo run --release --example bench_influx -- --port 8086 [--points 10000]
-//! [--batches 30] [--rounds 5] [--threads 1,2]`.
+//! [--batches 30] [--rounds 5] [--threads 1,2] [--batch-size N]`.
+//! `--batch-size` below `--points` makes the writer scan and chunk each
+//! batch (the raw loop still posts it whole).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ struct Args {
     host: String,
     port: u16,
     points: usize,
+    batch_size: Option<usize>,
     batches: usize,
     rounds: usize,
     threads: Vec<usize>,
@@ -33,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         host: "127.0.0.1".into(),
         port: 8086,
         points: 10_000,
+        batch_size: None,
         batches: 30,
         rounds: 5,
         threads: vec![1, 2],
@@ -45,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
             "--host" => args.host = value,
             "--port" => args.port = value.parse().map_err(|e| format!("--port {value}: {e}"))?,
             "--points" => args.points = number(&value)?,
+            "--batch-size" => args.batch_size = Some(number(&value)?),
             "--batches" => args.batches = number(&value)?,
             "--rounds" => args.rounds = number(&value)?,
             "--threads" => args.threads = value.split(',').map(number).collect::<Result<_, _>>()?,
@@ -136,7 +141,7 @@ fn main() -> Result<(), String> {
     let config = InfluxSection {
         ip_address: args.host.clone(),
         port: args.port,
-        batch_size: args.points,
+        batch_size: args.batch_size.unwrap_or(args.points),
         user: String::new(),
         ..InfluxSection::default()
     };
@@ -168,8 +173,13 @@ fn main() -> Result<(), String> {
     )?;
 
     println!(
-        "InfluxDB {version} at {}:{}; {} batches of {} points per run, {} rounds",
-        args.host, args.port, args.batches, args.points, args.rounds
+        "InfluxDB {version} at {}:{}; {} batches of {} points per run, writer batch_size {}, {} rounds",
+        args.host,
+        args.port,
+        args.batches,
+        args.points,
+        config.batch_size,
+        args.rounds
     );
     println!(
         "{:>7}  {:>14}  {:>14}  {:>7}  per-round ratios",
