@@ -4,7 +4,9 @@
 //! new points into existing series) and rounds alternate which goes first,
 //! so drift in influxd (compactions, cache snapshots) hits both alike. Each
 //! round gives a ratio (raw time / writer time); the median is the figure to
-//! quote on a shared machine, where single runs are noisy.
+//! quote on a shared machine, where single runs are noisy. The client CPU
+//! time per 10 000 points (this process's user + system time, influxd
+//! excluded) shows the writer's own cost, which contention barely blurs.
 //!
 //! `scripts/bench-influx` starts a private influxd and runs this; by hand:
 //! `cargo run --release --example bench_influx -- --port 8086 [--points 10000]
@@ -82,6 +84,25 @@ enum Mode {
     Writer,
 }
 
+/// User + system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Wall-clock and client CPU time of one run.
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
 fn run_once(
     mode: Mode,
     threads: usize,
@@ -90,9 +111,9 @@ fn run_once(
     agent: &ureq::Agent,
     url: &str,
     writer: &InfluxWriter,
-) -> Result<Duration, String> {
+) -> Result<Took, String> {
     let next = AtomicUsize::new(0);
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_time());
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -133,7 +154,10 @@ fn run_once(
             .into_iter()
             .try_for_each(|w| w.join().map_err(|_| "worker panicked".to_string())?)
     })?;
-    Ok(start.elapsed())
+    Ok(Took {
+        wall: start.elapsed(),
+        cpu: cpu_time().saturating_sub(cpu_start),
+    })
 }
 
 fn main() -> Result<(), String> {
@@ -182,13 +206,18 @@ fn main() -> Result<(), String> {
         args.rounds
     );
     println!(
-        "{:>7}  {:>14}  {:>14}  {:>7}  per-round ratios",
-        "threads", "raw points/s", "writer pts/s", "median"
+        "{:>7}  {:>12}  {:>12}  {:>7}  {:>15}  per-round ratios",
+        "threads",
+        "raw pts/s",
+        "writer pts/s",
+        "median",
+        "client CPU raw/writer (ms per 10k points)"
     );
     let mut run = 1;
     let per_run = (args.points * args.batches) as f64;
     for &threads in &args.threads {
         let (mut raw_time, mut writer_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw_cpu, mut writer_cpu) = (Duration::ZERO, Duration::ZERO);
         let mut ratios = Vec::new();
         for round in 0..args.rounds {
             let order = if round % 2 == 0 {
@@ -204,8 +233,8 @@ fn main() -> Result<(), String> {
                 run += 1;
                 let took = run_once(mode, threads, &bodies, args.points, &agent, &url, &writer)?;
                 match mode {
-                    Mode::Raw => raw = took,
-                    Mode::Writer => written = took,
+                    Mode::Raw => (raw, raw_cpu) = (took.wall, raw_cpu + took.cpu),
+                    Mode::Writer => (written, writer_cpu) = (took.wall, writer_cpu + took.cpu),
                 }
             }
             raw_time += raw;
@@ -217,6 +246,7 @@ fn main() -> Result<(), String> {
             total / raw_time.as_secs_f64(),
             total / writer_time.as_secs_f64(),
         );
+        let per_10k = |cpu: Duration| cpu.as_secs_f64() * 1000.0 * 10_000.0 / total;
         let mut sorted = ratios.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted[sorted.len() / 2];
@@ -225,8 +255,10 @@ fn main() -> Result<(), String> {
             .map(|r| format!("{:.0}%", 100.0 * r))
             .collect();
         println!(
-            "{threads:>7}  {raw:>14.0}  {written:>14.0}  {:>6.1}%  {}",
+            "{threads:>7}  {raw:>12.0}  {written:>12.0}  {:>6.1}%  {:>7.2} / {:<7.2}  {}",
             100.0 * median,
+            per_10k(raw_cpu),
+            per_10k(writer_cpu),
             each.join(" ")
         );
     }
