@@ -206,12 +206,8 @@ fn main() -> Result<(), String> {
         args.rounds
     );
     println!(
-        "{:>7}  {:>12}  {:>12}  {:>7}  {:>15}  per-round ratios",
-        "threads",
-        "raw pts/s",
-        "writer pts/s",
-        "median",
-        "client CPU raw/writer (ms per 10k points)"
+        "{:>7}  {:>12}  {:>12}  {:>7}  {:>23}  per-round ratios",
+        "threads", "raw pts/s", "writer pts/s", "median", "CPU ms/10k raw / writer"
     );
     let mut run = 1;
     let per_run = (args.points * args.batches) as f64;
@@ -255,7 +251,7 @@ fn main() -> Result<(), String> {
             .map(|r| format!("{:.0}%", 100.0 * r))
             .collect();
         println!(
-            "{threads:>7}  {raw:>12.0}  {written:>12.0}  {:>6.1}%  {:>7.2} / {:<7.2}  {}",
+            "{threads:>7}  {raw:>12.0}  {written:>12.0}  {:>6.1}%  {:>11.2} / {:<9.2}  {}",
             100.0 * median,
             per_10k(raw_cpu),
             per_10k(writer_cpu),
