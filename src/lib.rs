@@ -4,5 +4,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod dead_letter;
+pub mod influx;
 pub mod logging;
+pub mod retry;
 pub mod transform;

@@ -16,6 +16,26 @@ pub struct InfluxdOptions {
     pub auth: bool,
 }
 
+/// `[http]` settings of a test influxd beyond [`InfluxdOptions`] (kept apart
+/// so that struct literals of `InfluxdOptions` stay valid).
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// `max-body-size` in bytes: larger writes get 413 (default 25 MiB, influxd's own).
+    pub max_body_size: usize,
+    /// Serve https with a certificate for 127.0.0.1 issued by a private CA
+    /// made for this instance (see [`Influxd::ca_file`]); needs `openssl`.
+    pub tls: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            max_body_size: 26214400,
+            tls: false,
+        }
+    }
+}
+
 /// A running (or stopped) private influxd.
 pub struct Influxd {
     dir: tempfile::TempDir,
@@ -23,6 +43,7 @@ pub struct Influxd {
     pub port: u16,
     child: Option<Child>,
     opts: InfluxdOptions,
+    http: HttpOptions,
 }
 
 fn influxd_binary() -> PathBuf {
@@ -48,6 +69,11 @@ impl Influxd {
 
     /// Starts an influxd with the given options and waits until it answers /ping.
     pub fn start_with(opts: InfluxdOptions) -> Influxd {
+        Self::start_with_http(opts, HttpOptions::default())
+    }
+
+    /// Starts an influxd with the given options and `[http]` settings.
+    pub fn start_with_http(opts: InfluxdOptions, http: HttpOptions) -> Influxd {
         let dir = tempfile::Builder::new()
             .prefix("influxd-test")
             .tempdir()
@@ -57,7 +83,11 @@ impl Influxd {
             port: 0,
             child: None,
             opts,
+            http,
         };
+        if me.http.tls {
+            me.make_certificates();
+        }
         for _attempt in 0..5 {
             me.port = super::free_port();
             if me.try_spawn() {
@@ -73,9 +103,57 @@ impl Influxd {
         );
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    /// Base URL, e.g. `http://127.0.0.1:40123` (`https://…` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!(
+            "{}://127.0.0.1:{}",
+            if self.http.tls { "https" } else { "http" },
+            self.port
+        )
+    }
+
+    /// The PEM file of the private CA that issued the server certificate
+    /// (with `HttpOptions { tls: true, .. }`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The client for the helpers below: with TLS it trusts any certificate,
+    /// so that the helpers test nothing about it.
+    fn agent(&self) -> ureq::Agent {
+        let tls = ureq::tls::TlsConfig::builder()
+            .disable_verification(self.http.tls)
+            .build();
+        ureq::Agent::config_builder().tls_config(tls).build().into()
+    }
+
+    fn make_certificates(&self) {
+        let d = self.dir.path();
+        let run = |args: &str| {
+            let out = Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(d)
+                .output()
+                .unwrap_or_else(|e| panic!("run openssl (needed for TLS tests): {e}"));
+            assert!(
+                out.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
+        run(&format!(
+            "req -x509 {ec} -keyout ca.key -out ca.pem -subj /CN=influxd-test-CA"
+        ));
+        run(&format!(
+            "req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+        ));
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write certificate extensions");
+        run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf");
     }
 
     /// The temp dir holding data, config and log.
@@ -108,7 +186,10 @@ bind-address = "127.0.0.1:{rpc_port}"
   bind-address = "127.0.0.1:{port}"
   auth-enabled = {auth}
   log-enabled = false
-  max-body-size = 26214400
+  max-body-size = {max_body_size}
+  https-enabled = {tls}
+  https-certificate = "{d}/server.pem"
+  https-private-key = "{d}/server.key"
 [logging]
   level = "warn"
 [continuous_queries]
@@ -117,6 +198,8 @@ bind-address = "127.0.0.1:{rpc_port}"
             d = d.display(),
             port = self.port,
             auth = self.opts.auth,
+            max_body_size = self.http.max_body_size,
+            tls = self.http.tls,
         );
         let path = d.join("influxdb.conf");
         std::fs::write(&path, conf).expect("write influxd config");
@@ -158,7 +241,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// True when /ping answers 204.
     pub fn ping(&self) -> bool {
-        match ureq::get(&format!("{}/ping", self.url())).call() {
+        match self.agent().get(&format!("{}/ping", self.url())).call() {
             Ok(r) => r.status().as_u16() == 204,
             Err(_) => false,
         }
@@ -204,7 +287,9 @@ bind-address = "127.0.0.1:{rpc_port}"
     }
 
     fn query_raw(&self, db: Option<&str>, q: &str, with_auth: bool) -> String {
-        let mut req = ureq::post(&format!("{}/query", self.url()))
+        let mut req = self
+            .agent()
+            .post(&format!("{}/query", self.url()))
             .config()
             .http_status_as_error(false)
             .build();
@@ -275,7 +360,9 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// Posts line protocol directly (ms precision) and returns (status, body).
     pub fn write_lines(&self, db: &str, body: &str) -> (u16, String) {
-        let mut req = ureq::post(&format!("{}/write?db={db}&precision=ms", self.url()))
+        let mut req = self
+            .agent()
+            .post(&format!("{}/write?db={db}&precision=ms", self.url()))
             .config()
             .http_status_as_error(false)
             .build();
