@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod influx;
+pub mod loadgen;
 pub mod logging;
 pub mod retry;
 pub mod transform;
