@@ -5,6 +5,7 @@
 
 pub mod influxd;
 pub mod kafka;
+pub mod persister;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,33 @@
+//! `monasca-persister` without a subcommand: run the pipeline until a stop
+//! signal or a fatal error, then shut down in order and report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::pipeline::{Control, Pipeline};
+use crate::stats::Stats;
+
+/// Runs the persister. Returns Err for fatal conditions (the caller exits non-zero).
+pub fn run(config: &Config, on_hup: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    let stats = Arc::new(Stats::new());
+    let control = Arc::new(Control::new());
+    crate::signals::install(control.clone(), on_hup)?;
+    let pipeline = Pipeline::start(config, stats.clone(), control.clone())?;
+    log::info!("monasca-persister {} running", env!("CARGO_PKG_VERSION"));
+    while !control.stopping() {
+        control.wait(Duration::from_secs(1));
+    }
+    let summary = pipeline.shutdown();
+    log::info!(
+        "stopped: {} point(s) written this run, {} WAL record(s) replayed at start, {} record(s) left in the WAL, {} dead letter(s)",
+        summary.points_written,
+        summary.replayed_records,
+        summary.records_left,
+        summary.dead_letters
+    );
+    match control.fatal_error() {
+        Some(e) => anyhow::bail!("fatal: {e}"),
+        None => Ok(()),
+    }
+}

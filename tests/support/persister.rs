@@ -1,0 +1,58 @@
+//! Building a persister configuration around a test's influxd and mock
+//! Kafka, and Monasca messages with known content.
+
+use std::path::Path;
+
+use monasca_persister::config::Config;
+
+use super::influxd::Influxd;
+use super::kafka::Kafka;
+
+/// Topic names used by the tests.
+pub const METRICS: &str = "metrics";
+/// Alarm transitions topic.
+pub const ALARMS: &str = "alarm-state-transitions";
+
+/// A configuration pointing at `kafka` and `influx`, with WAL and dead letters under `dir`.
+pub fn config(kafka: &Kafka, influx: &Influxd, dir: &Path) -> Config {
+    let mut c = Config::default();
+    for s in [&mut c.kafka_metrics, &mut c.kafka_alarm_history] {
+        s.uri = vec![kafka.bootstrap()];
+    }
+    c.kafka_metrics.batch_size = 5000;
+    c.influxdb.port = influx.port;
+    c.influxdb.ip_address = "127.0.0.1".into();
+    c.wal.path = dir.join("wal");
+    c.wal.dead_letter_path = dir.join("dead-letter.jsonl");
+    c.wal.commit_interval_ms = 50;
+    c.wal.drain_timeout_seconds = 10;
+    c.health.enabled = false;
+    c.influxdb.retry_max_ms = 1000;
+    c
+}
+
+/// A metric message with a unique timestamp `ts` (ms).
+pub fn metric(name: &str, tenant: &str, host: &str, ts: i64, value: f64) -> String {
+    format!(
+        r#"{{"metric": {{"name": "{name}", "dimensions": {{"hostname": "{host}", "service": "monitoring"}}, "timestamp": {ts}, "value": {value}, "value_meta": null}}, "meta": {{"region": "RegionOne", "tenantId": "{tenant}"}}, "creation_time": 1554725988}}"#
+    )
+}
+
+/// An alarm transition message with a unique timestamp `ts` (ms).
+pub fn alarm(alarm_id: &str, tenant: &str, ts: i64) -> String {
+    format!(
+        r#"{{"alarm-transitioned": {{"alarmId": "{alarm_id}", "metrics": [{{"id": null, "name": "cpu.idle_perc", "dimensions": {{"hostname": "devstack"}}}}], "newState": "ALARM", "oldState": "OK", "link": null, "lifecycleState": null, "stateChangeReason": "threshold exceeded", "tenantId": "{tenant}", "timestamp": {ts}, "subAlarms": []}}}}"#
+    )
+}
+
+/// Base timestamp for generated points: recent, so default retention keeps them.
+pub fn base_ts() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    now - 3_600_000
+}
+
+/// Points stored in `measurement` of `db`, counting field `field`.
+pub fn count_field(influx: &Influxd, db: &str, measurement: &str, field: &str) -> u64 {
+    let q = format!("SELECT count(\"{field}\") FROM \"{measurement}\"");
+    influx.rows(db, &q).first().and_then(|r| r.get(1)).and_then(|v| v.as_u64()).unwrap_or(0)
+}
