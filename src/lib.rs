@@ -2,4 +2,10 @@
 //! transform, the InfluxDB sink, and the Kafka → WAL → InfluxDB pipeline.
 //! See ARCHITECTURE.md for the code map.
 
+pub mod cli;
 pub mod config;
+pub mod dead_letter;
+pub mod influx;
+pub mod logging;
+pub mod retry;
+pub mod transform;

@@ -29,7 +29,10 @@ fn mock_cluster_delivers_through_a_consumer_group() {
     let c = kafka.consumer("smoke-group", "smoke");
     let got = support::kafka::consume_n(&c, 100, Duration::from_secs(30));
     assert_eq!(got.len(), 100);
-    let mut names: Vec<String> = got.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let mut names: Vec<String> = got
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 100, "duplicates or missing messages");

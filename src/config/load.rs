@@ -1,9 +1,19 @@
-//! Reading oslo-style INI files into [`Config`]: placeholder signature, filled
-//! by the foundation issue (interpolation, typing, validation, warnings).
+//! Assembling the effective [`Config`] from oslo-style INI files: reading
+//! the sources in order (later files win), `[kafka]` inheritance, `$`
+//! substitution, typing and bounds, and the warnings about options that
+//! are unknown or accepted but ignored.
 
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use super::Config;
+use super::ini_file;
+use super::interpolate::{self, normalise_section, RawValue, Values};
+use super::value;
+use super::{Config, KafkaClientSection, KafkaTopicSection, Secret};
 
 /// Where configuration comes from: `--config-file` (repeatable) and `--config-dir`.
 #[derive(Debug, Clone, Default)]
@@ -14,21 +24,1053 @@ pub struct Sources {
     pub config_dir: Option<PathBuf>,
 }
 
+impl Sources {
+    /// True when neither a file nor a directory was given.
+    pub fn is_empty(&self) -> bool {
+        self.config_files.is_empty() && self.config_dir.is_none()
+    }
+
+    /// The files oslo.config reads when none is given on the command line
+    /// (project `monasca`, program `monasca-persister`): the first
+    /// `monasca.conf` and the first `monasca-persister.conf` found in
+    /// `~/.monasca/`, `~/`, `/etc/monasca/`, `/etc/`, falling back to the
+    /// deprecated `persister.conf`; plus the first `monasca-persister.conf.d`
+    /// directory. Returns warnings to log (the deprecated name).
+    pub fn discover() -> (Sources, Vec<String>) {
+        let mut dirs = Vec::new();
+        if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+            dirs.push(home.join(".monasca"));
+            dirs.push(home);
+        }
+        dirs.push(PathBuf::from("/etc/monasca"));
+        dirs.push(PathBuf::from("/etc"));
+        Self::discover_in(&dirs)
+    }
+
+    /// [`Sources::discover`] over the given directories, most preferred first.
+    pub fn discover_in(dirs: &[PathBuf]) -> (Sources, Vec<String>) {
+        let first = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+        let mut sources = Sources::default();
+        let mut warnings = Vec::new();
+        sources.config_files.extend(first("monasca.conf"));
+        match first("monasca-persister.conf") {
+            Some(p) => sources.config_files.push(p),
+            None if sources.config_files.is_empty() => {
+                if let Some(p) = first("persister.conf") {
+                    warnings.push(format!(
+                        "{}: deprecated location of the configuration file; use monasca-persister.conf",
+                        p.display()
+                    ));
+                    sources.config_files.push(p);
+                }
+            }
+            None => {}
+        }
+        sources.config_dir = dirs
+            .iter()
+            .map(|d| d.join("monasca-persister.conf.d"))
+            .find(|p| p.is_dir());
+        (sources, warnings)
+    }
+}
+
+/// A loaded configuration and what the operator should be told about it
+/// (logged once logging is set up).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// Unknown sections and options, and options accepted but ignored, one
+    /// message each, naming the file.
+    pub warnings: Vec<String>,
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A file given on the command line does not exist.
+    #[error("config file {} does not exist", .path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}: {source}", .path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: io::Error,
     },
+    /// The `--config-dir` directory could not be listed.
+    #[error("cannot read config directory {}: {source}", .path.display())]
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A line oslo.config would refuse (or text that is not UTF-8).
+    #[error("{}:{line}: {message}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that is not valid for its option.
+    #[error("{0}")]
+    Value(Box<BadValue>),
 }
 
-/// Loads and validates the configuration.
-pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-    let _ = sources;
-    Ok(Config::default())
+/// A value refused for its option, with where it was written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: [{section}] {option} = {value:?}{}: {reason}", .path.display(), ExpandedNote(.expanded))]
+pub struct BadValue {
+    /// The file that set it.
+    pub path: PathBuf,
+    /// The section it was written in (`kafka` for an inherited value).
+    pub section: String,
+    /// The option.
+    pub option: String,
+    /// The value as written, `****` for a secret.
+    pub value: String,
+    /// The value after `$` substitution when that differs (never a secret).
+    pub expanded: Option<String>,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+struct ExpandedNote<'a>(&'a Option<String>);
+
+impl fmt::Display for ExpandedNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, " (expands to {v:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Loads and validates the configuration: the files in order, then the
+/// directory's `*.conf` files in name order.
+pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let mut files = sources.config_files.clone();
+    if let Some(dir) = &sources.config_dir {
+        files.extend(conf_files_in(dir)?);
+    }
+    let mut layers = Layers::default();
+    for path in &files {
+        let text = read_text(path)?;
+        layers.add(path, &text)?;
+    }
+    build(&layers)
+}
+
+/// Loads a configuration from text, as if read from the file `origin`
+/// (for tests and tools; `load_str("x", "")` gives the defaults).
+pub fn load_str(origin: &str, text: &str) -> Result<Loaded, ConfigError> {
+    let mut layers = Layers::default();
+    layers.add(Path::new(origin), text)?;
+    build(&layers)
+}
+
+fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let read_dir_error = |source| ConfigError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_dir_error)? {
+        let path = entry.map_err(read_dir_error)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // Like the shell glob `*.conf` oslo uses: no hidden files.
+        if name.ends_with(".conf") && !name.starts_with('.') && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = fs::read(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => ConfigError::Missing {
+            path: path.to_path_buf(),
+        },
+        _ => ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: 1 + valid.iter().filter(|b| **b == b'\n').count(),
+                message: "not valid UTF-8 text".to_string(),
+            })
+        }
+    }
+}
+
+/// An option's text as the last file that set it wrote it.
+struct Setting {
+    value: String,
+    /// Index into `Layers::files`.
+    file: usize,
+}
+
+/// Every file's assignments merged: for each (section, option), the last.
+#[derive(Default)]
+struct Layers {
+    files: Vec<PathBuf>,
+    settings: BTreeMap<(String, String), Setting>,
+    /// Section name → first file that has an option in it.
+    sections: BTreeMap<String, usize>,
+}
+
+impl Layers {
+    fn add(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let file = self.files.len();
+        self.files.push(path.to_path_buf());
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let assignments = ini_file::parse(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: e.line,
+            message: e.message,
+        })?;
+        for a in assignments {
+            let section = normalise_section(&a.section);
+            self.sections.entry(section.clone()).or_insert(file);
+            self.settings.insert(
+                (section, a.key),
+                Setting {
+                    value: a.value,
+                    file,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn is_set(&self, section: &str, option: &str) -> bool {
+        self.settings
+            .contains_key(&(section.to_string(), option.to_string()))
+    }
+}
+
+const TOPIC_SECTIONS: [&str; 3] = ["kafka_metrics", "kafka_alarm_history", "kafka_events"];
+
+/// Options of `[kafka]` that the topic sections inherit (reference
+/// `kafka_common`), besides `legacy_kafka_client_enabled`.
+const KAFKA_COMMON: [&str; 7] = [
+    "consumer_id",
+    "client_id",
+    "max_wait_time_seconds",
+    "fetch_size_bytes",
+    "buffer_size",
+    "max_buffer_size",
+    "num_processors",
+];
+
+/// Sections of stores other than InfluxDB: accepted so that an existing file
+/// loads, but nothing in them is used.
+const OTHER_STORE_SECTIONS: [&str; 2] = ["cassandra", "elasticsearch"];
+
+/// oslo.log options that existing files set in `[DEFAULT]`; logging here is
+/// configured only by debug, log_file, log_dir and use_stderr.
+const OSLO_LOG_OPTIONS: [&str; 29] = [
+    "verbose",
+    "watch_log_file",
+    "use_syslog",
+    "use_journal",
+    "syslog_log_facility",
+    "use_json",
+    "use_eventlog",
+    "log_date_format",
+    "log_rotate_interval",
+    "log_rotate_interval_type",
+    "max_logfile_count",
+    "max_logfile_size_mb",
+    "log_rotation_type",
+    "logging_context_format_string",
+    "logging_default_format_string",
+    "logging_debug_format_suffix",
+    "logging_exception_prefix",
+    "logging_user_identity_format",
+    "default_log_levels",
+    "publish_errors",
+    "instance_format",
+    "instance_uuid_format",
+    "rate_limit_interval",
+    "rate_limit_burst",
+    "rate_limit_except_level",
+    "fatal_deprecations",
+    "syslog-log-facility",
+    "log-date-format",
+    "fatal_exception_format_errors",
+];
+
+fn is_topic(section: &str) -> bool {
+    TOPIC_SECTIONS.contains(&section)
+}
+
+/// Whether an option's value must be masked in messages.
+fn is_secret_option(section: &str, option: &str) -> bool {
+    if section == "kafka_client" {
+        return KafkaClientSection::is_secret(option);
+    }
+    let o = option.to_ascii_lowercase();
+    o.contains("password") || o.contains("token") || o.contains("secret")
+}
+
+/// Reference defaults as text, for substituting options no file sets and
+/// for telling known options from unknown ones.
+fn default_texts() -> BTreeMap<(String, String), String> {
+    let mut map = BTreeMap::new();
+    for section in Config::default().effective() {
+        for o in section.options {
+            map.insert((section.name.to_string(), o.name), o.value);
+        }
+    }
+    for name in KAFKA_COMMON {
+        let topic_default = map
+            .get(&("kafka_metrics".to_string(), name.to_string()))
+            .cloned();
+        if let Some(value) = topic_default {
+            map.insert(("kafka".to_string(), name.to_string()), value);
+        }
+    }
+    for section in ["kafka"].iter().chain(TOPIC_SECTIONS.iter()) {
+        map.insert(
+            (
+                section.to_string(),
+                "legacy_kafka_client_enabled".to_string(),
+            ),
+            "false".to_string(),
+        );
+    }
+    map.insert(
+        (
+            "zookeeper".to_string(),
+            "partition_interval_recheck_seconds".to_string(),
+        ),
+        "15".to_string(),
+    );
+    map.insert(
+        ("DEFAULT".to_string(), "log_config_append".to_string()),
+        String::new(),
+    );
+    map
+}
+
+/// A value found in the files, substituted.
+struct Found {
+    /// After substitution.
+    text: String,
+    /// Where it was written.
+    file: usize,
+    section: String,
+    option: String,
+    /// As written.
+    raw: String,
+    /// Masked in messages.
+    secret: bool,
+}
+
+struct Context<'a> {
+    layers: &'a Layers,
+    defaults: BTreeMap<(String, String), String>,
+    /// Options some `$` reference used: not reported as unknown.
+    referenced: RefCell<BTreeSet<(String, String)>>,
+}
+
+impl Values for Context<'_> {
+    fn raw(&self, section: &str, option: &str) -> Option<RawValue> {
+        if let Some((written_in, setting)) = self.setting(section, option) {
+            self.referenced
+                .borrow_mut()
+                .insert((written_in.to_string(), option.to_string()));
+            return Some(RawValue {
+                text: setting.value.clone(),
+                context: written_in.to_string(),
+                secret: is_secret_option(written_in, option),
+            });
+        }
+        let default = self
+            .defaults
+            .get(&(section.to_string(), option.to_string()))?;
+        Some(RawValue {
+            text: default.replace('$', "$$"),
+            context: section.to_string(),
+            secret: is_secret_option(section, option),
+        })
+    }
+}
+
+impl<'a> Context<'a> {
+    /// The setting for an option, from its own section or, for a topic
+    /// section, inherited from `[kafka]`; with the section it was written in.
+    fn setting(&self, section: &str, option: &str) -> Option<(&'a str, &'a Setting)> {
+        let layers: &'a Layers = self.layers;
+        let entry = |s: &str| {
+            layers
+                .settings
+                .get_key_value(&(s.to_string(), option.to_string()))
+                .map(|(key, setting)| (key.0.as_str(), setting))
+        };
+        entry(section).or_else(|| {
+            let inherits = is_topic(section)
+                && (KAFKA_COMMON.contains(&option) || option == "legacy_kafka_client_enabled");
+            if inherits {
+                entry("kafka")
+            } else {
+                None
+            }
+        })
+    }
+
+    fn error(&self, found: &Found, reason: impl Into<String>) -> ConfigError {
+        let (value, expanded) = if found.secret {
+            ("****".to_string(), None)
+        } else {
+            let expanded = (found.text != found.raw).then(|| found.text.clone());
+            (found.raw.clone(), expanded)
+        };
+        ConfigError::Value(Box::new(BadValue {
+            path: self.layers.files[found.file].clone(),
+            section: found.section.clone(),
+            option: found.option.clone(),
+            value,
+            expanded,
+            reason: reason.into(),
+        }))
+    }
+
+    /// The option's value from the files, substituted; `None` when no file sets it.
+    fn lookup(&self, section: &str, option: &str) -> Result<Option<Found>, ConfigError> {
+        let Some((written_in, setting)) = self.setting(section, option) else {
+            return Ok(None);
+        };
+        let secret = is_secret_option(written_in, option);
+        let mut found = Found {
+            text: setting.value.clone(),
+            file: setting.file,
+            section: written_in.to_string(),
+            option: option.to_string(),
+            raw: setting.value.clone(),
+            secret,
+        };
+        match interpolate::expand(self, written_in, &setting.value) {
+            Ok(expanded) => {
+                found.text = expanded.text;
+                found.secret |= expanded.secret;
+                Ok(Some(found))
+            }
+            // The reason would quote part of the secret (the name after its `$`).
+            Err(_) if secret => Err(self.error(&found, interpolate::SECRET_SUBSTITUTION_ERROR)),
+            Err(reason) => Err(self.error(&found, reason)),
+        }
+    }
+
+    fn section(&'a self, name: &'static str) -> SectionReader<'a> {
+        SectionReader { ctx: self, name }
+    }
+}
+
+/// Sections whose options are read (besides the topic sections).
+const KNOWN_SECTIONS: [&str; 8] = [
+    "DEFAULT",
+    "kafka",
+    "zookeeper",
+    "influxdb",
+    "repositories",
+    "wal",
+    "health",
+    "kafka_client",
+];
+
+/// Typed reads of one section's options into the config. Each leaves the
+/// target at its default when no file sets the option; an empty value means
+/// the default for every type but strings (oslo reads an empty integer as
+/// unset, and seed 004's template has `port =`, `ssl =`).
+struct SectionReader<'a> {
+    ctx: &'a Context<'a>,
+    name: &'static str,
+}
+
+impl SectionReader<'_> {
+    fn typed<T>(
+        &self,
+        option: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(found) = self.ctx.lookup(self.name, option)? else {
+            return Ok(None);
+        };
+        if found.text.trim().is_empty() {
+            return Ok(None);
+        }
+        parse(&found.text)
+            .map(Some)
+            .map_err(|reason| self.ctx.error(&found, reason))
+    }
+
+    fn boolean(&self, option: &str, target: &mut bool) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, value::boolean)? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn int<T: TryFrom<u64>>(
+        &self,
+        option: &str,
+        min: u64,
+        max: u64,
+        target: &mut T,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, |t| {
+            let n = value::integer(t, min, max)?;
+            T::try_from(n).map_err(|_| format!("out of range: must be between {min} and {max}"))
+        })? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn int_opt(
+        &self,
+        option: &str,
+        min: u64,
+        max: u64,
+        target: &mut Option<u64>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, |t| value::integer(t, min, max))? {
+            *target = Some(v);
+        }
+        Ok(())
+    }
+
+    fn port(&self, option: &str, target: &mut u16) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, value::port)? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn host(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, value::host)? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn host_ports(&self, option: &str, target: &mut Vec<String>) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, value::host_port_list)? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn socket_addr(
+        &self,
+        option: &str,
+        target: &mut std::net::SocketAddr,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, value::socket_addr)? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn path(&self, option: &str, target: &mut PathBuf) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, |t| Ok(PathBuf::from(t.trim())))? {
+            *target = v;
+        }
+        Ok(())
+    }
+
+    fn path_opt(&self, option: &str, target: &mut Option<PathBuf>) -> Result<(), ConfigError> {
+        if let Some(v) = self.typed(option, |t| Ok(PathBuf::from(t.trim())))? {
+            *target = Some(v);
+        }
+        Ok(())
+    }
+
+    /// A string that may be empty.
+    fn string(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
+        if let Some(found) = self.ctx.lookup(self.name, option)? {
+            *target = found.text;
+        }
+        Ok(())
+    }
+
+    /// A string that must not be empty (a name Kafka or InfluxDB needs).
+    fn name(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
+        if let Some(found) = self.ctx.lookup(self.name, option)? {
+            *target =
+                value::non_empty(&found.text).map_err(|reason| self.ctx.error(&found, reason))?;
+        }
+        Ok(())
+    }
+
+    /// A string where empty means unset.
+    fn string_opt(&self, option: &str, target: &mut Option<String>) -> Result<(), ConfigError> {
+        if let Some(found) = self.ctx.lookup(self.name, option)? {
+            *target = Some(found.text).filter(|t| !t.trim().is_empty());
+        }
+        Ok(())
+    }
+
+    fn secret(&self, option: &str, target: &mut Secret) -> Result<(), ConfigError> {
+        if let Some(found) = self.ctx.lookup(self.name, option)? {
+            *target = Secret::new(found.text);
+        }
+        Ok(())
+    }
+}
+
+/// Upper bound for sizes librdkafka takes as a C `int`.
+const KAFKA_INT_MAX: u64 = i32::MAX as u64;
+
+fn read_topic(ctx: &Context, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
+    let r = ctx.section(t.section);
+    r.boolean("enabled", &mut t.enabled)?;
+    r.host_ports("uri", &mut t.uri)?;
+    r.name("group_id", &mut t.group_id)?;
+    r.name("topic", &mut t.topic)?;
+    r.int("batch_size", 1, 1_000_000, &mut t.batch_size)?;
+    r.string_opt("zookeeper_path", &mut t.zookeeper_path)?;
+    read_kafka_common(&r, t)
+}
+
+/// The `[kafka]` options, read from `[kafka]` itself or from a topic section
+/// (which then falls back to `[kafka]`).
+fn read_kafka_common(r: &SectionReader, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
+    r.string_opt("consumer_id", &mut t.consumer_id)?;
+    r.name("client_id", &mut t.client_id)?;
+    r.int(
+        "max_wait_time_seconds",
+        1,
+        86_400,
+        &mut t.max_wait_time_seconds,
+    )?;
+    r.int(
+        "fetch_size_bytes",
+        1,
+        KAFKA_INT_MAX,
+        &mut t.fetch_size_bytes,
+    )?;
+    r.int_opt("buffer_size", 1, KAFKA_INT_MAX, &mut t.buffer_size)?;
+    r.int("max_buffer_size", 1, KAFKA_INT_MAX, &mut t.max_buffer_size)?;
+    r.int("num_processors", 1, 64, &mut t.num_processors)?;
+    // Only checked here; the warning when true comes with the others.
+    r.boolean("legacy_kafka_client_enabled", &mut false)
+}
+
+fn read_repositories(
+    ctx: &Context,
+    config: &mut Config,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let repositories = &mut config.repositories;
+    let r = ctx.section("repositories");
+    r.string("events_driver", &mut repositories.events_driver)?;
+    r.boolean(
+        "ignore_parse_point_error",
+        &mut repositories.ignore_parse_point_error,
+    )?;
+    for (option, target) in [
+        ("metrics_driver", &mut repositories.metrics_driver),
+        (
+            "alarm_state_history_driver",
+            &mut repositories.alarm_state_history_driver,
+        ),
+    ] {
+        let Some(found) = ctx.lookup("repositories", option)? else {
+            continue;
+        };
+        let driver = found.text.to_ascii_lowercase();
+        for store in ["cassandra", "elasticsearch"] {
+            if driver.contains(store) {
+                return Err(ctx.error(
+                    &found,
+                    format!(
+                        "{store} is not supported: this persister writes to InfluxDB only \
+                         (use monasca_persister.repositories.influxdb.*)"
+                    ),
+                ));
+            }
+        }
+        if !driver.contains("influxdb") {
+            warnings.push(format!(
+                "{}: [repositories] {option} = {:?} is not an InfluxDB driver; InfluxDB is used regardless",
+                ctx.layers.files[found.file].display(),
+                found.text
+            ));
+        }
+        *target = found.text;
+    }
+    Ok(())
+}
+
+fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
+    let ctx = Context {
+        layers,
+        defaults: default_texts(),
+        referenced: RefCell::new(BTreeSet::new()),
+    };
+    let mut config = Config {
+        sources: layers.files.clone(),
+        ..Config::default()
+    };
+    let mut warnings = Vec::new();
+
+    let d = &mut config.default;
+    let r = ctx.section("DEFAULT");
+    r.boolean("debug", &mut d.debug)?;
+    r.path_opt("log_file", &mut d.log_file)?;
+    r.path_opt("log_dir", &mut d.log_dir)?;
+    r.boolean("use_stderr", &mut d.use_stderr)?;
+
+    // [kafka] is checked on its own too: a value every topic section
+    // overrides would take effect as soon as one override is removed.
+    read_kafka_common(
+        &ctx.section("kafka"),
+        &mut KafkaTopicSection::defaults("kafka_metrics"),
+    )?;
+    read_topic(&ctx, &mut config.kafka_metrics)?;
+    read_topic(&ctx, &mut config.kafka_alarm_history)?;
+    read_topic(&ctx, &mut config.kafka_events)?;
+
+    ctx.section("zookeeper")
+        .host_ports("uri", &mut config.zookeeper.uri)?;
+
+    let i = &mut config.influxdb;
+    let r = ctx.section("influxdb");
+    r.name("database_name", &mut i.database_name)?;
+    r.boolean("db_per_tenant", &mut i.db_per_tenant)?;
+    r.int(
+        "default_retention_hours",
+        0,
+        u64::from(u32::MAX),
+        &mut i.default_retention_hours,
+    )?;
+    r.int("batch_size", 1, 1_000_000, &mut i.batch_size)?;
+    r.host("ip_address", &mut i.ip_address)?;
+    r.port("port", &mut i.port)?;
+    r.boolean("ssl", &mut i.ssl)?;
+    r.boolean("verify_ssl", &mut i.verify_ssl)?;
+    r.path_opt("ca_file", &mut i.ca_file)?;
+    r.string("user", &mut i.user)?;
+    r.secret("password", &mut i.password)?;
+    r.secret("token", &mut i.token)?;
+    r.int("timeout_seconds", 1, 3_600, &mut i.timeout_seconds)?;
+    r.int("retry_initial_ms", 1, 3_600_000, &mut i.retry_initial_ms)?;
+    r.int("retry_max_ms", 1, 86_400_000, &mut i.retry_max_ms)?;
+    if i.retry_max_ms < i.retry_initial_ms {
+        let option = if layers.is_set("influxdb", "retry_max_ms") {
+            "retry_max_ms"
+        } else {
+            "retry_initial_ms"
+        };
+        if let Some(found) = ctx.lookup("influxdb", option)? {
+            return Err(ctx.error(
+                &found,
+                format!(
+                    "retry_max_ms ({}) must not be below retry_initial_ms ({})",
+                    i.retry_max_ms, i.retry_initial_ms
+                ),
+            ));
+        }
+    }
+
+    read_repositories(&ctx, &mut config, &mut warnings)?;
+
+    let w = &mut config.wal;
+    let r = ctx.section("wal");
+    r.path("path", &mut w.path)?;
+    r.int("max_size_mb", 1, 16 * 1024 * 1024, &mut w.max_size_mb)?;
+    r.int("commit_interval_ms", 1, 60_000, &mut w.commit_interval_ms)?;
+    r.boolean("fsync", &mut w.fsync)?;
+    r.int("writer_threads", 1, 64, &mut w.writer_threads)?;
+    r.int(
+        "drain_timeout_seconds",
+        0,
+        86_400,
+        &mut w.drain_timeout_seconds,
+    )?;
+    r.path("dead_letter_path", &mut w.dead_letter_path)?;
+    r.int(
+        "dead_letter_max_size_mb",
+        1,
+        1024 * 1024,
+        &mut w.dead_letter_max_size_mb,
+    )?;
+    r.int(
+        "dead_letter_max_files",
+        0,
+        1_000,
+        &mut w.dead_letter_max_files,
+    )?;
+    r.int("cache_size_mb", 1, 64 * 1024, &mut w.cache_size_mb)?;
+
+    let h = &mut config.health;
+    let r = ctx.section("health");
+    r.boolean("enabled", &mut h.enabled)?;
+    r.socket_addr("bind", &mut h.bind)?;
+    r.int(
+        "influxdb_unhealthy_after_seconds",
+        1,
+        86_400,
+        &mut h.influxdb_unhealthy_after_seconds,
+    )?;
+
+    for ((section, option), _) in layers
+        .settings
+        .range(("kafka_client".to_string(), String::new())..)
+    {
+        if section != "kafka_client" {
+            break;
+        }
+        if let Some(found) = ctx.lookup("kafka_client", option)? {
+            config
+                .kafka_client
+                .properties
+                .insert(option.clone(), Secret::new(found.text));
+        }
+    }
+
+    warnings.extend(ignored(&ctx));
+    Ok(Loaded { config, warnings })
+}
+
+/// Warnings for everything in the files that has no effect, once each.
+fn ignored(ctx: &Context) -> Vec<String> {
+    let layers = ctx.layers;
+    let file = |i: usize| layers.files[i].display().to_string();
+    let mut warnings = Vec::new();
+    let mut sections_warned = BTreeSet::new();
+    let referenced = ctx.referenced.borrow();
+    for ((section, option), setting) in &layers.settings {
+        let known_section = is_topic(section) || KNOWN_SECTIONS.contains(&section.as_str());
+        if !known_section {
+            if sections_warned.insert(section.clone()) {
+                let first = file(
+                    layers
+                        .sections
+                        .get(section)
+                        .copied()
+                        .unwrap_or(setting.file),
+                );
+                warnings.push(if OTHER_STORE_SECTIONS.contains(&section.as_str()) {
+                    format!("{first}: [{section}] is not used: InfluxDB is the only store; section ignored")
+                } else {
+                    format!("{first}: unknown section [{section}], ignored")
+                });
+            }
+            continue;
+        }
+        let here = format!("{}: [{section}] {option}", file(setting.file));
+        let key = (section.clone(), option.clone());
+        if section == "kafka_client" {
+            continue;
+        }
+        if section == "DEFAULT" && option == "log_config_append" {
+            if !setting.value.trim().is_empty() {
+                warnings.push(format!(
+                    "{here} is ignored: logging is set by debug, log_file, log_dir and use_stderr"
+                ));
+            }
+        } else if option == "legacy_kafka_client_enabled" && ctx.defaults.contains_key(&key) {
+            let on = matches!(ctx.lookup(section, option), Ok(Some(f)) if value::boolean(&f.text) == Ok(true));
+            if on {
+                warnings.push(format!(
+                    "{here} = true is ignored: librdkafka is the only Kafka client"
+                ));
+            }
+        } else if ctx.defaults.contains_key(&key) {
+            // a known option
+        } else if section == "DEFAULT" && OSLO_LOG_OPTIONS.contains(&option.as_str()) {
+            warnings.push(format!("{here} (oslo.log) is not supported; ignored"));
+        } else if (section == "kafka" || is_topic(section)) && option == "database_batch_size" {
+            warnings.push(format!(
+                "{here} is not used by this version (batch_size in [kafka_metrics] and [kafka_alarm_history] sets the batch); ignored"
+            ));
+        } else if !referenced.contains(&key) {
+            warnings.push(format!("{here}: unknown option, ignored"));
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_ok(text: &str) -> Loaded {
+        match load_str("test.conf", text) {
+            Ok(l) => l,
+            Err(e) => panic!("{text:?} did not load: {e}"),
+        }
+    }
+
+    fn load_err(text: &str) -> String {
+        match load_str("test.conf", text) {
+            Ok(l) => panic!("{text:?} loaded: {:?}", l.config),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn nothing_set_gives_the_reference_defaults() {
+        let l = load_ok("");
+        let expected = Config {
+            sources: vec![PathBuf::from("test.conf")],
+            ..Config::default()
+        };
+        assert_eq!(l.config, expected);
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn kafka_section_supplies_topic_defaults() {
+        let l = load_ok(
+            "[kafka]\nnum_processors = 3\nclient_id = k\nmax_wait_time_seconds = 5\n\
+             [kafka_alarm_history]\nnum_processors = 1\n",
+        );
+        let c = &l.config;
+        assert_eq!(c.kafka_metrics.num_processors, 3);
+        assert_eq!(c.kafka_events.num_processors, 3);
+        assert_eq!(c.kafka_alarm_history.num_processors, 1);
+        assert_eq!(c.kafka_metrics.client_id, "k");
+        assert_eq!(c.kafka_alarm_history.max_wait_time_seconds, 5);
+        // not a [kafka] option: stays at each section's own default
+        assert_eq!(c.kafka_alarm_history.batch_size, 1);
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn an_inherited_bad_value_names_kafka() {
+        let e = load_err("[kafka]\nfetch_size_bytes = lots\n");
+        assert_eq!(
+            e,
+            "test.conf: [kafka] fetch_size_bytes = \"lots\": not a whole number (must be between 1 and 2147483647)"
+        );
+    }
+
+    #[test]
+    fn a_bad_kafka_value_is_refused_even_when_overridden_everywhere() {
+        let e = load_err(
+            "[kafka]\nnum_processors = 0\n[kafka_metrics]\nnum_processors = 1\n\
+             [kafka_alarm_history]\nnum_processors = 1\n[kafka_events]\nnum_processors = 1\n",
+        );
+        assert!(
+            e.starts_with("test.conf: [kafka] num_processors = \"0\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn substitution_uses_defaults_and_other_sections() {
+        let l = load_ok(
+            "[DEFAULT]\nstate_dir = /srv/persister\n[wal]\npath = $state_dir/wal\n\
+             dead_letter_path = ${DEFAULT.state_dir}/dl.jsonl\n\
+             [kafka_metrics]\nzookeeper_path = /persister_partitions/$kafka_metrics.topic\n\
+             buffer_size = $kafka.fetch_size_bytes\n",
+        );
+        let c = &l.config;
+        assert_eq!(c.wal.path, PathBuf::from("/srv/persister/wal"));
+        assert_eq!(
+            c.wal.dead_letter_path,
+            PathBuf::from("/srv/persister/dl.jsonl")
+        );
+        assert_eq!(
+            c.kafka_metrics.zookeeper_path.as_deref(),
+            Some("/persister_partitions/metrics")
+        );
+        assert_eq!(c.kafka_metrics.buffer_size, Some(4096));
+        // state_dir is unknown but used: no warning
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn secrets_are_masked_in_value_errors() {
+        let e = load_err("[influxdb]\npassword = pa$word\n");
+        assert!(e.contains("[influxdb] password = \"****\""), "{e}");
+        assert!(!e.contains("pa$word") && !e.contains("word\""), "{e}");
+        let e = load_err("[influxdb]\npassword = hunter2\nport = ${influxdb.password}\n");
+        assert!(e.contains("port = \"****\""), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn other_stores_are_start_up_errors() {
+        let e = load_err(
+            "[repositories]\nmetrics_driver = monasca_persister.repositories.cassandra.metrics_repository:MetricCassandraRepository\n",
+        );
+        assert!(
+            e.starts_with("test.conf: [repositories] metrics_driver = "),
+            "{e}"
+        );
+        assert!(e.contains("cassandra is not supported"), "{e}");
+        let e = load_err("[repositories]\nalarm_state_history_driver = x.elasticsearch.y:Z\n");
+        assert!(
+            e.contains("alarm_state_history_driver") && e.contains("elasticsearch"),
+            "{e}"
+        );
+        let l = load_ok("[repositories]\nevents_driver = a.elasticsearch.b:C\n");
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn retry_bounds_are_checked_together() {
+        let e = load_err("[influxdb]\nretry_initial_ms = 50000\n");
+        assert!(
+            e.starts_with("test.conf: [influxdb] retry_initial_ms = \"50000\""),
+            "{e}"
+        );
+        let e = load_err("[influxdb]\nretry_initial_ms = 500\nretry_max_ms = 100\n");
+        assert!(
+            e.starts_with("test.conf: [influxdb] retry_max_ms = \"100\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn discovery_follows_oslo_order() {
+        let home = tempfile::tempdir().unwrap();
+        let etc = tempfile::tempdir().unwrap();
+        let dirs = [home.path().to_path_buf(), etc.path().to_path_buf()];
+        assert!(Sources::discover_in(&dirs).0.is_empty());
+
+        fs::write(etc.path().join("persister.conf"), "").unwrap();
+        let (s, w) = Sources::discover_in(&dirs);
+        assert_eq!(s.config_files, vec![etc.path().join("persister.conf")]);
+        assert!(w[0].contains("deprecated"), "{w:?}");
+
+        fs::write(etc.path().join("monasca-persister.conf"), "").unwrap();
+        fs::write(home.path().join("monasca-persister.conf"), "").unwrap();
+        fs::write(etc.path().join("monasca.conf"), "").unwrap();
+        fs::create_dir(etc.path().join("monasca-persister.conf.d")).unwrap();
+        let (s, w) = Sources::discover_in(&dirs);
+        assert_eq!(
+            s.config_files,
+            vec![
+                etc.path().join("monasca.conf"),
+                home.path().join("monasca-persister.conf")
+            ]
+        );
+        assert_eq!(
+            s.config_dir,
+            Some(etc.path().join("monasca-persister.conf.d"))
+        );
+        assert!(w.is_empty());
+    }
 }

@@ -1,15 +1,22 @@
 //! Typed configuration: the effective settings of every section, with the
-//! reference defaults. Loading (oslo-style INI files, interpolation, typing,
-//! validation) lives in `load.rs`; this file is the shape every other module
-//! codes against.
+//! reference defaults. Reading oslo-style INI files is `ini_file.rs`, `$`
+//! substitution `interpolate.rs`, value typing `value.rs`, assembling and
+//! validating `load.rs`, printing `render.rs`; this file is the shape every
+//! other module codes against.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod ini_file;
+mod interpolate;
 mod load;
-pub use load::{load, ConfigError, Sources};
+mod render;
+mod value;
+
+pub use load::{load, load_str, BadValue, ConfigError, Loaded, Sources};
+pub use render::{EffectiveOption, EffectiveSection};
 
 /// A value that must never reach a log, a Debug dump or check-config output.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -32,7 +39,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"****\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"****\""
+        })
     }
 }
 
@@ -43,7 +54,7 @@ impl fmt::Display for Secret {
 }
 
 /// The whole effective configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Files read, in order (later ones override earlier ones).
     pub sources: Vec<PathBuf>,
@@ -128,10 +139,18 @@ pub struct KafkaTopicSection {
 }
 
 /// `[zookeeper]`: accepted for compatibility, unused.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ZookeeperSection {
-    /// `uri`.
+    /// `uri` (127.0.0.1:2181).
     pub uri: Vec<String>,
+}
+
+impl Default for ZookeeperSection {
+    fn default() -> Self {
+        ZookeeperSection {
+            uri: vec!["127.0.0.1:2181".to_string()],
+        }
+    }
 }
 
 /// `[influxdb]` options.
@@ -229,7 +248,15 @@ impl KafkaClientSection {
     /// True for property names whose values are secrets (masked in output).
     pub fn is_secret(name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        n.contains("password") || n.contains("secret") || n.contains("token") || n.contains("sasl.jaas") || n.ends_with(".key.pem")
+        // sasl.oauthbearer.config carries client secrets inline; ssl_key is
+        // librdkafka's alias of ssl.key.pem.
+        n.contains("password")
+            || n.contains("secret")
+            || n.contains("token")
+            || n.contains("sasl.jaas")
+            || n.contains("oauthbearer.config")
+            || n.ends_with(".key.pem")
+            || n == "ssl_key"
     }
 }
 
@@ -252,7 +279,12 @@ impl KafkaTopicSection {
     pub fn defaults(section: &'static str) -> Self {
         let (enabled, group_id, topic, batch_size) = match section {
             "kafka_metrics" => (true, "1_metrics", "metrics", 20000),
-            "kafka_alarm_history" => (true, "1_alarm-state-transitions", "alarm-state-transitions", 1),
+            "kafka_alarm_history" => (
+                true,
+                "1_alarm-state-transitions",
+                "alarm-state-transitions",
+                1,
+            ),
             _ => (false, "1_events", "monevents", 1),
         };
         KafkaTopicSection {
@@ -341,7 +373,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             sources: Vec::new(),
-            default: DefaultSection { debug: false, log_file: None, log_dir: None, use_stderr: false },
+            default: DefaultSection {
+                debug: false,
+                log_file: None,
+                log_dir: None,
+                use_stderr: false,
+            },
             kafka_metrics: KafkaTopicSection::defaults("kafka_metrics"),
             kafka_alarm_history: KafkaTopicSection::defaults("kafka_alarm_history"),
             kafka_events: KafkaTopicSection::defaults("kafka_events"),

@@ -16,6 +16,26 @@ pub struct InfluxdOptions {
     pub auth: bool,
 }
 
+/// `[http]` settings of a test influxd beyond [`InfluxdOptions`] (kept apart
+/// so that struct literals of `InfluxdOptions` stay valid).
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// `max-body-size` in bytes: larger writes get 413 (default 25 MiB, influxd's own).
+    pub max_body_size: usize,
+    /// Serve https with a certificate for 127.0.0.1 issued by a private CA
+    /// made for this instance (see [`Influxd::ca_file`]); needs `openssl`.
+    pub tls: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            max_body_size: 26214400,
+            tls: false,
+        }
+    }
+}
+
 /// A running (or stopped) private influxd.
 pub struct Influxd {
     dir: tempfile::TempDir,
@@ -23,6 +43,7 @@ pub struct Influxd {
     pub port: u16,
     child: Option<Child>,
     opts: InfluxdOptions,
+    http: HttpOptions,
 }
 
 fn influxd_binary() -> PathBuf {
@@ -48,8 +69,25 @@ impl Influxd {
 
     /// Starts an influxd with the given options and waits until it answers /ping.
     pub fn start_with(opts: InfluxdOptions) -> Influxd {
-        let dir = tempfile::Builder::new().prefix("influxd-test").tempdir().expect("create temp dir for influxd");
-        let mut me = Influxd { dir, port: 0, child: None, opts };
+        Self::start_with_http(opts, HttpOptions::default())
+    }
+
+    /// Starts an influxd with the given options and `[http]` settings.
+    pub fn start_with_http(opts: InfluxdOptions, http: HttpOptions) -> Influxd {
+        let dir = tempfile::Builder::new()
+            .prefix("influxd-test")
+            .tempdir()
+            .expect("create temp dir for influxd");
+        let mut me = Influxd {
+            dir,
+            port: 0,
+            child: None,
+            opts,
+            http,
+        };
+        if me.http.tls {
+            me.make_certificates();
+        }
         for _attempt in 0..5 {
             me.port = super::free_port();
             if me.try_spawn() {
@@ -59,12 +97,63 @@ impl Influxd {
                 return me;
             }
         }
-        panic!("influxd did not start after 5 attempts; see {}/influxd.log", me.dir.path().display());
+        panic!(
+            "influxd did not start after 5 attempts; see {}/influxd.log",
+            me.dir.path().display()
+        );
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    /// Base URL, e.g. `http://127.0.0.1:40123` (`https://…` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!(
+            "{}://127.0.0.1:{}",
+            if self.http.tls { "https" } else { "http" },
+            self.port
+        )
+    }
+
+    /// The PEM file of the private CA that issued the server certificate
+    /// (with `HttpOptions { tls: true, .. }`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The client for the helpers below: with TLS it trusts any certificate,
+    /// so that the helpers test nothing about it.
+    fn agent(&self) -> ureq::Agent {
+        let tls = ureq::tls::TlsConfig::builder()
+            .disable_verification(self.http.tls)
+            .build();
+        ureq::Agent::config_builder().tls_config(tls).build().into()
+    }
+
+    fn make_certificates(&self) {
+        let d = self.dir.path();
+        let run = |args: &str| {
+            let out = Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(d)
+                .output()
+                .unwrap_or_else(|e| panic!("run openssl (needed for TLS tests): {e}"));
+            assert!(
+                out.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
+        run(&format!(
+            "req -x509 {ec} -keyout ca.key -out ca.pem -subj /CN=influxd-test-CA"
+        ));
+        run(&format!(
+            "req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+        ));
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write certificate extensions");
+        run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf");
     }
 
     /// The temp dir holding data, config and log.
@@ -97,7 +186,10 @@ bind-address = "127.0.0.1:{rpc_port}"
   bind-address = "127.0.0.1:{port}"
   auth-enabled = {auth}
   log-enabled = false
-  max-body-size = 26214400
+  max-body-size = {max_body_size}
+  https-enabled = {tls}
+  https-certificate = "{d}/server.pem"
+  https-private-key = "{d}/server.key"
 [logging]
   level = "warn"
 [continuous_queries]
@@ -106,6 +198,8 @@ bind-address = "127.0.0.1:{rpc_port}"
             d = d.display(),
             port = self.port,
             auth = self.opts.auth,
+            max_body_size = self.http.max_body_size,
+            tls = self.http.tls,
         );
         let path = d.join("influxdb.conf");
         std::fs::write(&path, conf).expect("write influxd config");
@@ -147,14 +241,18 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// True when /ping answers 204.
     pub fn ping(&self) -> bool {
-        match ureq::get(&format!("{}/ping", self.url())).call() {
+        match self.agent().get(&format!("{}/ping", self.url())).call() {
             Ok(r) => r.status().as_u16() == 204,
             Err(_) => false,
         }
     }
 
     fn create_admin(&self) {
-        let r = self.query_raw(None, "CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES", false);
+        let r = self.query_raw(
+            None,
+            "CREATE USER admin WITH PASSWORD 'admin-secret' WITH ALL PRIVILEGES",
+            false,
+        );
         assert!(r.contains("results"), "create admin user: {r}");
     }
 
@@ -179,23 +277,38 @@ bind-address = "127.0.0.1:{rpc_port}"
         assert!(self.child.is_none(), "restart of a running influxd");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !self.try_spawn() {
-            assert!(std::time::Instant::now() < deadline, "influxd did not restart on port {}", self.port);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "influxd did not restart on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn query_raw(&self, db: Option<&str>, q: &str, with_auth: bool) -> String {
-        let mut req = ureq::post(&format!("{}/query", self.url())).config().http_status_as_error(false).build();
+        let mut req = self
+            .agent()
+            .post(&format!("{}/query", self.url()))
+            .config()
+            .http_status_as_error(false)
+            .build();
         if with_auth && self.opts.auth {
-            req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0"); // admin:admin-secret
+            req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0");
+            // admin:admin-secret
         }
         let mut form: Vec<(&str, &str)> = vec![("q", q), ("epoch", "ms")];
         if let Some(db) = db {
             form.push(("db", db));
         }
-        let mut resp = req.send_form(form).unwrap_or_else(|e| panic!("query {q:?} on influxd {}: {e}", self.url()));
+        let mut resp = req
+            .send_form(form)
+            .unwrap_or_else(|e| panic!("query {q:?} on influxd {}: {e}", self.url()));
         let mut s = String::new();
-        resp.body_mut().as_reader().read_to_string(&mut s).expect("read query body");
+        resp.body_mut()
+            .as_reader()
+            .read_to_string(&mut s)
+            .expect("read query body");
         s
     }
 
@@ -226,8 +339,15 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// `SELECT count(*)`-style helper: number of points in `measurement` (0 when absent).
     pub fn count(&self, db: &str, measurement: &str) -> u64 {
-        let q = format!("SELECT count(value) FROM \"{}\"", measurement.replace('\\', "\\\\").replace('"', "\\\""));
-        self.rows(db, &q).first().and_then(|r| r.get(1)).and_then(|v| v.as_u64()).unwrap_or(0)
+        let q = format!(
+            "SELECT count(value) FROM \"{}\"",
+            measurement.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        self.rows(db, &q)
+            .first()
+            .and_then(|r| r.get(1))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
     }
 
     /// Names of all databases.
@@ -240,14 +360,18 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// Posts line protocol directly (ms precision) and returns (status, body).
     pub fn write_lines(&self, db: &str, body: &str) -> (u16, String) {
-        let mut req = ureq::post(&format!("{}/write?db={db}&precision=ms", self.url()))
+        let mut req = self
+            .agent()
+            .post(&format!("{}/write?db={db}&precision=ms", self.url()))
             .config()
             .http_status_as_error(false)
             .build();
         if self.opts.auth {
             req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0");
         }
-        let mut resp = req.send(body.as_bytes()).unwrap_or_else(|e| panic!("write to influxd {}: {e}", self.url()));
+        let mut resp = req
+            .send(body.as_bytes())
+            .unwrap_or_else(|e| panic!("write to influxd {}: {e}", self.url()));
         let status = resp.status().as_u16();
         let mut s = String::new();
         let _ = resp.body_mut().as_reader().read_to_string(&mut s);

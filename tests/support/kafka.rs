@@ -21,7 +21,9 @@ impl Kafka {
     pub fn start(brokers: i32, topics: &[(&str, i32)]) -> Kafka {
         let cluster = MockCluster::new(brokers).expect("start librdkafka mock cluster");
         for (t, p) in topics {
-            cluster.create_topic(t, *p, 1).unwrap_or_else(|e| panic!("create mock topic {t}: {e}"));
+            cluster
+                .create_topic(t, *p, 1)
+                .unwrap_or_else(|e| panic!("create mock topic {t}: {e}"));
         }
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
@@ -50,7 +52,10 @@ impl Kafka {
             match self.producer.send(rec) {
                 Ok(()) => return,
                 Err((e, back)) => {
-                    if let rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull) = e {
+                    if let rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ) = e
+                    {
                         std::thread::sleep(Duration::from_millis(5));
                         rec = back;
                     } else {
@@ -63,8 +68,14 @@ impl Kafka {
 
     /// Waits until every produced message is acknowledged by the broker.
     pub fn flush(&self) {
-        self.producer.flush(Duration::from_secs(60)).expect("flush test producer");
-        assert_eq!(self.producer.in_flight_count(), 0, "messages still in flight after flush");
+        self.producer
+            .flush(Duration::from_secs(60))
+            .expect("flush test producer");
+        assert_eq!(
+            self.producer.in_flight_count(),
+            0,
+            "messages still in flight after flush"
+        );
     }
 
     /// A plain consumer in `group` subscribed to `topic`, reading from the earliest offset.
@@ -89,7 +100,9 @@ impl Kafka {
             .expect("create offset-reading consumer");
         let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition(topic, partition);
-        let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("read committed offsets");
+        let got = c
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("read committed offsets");
         got.elements().first().and_then(|e| match e.offset() {
             rdkafka::Offset::Offset(o) => Some(o),
             _ => None,

@@ -26,13 +26,20 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Opti
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
-    l.local_addr().expect("local address of ephemeral listener").port()
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+    l.local_addr()
+        .expect("local address of ephemeral listener")
+        .port()
 }
 
 /// `../shared/` beside the repository (compat corpus, seeds).
 pub fn shared_dir() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(dir.is_dir(), "{} not found: the tests need ../shared beside the repository", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} not found: the tests need ../shared beside the repository",
+        dir.display()
+    );
     dir
 }

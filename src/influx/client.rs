@@ -1,0 +1,617 @@
+//! The InfluxDB 1.x HTTP API over one shared `ureq::Agent`: `/write`,
+//! `/query`, `/ping`, database creation. Blocking, with connection reuse and
+//! per-request timeouts; https with optional verification; basic auth or a
+//! token. Credentials travel only in the `Authorization` header, so no URL,
+//! log line or error message can carry them.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
+use ureq::Agent;
+
+use super::response::{classify, write_action, WriteResponse};
+use crate::config::InfluxSection;
+
+/// Largest answer body read; a 400 echoing every line of a big write is
+/// about the size of the request, so this leaves plenty of room.
+const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How much of InfluxDB's message an error's text shows (the full text stays
+/// in the error's `message` field).
+const MESSAGE_SHOWN: usize = 400;
+
+/// A failed exchange with InfluxDB. Every variant names what was being done
+/// and the server URL (which never holds credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxError {
+    /// The request did not complete: connection refused, DNS, TLS, reset.
+    #[error("{action} at {url}: cannot reach InfluxDB: {source}")]
+    Transport {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// The HTTP client's error.
+        source: ureq::Error,
+    },
+    /// No complete answer within `[influxdb] timeout_seconds`.
+    #[error("{action} at {url}: no answer within {seconds} s ([influxdb] timeout_seconds)")]
+    Timeout {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// The configured timeout.
+        seconds: u64,
+    },
+    /// 401/403: the credentials are wrong or lack a privilege.
+    #[error(
+        "{action} at {url}: authentication failed (HTTP {status}): {}; check [influxdb] user, password and token",
+        shown(message)
+    )]
+    Auth {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// InfluxDB's message.
+        message: String,
+    },
+    /// Any other unexpected status.
+    #[error(
+        "{action} at {url}: InfluxDB answered HTTP {status}: {}",
+        shown(message)
+    )]
+    Status {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// InfluxDB's message.
+        message: String,
+    },
+    /// An answer that did not come from InfluxDB's API (a proxy, or Go's
+    /// reply to plain http on an https port): a configuration problem.
+    #[error(
+        "{action} at {url}: answered HTTP {status} by something other than InfluxDB's API \
+         (check [influxdb] ip_address, port and ssl): {}",
+        shown(message)
+    )]
+    NotInfluxDb {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The body, as text.
+        message: String,
+    },
+    /// A query statement failed (HTTP 200 with an `error` in its result).
+    #[error(
+        "{action} at {url}: InfluxDB refused the statement: {}",
+        shown(message)
+    )]
+    Statement {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// InfluxDB's message.
+        message: String,
+    },
+    /// The answer could not be understood.
+    #[error("{action} at {url}: unreadable answer: {detail}")]
+    BadAnswer {
+        /// What was being done.
+        action: String,
+        /// Server URL.
+        url: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+impl InfluxError {
+    /// True when trying again later may succeed, so the data must be kept.
+    /// A 400 or a refused statement is about the request itself and would
+    /// fail the same way again.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            InfluxError::Status { status, .. } => *status != 400,
+            InfluxError::Statement { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// True for 401/403.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, InfluxError::Auth { .. })
+    }
+
+    /// The HTTP status, when an answer arrived.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            InfluxError::Auth { status, .. }
+            | InfluxError::Status { status, .. }
+            | InfluxError::NotInfluxDb { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// InfluxDB's message, when it sent one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            InfluxError::Auth { message, .. }
+            | InfluxError::Status { message, .. }
+            | InfluxError::NotInfluxDb { message, .. }
+            | InfluxError::Statement { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// A client that cannot be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `ca_file` could not be read.
+    #[error("reading [influxdb] ca_file {path}: {source}")]
+    CaFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// `ca_file` holds no usable PEM certificate.
+    #[error("reading [influxdb] ca_file {path}: {detail}")]
+    CaFileInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+}
+
+fn shown(message: &str) -> String {
+    if message.len() <= MESSAGE_SHOWN {
+        return message.to_string();
+    }
+    let mut cut = MESSAGE_SHOWN;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..cut], message.len())
+}
+
+/// The `Authorization` header value; masked in Debug output.
+#[derive(Clone)]
+struct Credentials(String);
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"****\"")
+    }
+}
+
+/// An InfluxDB 1.x HTTP client. Cheap to clone; clones share connections.
+#[derive(Clone, Debug)]
+pub struct InfluxClient {
+    agent: Agent,
+    base_url: String,
+    write_url: String,
+    query_url: String,
+    auth: Option<Credentials>,
+    timeout_seconds: u64,
+}
+
+static INSECURE_TLS_WARNING: Once = Once::new();
+
+impl InfluxClient {
+    /// Builds a client from `[influxdb]`. It does not contact the server.
+    pub fn new(config: &InfluxSection) -> Result<InfluxClient, SetupError> {
+        let scheme = if config.ssl { "https" } else { "http" };
+        let host = if config.ip_address.contains(':') && !config.ip_address.starts_with('[') {
+            format!("[{}]", config.ip_address)
+        } else {
+            config.ip_address.clone()
+        };
+        let base_url = format!("{scheme}://{host}:{}", config.port);
+        let timeout =
+            (config.timeout_seconds > 0).then(|| Duration::from_secs(config.timeout_seconds));
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(timeout)
+            .max_idle_connections_per_host(32)
+            .user_agent(concat!("monasca-persister/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config(config, &base_url)?)
+            .build()
+            .into();
+        let auth = if !config.token.is_empty() {
+            Some(Credentials(format!("Token {}", config.token.expose())))
+        } else if !config.user.is_empty() && !config.password.is_empty() {
+            let pair = format!("{}:{}", config.user, config.password.expose());
+            Some(Credentials(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )))
+        } else {
+            None
+        };
+        log::info!(
+            "InfluxDB at {base_url}: {}, timeout {} s",
+            match (&auth, config.token.is_empty()) {
+                (None, _) => "no authentication".to_string(),
+                (Some(_), false) => "token authentication".to_string(),
+                (Some(_), true) => format!("user {:?} with password", config.user),
+            },
+            config.timeout_seconds
+        );
+        Ok(InfluxClient {
+            agent,
+            write_url: format!("{base_url}/write"),
+            query_url: format!("{base_url}/query"),
+            base_url,
+            auth,
+            timeout_seconds: config.timeout_seconds,
+        })
+    }
+
+    /// The server's base URL, e.g. `http://127.0.0.1:8086` (no credentials).
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Posts line protocol (millisecond timestamps) to `database` and
+    /// classifies the answer. Never fails otherwise: transport problems come
+    /// back as [`WriteResponse::Retriable`].
+    pub fn write(&self, database: &str, body: &[u8]) -> WriteResponse {
+        let url = format!(
+            "{}?db={}&precision=ms",
+            self.write_url,
+            encode_query_value(database)
+        );
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", &auth.0);
+        }
+        let mut response = match request.send(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return WriteResponse::Retriable(self.transport_error(write_action(database), e))
+            }
+        };
+        let status = response.status().as_u16();
+        if status == 204 {
+            return WriteResponse::Stored;
+        }
+        let answer = match response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+        {
+            Ok(a) => a,
+            Err(e) => {
+                return WriteResponse::Retriable(self.transport_error(write_action(database), e))
+            }
+        };
+        classify(status, &answer, database, &self.base_url)
+    }
+
+    /// Runs InfluxQL (POST `/query`, so statements that change things are
+    /// allowed) and returns the parsed JSON answer. A statement that failed
+    /// is an [`InfluxError::Statement`]. Do not put secrets in `statement`:
+    /// it is quoted in errors.
+    pub fn query(
+        &self,
+        database: Option<&str>,
+        statement: &str,
+    ) -> Result<serde_json::Value, InfluxError> {
+        let action = || format!("running InfluxQL `{}`", shown(statement));
+        let mut request = self.agent.post(&self.query_url);
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", &auth.0);
+        }
+        let mut form = vec![("q", statement)];
+        if let Some(db) = database {
+            form.push(("db", db));
+        }
+        let mut response = request
+            .send_form(form)
+            .map_err(|e| self.transport_error(action(), e))?;
+        let status = response.status().as_u16();
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(action(), e))?;
+        if status != 200 {
+            let message = super::response::error_message(&answer);
+            let (action, url) = (action(), self.base_url.clone());
+            return Err(if status == 401 || status == 403 {
+                InfluxError::Auth {
+                    action,
+                    url,
+                    status,
+                    message,
+                }
+            } else {
+                InfluxError::Status {
+                    action,
+                    url,
+                    status,
+                    message,
+                }
+            });
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|e| InfluxError::BadAnswer {
+                action: action(),
+                url: self.base_url.clone(),
+                detail: format!(
+                    "not JSON ({e}): {}",
+                    shown(&String::from_utf8_lossy(&answer))
+                ),
+            })?;
+        let failed = value["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|r| r["error"].as_str().map(str::to_string))
+            .or_else(|| value["error"].as_str().map(str::to_string));
+        match failed {
+            Some(message) => Err(InfluxError::Statement {
+                action: action(),
+                url: self.base_url.clone(),
+                message,
+            }),
+            None => Ok(value),
+        }
+    }
+
+    /// Creates database `name`; when `retention_hours > 0` its default
+    /// retention policy is `"<h>h"` (`DURATION <h>h REPLICATION 1`).
+    ///
+    /// One statement does both — `CREATE DATABASE "<name>" WITH DURATION <h>h
+    /// REPLICATION 1 NAME "<h>h"` — rather than the reference's `CREATE
+    /// DATABASE` then `CREATE RETENTION POLICY … DEFAULT`: between those two,
+    /// another writer's points land in `autogen`, where queries on the
+    /// default policy never see them (a test caught exactly that). The
+    /// database then has no `autogen` policy. Idempotent; a database that
+    /// already exists with other policies (created by someone else) is left
+    /// as it is, with a warning.
+    pub fn create_database(&self, name: &str, retention_hours: u32) -> Result<(), InfluxError> {
+        let mut statement = format!("CREATE DATABASE {}", quote_identifier(name));
+        if retention_hours > 0 {
+            statement.push_str(&format!(
+                " WITH DURATION {retention_hours}h REPLICATION 1 NAME {}",
+                quote_identifier(&format!("{retention_hours}h"))
+            ));
+        }
+        match self.query(None, &statement) {
+            Err(InfluxError::Statement { message, .. })
+                if message.contains("conflicts with an existing policy") =>
+            {
+                log::warn!(
+                    "InfluxDB database {name:?} already exists with other retention policies; left as it is \
+                     (default_retention_hours = {retention_hours} applies only to databases this persister creates)"
+                );
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// `GET /ping`: the server's version when it answers 204.
+    pub fn ping(&self) -> Result<String, InfluxError> {
+        let action = || "pinging InfluxDB".to_string();
+        let mut request = self.agent.get(format!("{}/ping", self.base_url));
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", &auth.0);
+        }
+        let mut response = request
+            .call()
+            .map_err(|e| self.transport_error(action(), e))?;
+        let status = response.status().as_u16();
+        if status != 204 && status != 200 {
+            let answer = response.body_mut().read_to_vec().unwrap_or_default();
+            let message = super::response::error_message(&answer);
+            return Err(InfluxError::Status {
+                action: action(),
+                url: self.base_url.clone(),
+                status,
+                message,
+            });
+        }
+        let version = response
+            .headers()
+            .get("X-Influxdb-Version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        Ok(version.to_string())
+    }
+
+    fn transport_error(&self, action: String, error: ureq::Error) -> InfluxError {
+        let url = self.base_url.clone();
+        let timed_out = match &error {
+            ureq::Error::Timeout(_) => true,
+            ureq::Error::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        };
+        if timed_out {
+            InfluxError::Timeout {
+                action,
+                url,
+                seconds: self.timeout_seconds,
+            }
+        } else {
+            InfluxError::Transport {
+                action,
+                url,
+                source: error,
+            }
+        }
+    }
+}
+
+fn tls_config(config: &InfluxSection, base_url: &str) -> Result<TlsConfig, SetupError> {
+    let builder = TlsConfig::builder();
+    if !config.ssl {
+        return Ok(builder.build());
+    }
+    if !config.verify_ssl {
+        INSECURE_TLS_WARNING.call_once(|| {
+            log::warn!(
+                "[influxdb] verify_ssl = false: the certificate of {base_url} is not verified, \
+                 so anyone on the path can read and change what is sent{}",
+                if config.ca_file.is_some() {
+                    " (ca_file is ignored)"
+                } else {
+                    ""
+                }
+            );
+        });
+        return Ok(builder.disable_verification(true).build());
+    }
+    let Some(path) = &config.ca_file else {
+        // Mozilla's roots, as bundled: a private CA needs ca_file.
+        return Ok(builder.root_certs(RootCerts::WebPki).build());
+    };
+    let pem = std::fs::read(path).map_err(|source| SetupError::CaFileUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(SetupError::CaFileInvalid {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(SetupError::CaFileInvalid {
+            path: path.clone(),
+            detail: "no PEM certificate in it".into(),
+        });
+    }
+    Ok(builder
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .build())
+}
+
+/// An InfluxQL double-quoted identifier: `\` and `"` escaped.
+pub fn quote_identifier(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Percent-encodes a URL query value (everything but RFC 3986 unreserved bytes).
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn identifiers_are_quoted_and_escaped() {
+        assert_eq!(quote_identifier("mon"), "\"mon\"");
+        assert_eq!(quote_identifier("we\"ird\\db"), "\"we\\\"ird\\\\db\"");
+    }
+
+    #[test]
+    fn database_names_are_percent_encoded_in_the_url() {
+        assert_eq!(encode_query_value("mon_abc-1.x~"), "mon_abc-1.x~");
+        assert_eq!(encode_query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let config = InfluxSection {
+            password: Secret::new("hunter2-password"),
+            token: Secret::new("tok-secret-123"),
+            ..InfluxSection::default()
+        };
+        let client = InfluxClient::new(&config).expect("client");
+        let text = format!("{client:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("tok-secret"),
+            "{text}"
+        );
+        let basic = InfluxClient::new(&InfluxSection {
+            password: Secret::new("hunter2-password"),
+            ..InfluxSection::default()
+        })
+        .expect("client");
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode("mon_persister:hunter2-password");
+        let text = format!("{basic:?}");
+        assert!(
+            !text.contains(&encoded) && !text.contains("hunter2"),
+            "credentials leaked: {text}"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed() {
+        let c = InfluxClient::new(&InfluxSection {
+            ip_address: "::1".into(),
+            ssl: true,
+            ..InfluxSection::default()
+        })
+        .expect("client");
+        assert_eq!(c.url(), "https://[::1]:8086");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_setup_error_naming_it() {
+        let config = InfluxSection {
+            ssl: true,
+            verify_ssl: true,
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..InfluxSection::default()
+        };
+        let e = InfluxClient::new(&config).expect_err("must fail");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+}

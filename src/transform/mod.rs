@@ -1,0 +1,511 @@
+//! Monasca messages in, InfluxDB line protocol out: the hot path of the
+//! persister.
+//!
+//! [`Transformer`] decodes one Kafka message (a metric, an alarm state
+//! transition or an event) and, for metrics and alarm transitions, appends
+//! exactly the line the Python reference (monasca-persister 9.0.0) writes,
+//! with the deliberate fixes listed in `docs/line-protocol.md`. A message it
+//! cannot turn into a storable point is a typed [`Rejection`] for the
+//! dead-letter file.
+
+mod database;
+mod line;
+mod message;
+mod pyjson;
+mod pynum;
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::config::InfluxSection;
+pub use database::{Target, TenantNameError, MAX_DATABASE_NAME_LEN};
+use line::{
+    max_series_key_len, normalise_tag_text, push_string_field, push_tag_text,
+    trim_trailing_backslashes, StringFieldSink,
+};
+use message::{AlarmEnvelope, DimensionList, EventEnvelope, JsonKind, Text};
+use pynum::{FloatRepr, IntError};
+
+/// Earliest timestamp (ms) InfluxDB 1.x stores: its range is ±(2^63 - 2) ns.
+pub const MIN_TIMESTAMP_MS: i64 = -9_223_372_036_854;
+/// Latest timestamp (ms) InfluxDB 1.x stores.
+pub const MAX_TIMESTAMP_MS: i64 = 9_223_372_036_854;
+
+/// Measurement of alarm state transitions.
+const ALARM_MEASUREMENT: &str = "alarm_state_history";
+
+/// Longest field key of a metric line (`value_meta`).
+const METRIC_LONGEST_FIELD_KEY: usize = "value_meta".len();
+/// Longest field key of an alarm line (`lifecycle_state`).
+const ALARM_LONGEST_FIELD_KEY: usize = "lifecycle_state".len();
+
+/// Sub-alarm keys the reference renames to snake case in `sub_alarms`.
+const SUB_ALARM_RENAMES: &[(&str, &str)] = &[
+    ("subAlarmExpression", "sub_alarm_expression"),
+    ("currentValues", "current_values"),
+    ("metricDefinition", "metric_definition"),
+    ("subAlarmState", "sub_alarm_state"),
+];
+
+/// Why a message was not turned into a line. Every variant carries enough to
+/// explain the message in the dead-letter file.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Rejection {
+    /// Not JSON, or JSON of the wrong shape (a string where an object or a
+    /// string is required, a field repeated in an alarm or event message).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A required field is absent (or `null`); the dotted path names it.
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// A field is present but its value cannot be used.
+    #[error("bad value in `{field}`: {detail}")]
+    BadValue {
+        /// Dotted path of the field (`metric.value`).
+        field: &'static str,
+        /// What is wrong, quoting the value.
+        detail: String,
+    },
+    /// The metric value is NaN or ±Infinity, which InfluxDB cannot store.
+    #[error("`{field}` is {value}, which InfluxDB cannot store")]
+    NotFinite {
+        /// Dotted path of the field.
+        field: &'static str,
+        /// The value as decoded.
+        value: f64,
+    },
+    /// In `db_per_tenant` mode, the tenant id cannot form a database name.
+    #[error("tenant {tenant:?} cannot name a database: {reason}")]
+    BadTenant {
+        /// The tenant id as sent.
+        tenant: String,
+        /// Why InfluxDB would refuse the name.
+        reason: TenantNameError,
+    },
+}
+
+impl Rejection {
+    /// A short fixed name for the variant (a Prometheus label value).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "malformed",
+            Rejection::MissingField(_) => "missing_field",
+            Rejection::BadValue { .. } => "bad_value",
+            Rejection::NotFinite { .. } => "not_finite",
+            Rejection::BadTenant { .. } => "bad_tenant",
+        }
+    }
+
+    /// Every value [`Rejection::kind`] can return, for pre-registering metrics.
+    pub const KINDS: [&'static str; 5] = [
+        "malformed",
+        "missing_field",
+        "bad_value",
+        "not_finite",
+        "bad_tenant",
+    ];
+}
+
+fn bad_value(field: &'static str, detail: impl Into<String>) -> Rejection {
+    Rejection::BadValue {
+        field,
+        detail: detail.into(),
+    }
+}
+
+fn malformed(error: serde_json::Error) -> Rejection {
+    Rejection::Malformed(error.to_string())
+}
+
+/// Parses a whole message. UTF-8 is checked once up front so that serde_json
+/// need not re-check every string and raw value it borrows.
+fn decode<'p, T: serde::Deserialize<'p>>(payload: &'p [u8]) -> Result<T, Rejection> {
+    serde_json::from_str(utf8(payload)?).map_err(malformed)
+}
+
+fn utf8(payload: &[u8]) -> Result<&str, Rejection> {
+    std::str::from_utf8(payload).map_err(|e| Rejection::Malformed(format!("not UTF-8: {e}")))
+}
+
+/// Turns Monasca messages into InfluxDB lines for one `[influxdb]` setup.
+/// Cheap to share between consumer threads (`&self` everywhere).
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    database_name: String,
+    db_per_tenant: bool,
+}
+
+impl Transformer {
+    /// A transformer writing to `database_name`, or per tenant when
+    /// `db_per_tenant` is set.
+    pub fn new(influx: &InfluxSection) -> Transformer {
+        Transformer {
+            database_name: influx.database_name.clone(),
+            db_per_tenant: influx.db_per_tenant,
+        }
+    }
+
+    /// The database name for `target`; borrowed for the shared database.
+    pub fn database<'a>(&'a self, target: &Target<'_>) -> Cow<'a, str> {
+        match target {
+            Target::Shared => Cow::Borrowed(&self.database_name),
+            Target::Tenant(tenant) => Cow::Owned(format!("{}_{}", self.database_name, tenant)),
+        }
+    }
+
+    /// Decodes a metric message and appends its line (ending in `\n`) to
+    /// `out`. On rejection `out` is left as it was.
+    pub fn metric<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Target<'p>, Rejection> {
+        let start = out.len();
+        let result = self.encode_metric(payload, out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Decodes an `alarm-transitioned` message and appends its
+    /// `alarm_state_history` line (ending in `\n`) to `out`. On rejection
+    /// `out` is left as it was.
+    pub fn alarm_transition<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Target<'p>, Rejection> {
+        let start = out.len();
+        let result = self.encode_alarm_transition(payload, out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Decodes and validates an event message (there is no events store yet).
+    pub fn event(&self, payload: &[u8]) -> Result<(), Rejection> {
+        let envelope: EventEnvelope<'_> = decode(payload)?;
+        let event = envelope.event.ok_or(Rejection::MissingField("event"))?;
+        event
+            .event_type
+            .ok_or(Rejection::MissingField("event.event_type"))?;
+        event
+            .timestamp
+            .ok_or(Rejection::MissingField("event.timestamp"))?;
+        event
+            .payload
+            .ok_or(Rejection::MissingField("event.payload"))?;
+        let meta = envelope.meta.ok_or(Rejection::MissingField("meta"))?;
+        let project = meta
+            .project_id
+            .ok_or(Rejection::MissingField("meta.project_id"))?;
+        event
+            .dimensions
+            .ok_or(Rejection::MissingField("event.dimensions"))?;
+        self.target(&project.0)?;
+        Ok(())
+    }
+
+    fn target<'p>(&self, tenant: &Cow<'p, str>) -> Result<Target<'p>, Rejection> {
+        if !self.db_per_tenant {
+            return Ok(Target::Shared);
+        }
+        database::check_tenant(&self.database_name, tenant).map_err(|reason| {
+            Rejection::BadTenant {
+                tenant: tenant.to_string(),
+                reason,
+            }
+        })?;
+        Ok(Target::Tenant(tenant.clone()))
+    }
+
+    fn encode_metric<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Target<'p>, Rejection> {
+        let text = utf8(payload)?;
+        let mut tags = DimensionList::new();
+        let envelope = message::decode_metric(text, &mut tags).map_err(malformed)?;
+        let metric = envelope.metric.ok_or(Rejection::MissingField("metric"))?;
+        let name = metric.name.ok_or(Rejection::MissingField("metric.name"))?.0;
+        let meta = envelope.meta.ok_or(Rejection::MissingField("meta"))?;
+        let region = meta.region.ok_or(Rejection::MissingField("meta.region"))?.0;
+        let tenant = meta
+            .tenant_id
+            .ok_or(Rejection::MissingField("meta.tenantId"))?
+            .0;
+        let timestamp = timestamp_ms(metric.timestamp, "metric.timestamp")?;
+        let value = metric_value(metric.value)?;
+        let target = self.target(&tenant)?;
+
+        let series_start = out.len();
+        push_measurement(out, name)?;
+
+        let mut reserved_key = false;
+        tags.retain(|(key, value)| {
+            *key = normalise_tag_text(std::mem::take(key));
+            *value = trim_trailing_backslashes(std::mem::take(value));
+            // InfluxDB refuses a point with a tag key `time`.
+            reserved_key |= key == "time";
+            // An empty key or value cannot be written (InfluxDB treats an
+            // empty value as absent); the meta tags override dimensions of
+            // the same name, as in the reference.
+            !key.is_empty() && !value.is_empty() && key != "_region" && key != "_tenant_id"
+        });
+        if reserved_key {
+            return Err(bad_value(
+                "metric.dimensions",
+                "a dimension named `time`, which InfluxDB refuses as a tag key",
+            ));
+        }
+        for (key, text) in [("_region", region), ("_tenant_id", tenant)] {
+            let text = trim_trailing_backslashes(text);
+            if !text.is_empty() {
+                tags.push((Cow::Borrowed(key), text));
+            }
+        }
+        // Stable, so that among repeated names the last one wins (a Python
+        // dict keeps the last value); tags are sorted by key as the
+        // reference does.
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (key, value)) in tags.iter().enumerate() {
+            if tags.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            out.push(b',');
+            push_tag_text(out, key);
+            out.push(b'=');
+            push_tag_text(out, value);
+        }
+        check_series_key(
+            out.len() - series_start,
+            METRIC_LONGEST_FIELD_KEY,
+            "metric.dimensions",
+        )?;
+
+        out.extend_from_slice(b" value=");
+        out.extend_from_slice(FloatRepr::new(value).as_str().as_bytes());
+        out.extend_from_slice(b",value_meta=\"");
+        match metric.value_meta {
+            Some(raw) if !pyjson::is_falsy(raw.get()) => {
+                pyjson::write(raw.get(), &[], &mut StringFieldSink(out))
+                    .map_err(|e| bad_value("metric.value_meta", e.to_string()))?;
+            }
+            _ => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b"\" ");
+        push_timestamp(out, timestamp);
+        Ok(target)
+    }
+
+    fn encode_alarm_transition<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Target<'p>, Rejection> {
+        let envelope: AlarmEnvelope<'p> = decode(payload)?;
+        let alarm = envelope
+            .alarm_transitioned
+            .ok_or(Rejection::MissingField("alarm-transitioned"))?;
+        let required = |text: Option<Text<'p>>, field: &'static str| {
+            text.map(|t| t.0).ok_or(Rejection::MissingField(field))
+        };
+        let alarm_id = required(alarm.alarm_id, "alarm-transitioned.alarmId")?;
+        let metrics = alarm
+            .metrics
+            .ok_or(Rejection::MissingField("alarm-transitioned.metrics"))?;
+        let new_state = required(alarm.new_state, "alarm-transitioned.newState")?;
+        let old_state = required(alarm.old_state, "alarm-transitioned.oldState")?;
+        let reason = required(
+            alarm.state_change_reason,
+            "alarm-transitioned.stateChangeReason",
+        )?;
+        let tenant = required(alarm.tenant_id, "alarm-transitioned.tenantId")?;
+        let timestamp = timestamp_ms(alarm.timestamp, "alarm-transitioned.timestamp")?;
+        let sub_alarms = alarm
+            .sub_alarms
+            .ok_or(Rejection::MissingField("alarm-transitioned.subAlarms"))?;
+        let link = alarm.link.map(|t| t.0).unwrap_or_default();
+        let lifecycle_state = alarm.lifecycle_state.map(|t| t.0).unwrap_or_default();
+        let target = self.target(&tenant)?;
+
+        let series_start = out.len();
+        out.extend_from_slice(ALARM_MEASUREMENT.as_bytes());
+        let tenant_tag = trim_trailing_backslashes(Cow::Borrowed(&tenant));
+        if !tenant_tag.is_empty() {
+            out.extend_from_slice(b",tenant_id=");
+            push_tag_text(out, &tenant_tag);
+        }
+        check_series_key(
+            out.len() - series_start,
+            ALARM_LONGEST_FIELD_KEY,
+            "alarm-transitioned.tenantId",
+        )?;
+
+        out.extend_from_slice(b" tenant_id=");
+        push_string_field(out, &tenant);
+        out.extend_from_slice(b",alarm_id=");
+        push_string_field(out, &alarm_id);
+        out.extend_from_slice(b",metrics=\"");
+        pyjson::write(metrics.get(), &[], &mut StringFieldSink(out))
+            .map_err(|e| bad_value("alarm-transitioned.metrics", e.to_string()))?;
+        out.extend_from_slice(b"\",new_state=");
+        push_string_field(out, &new_state);
+        out.extend_from_slice(b",old_state=");
+        push_string_field(out, &old_state);
+        out.extend_from_slice(b",link=");
+        push_string_field(out, &link);
+        out.extend_from_slice(b",lifecycle_state=");
+        push_string_field(out, &lifecycle_state);
+        out.extend_from_slice(b",reason=");
+        push_string_field(out, &reason);
+        out.extend_from_slice(b",reason_data=\"{}\",sub_alarms=\"");
+        if pyjson::is_falsy(sub_alarms.get()) {
+            out.extend_from_slice(b"[]");
+        } else {
+            pyjson::write(
+                sub_alarms.get(),
+                SUB_ALARM_RENAMES,
+                &mut StringFieldSink(out),
+            )
+            .map_err(|e| bad_value("alarm-transitioned.subAlarms", e.to_string()))?;
+        }
+        out.extend_from_slice(b"\" ");
+        push_timestamp(out, timestamp);
+        Ok(target)
+    }
+}
+
+/// Writes the metric name as the measurement, refusing names InfluxDB would
+/// lose: empty ones, ones it reads as a comment line (`#…`, after the tabs
+/// and NULs it skips at the start of a line), and ones with a backslash
+/// right before a space, comma, `=` or `"` — InfluxDB 1.6 stores those
+/// under a name that no query finds again.
+fn push_measurement(out: &mut Vec<u8>, name: Cow<'_, str>) -> Result<(), Rejection> {
+    let name = normalise_tag_text(name);
+    if name
+        .as_bytes()
+        .windows(2)
+        .any(|pair| pair[0] == b'\\' && matches!(pair[1], b' ' | b',' | b'=' | b'"'))
+    {
+        return Err(bad_value(
+            "metric.name",
+            format!("{name:?} has a backslash before a space, comma, `=` or `\"`, which InfluxDB 1.x stores unfindably"),
+        ));
+    }
+    let significant = name.trim_start_matches(['\t', '\0']);
+    if significant.is_empty() {
+        return Err(bad_value(
+            "metric.name",
+            format!("{name:?} is empty once made writable"),
+        ));
+    }
+    if significant.starts_with('#') {
+        return Err(bad_value(
+            "metric.name",
+            format!("{name:?} starts with `#`, which InfluxDB reads as a comment line"),
+        ));
+    }
+    push_tag_text(out, &name);
+    Ok(())
+}
+
+fn check_series_key(
+    len: usize,
+    longest_field_key: usize,
+    field: &'static str,
+) -> Result<(), Rejection> {
+    let max = max_series_key_len(longest_field_key);
+    if len > max {
+        return Err(bad_value(
+            field,
+            format!("the series key would be {len} bytes, over InfluxDB's limit of {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(ms).as_bytes());
+    out.push(b'\n');
+}
+
+/// Decodes a raw JSON string value (already known to be a string).
+fn json_text<'p>(raw: &'p RawValue, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
+    serde_json::from_str::<Text<'p>>(raw.get())
+        .map(|t| t.0)
+        .map_err(|e| bad_value(field, e.to_string()))
+}
+
+/// The reference's `int(timestamp)`, limited to InfluxDB's time range.
+fn timestamp_ms(raw: Option<&RawValue>, field: &'static str) -> Result<i64, Rejection> {
+    let raw = raw.ok_or(Rejection::MissingField(field))?;
+    let ms = match JsonKind::of(raw) {
+        JsonKind::Number => pynum::int_from_json_number(raw.get()),
+        JsonKind::String => pynum::int_from_text(&json_text(raw, field)?),
+        JsonKind::Bool(b) => Ok(i64::from(b)),
+        kind => {
+            return Err(bad_value(
+                field,
+                format!("expected milliseconds as an integer, found {}", kind.name()),
+            ))
+        }
+    };
+    match ms {
+        Ok(ms) if (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms) => Ok(ms),
+        Ok(_) | Err(IntError::OutOfRange) => Err(bad_value(
+            field,
+            format!(
+                "{} is outside InfluxDB's range of {MIN_TIMESTAMP_MS}..={MAX_TIMESTAMP_MS} ms",
+                raw.get()
+            ),
+        )),
+        Err(IntError::NotInteger) => {
+            Err(bad_value(field, format!("{} is not an integer", raw.get())))
+        }
+    }
+}
+
+/// The reference's `float(value)`, refusing what InfluxDB cannot store.
+fn metric_value(raw: Option<&RawValue>) -> Result<f64, Rejection> {
+    const FIELD: &str = "metric.value";
+    let raw = raw.ok_or(Rejection::MissingField(FIELD))?;
+    let value = match JsonKind::of(raw) {
+        JsonKind::Number => raw
+            .get()
+            .parse::<f64>()
+            .map_err(|e| bad_value(FIELD, format!("{}: {e}", raw.get())))?,
+        JsonKind::String => {
+            let text = json_text(raw, FIELD)?;
+            pynum::float_from_text(&text).ok_or_else(|| {
+                bad_value(
+                    FIELD,
+                    format!("could not convert string to float: {text:?}"),
+                )
+            })?
+        }
+        JsonKind::Bool(b) => f64::from(u8::from(b)),
+        kind => {
+            return Err(bad_value(
+                FIELD,
+                format!("expected a number, found {}", kind.name()),
+            ))
+        }
+    };
+    if !value.is_finite() {
+        return Err(Rejection::NotFinite {
+            field: FIELD,
+            value,
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests;
