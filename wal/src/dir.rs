@@ -178,7 +178,10 @@ pub(crate) fn remove_other_generations(dir: &Path, keep: u64) -> Result<(), WalE
     for entry in entries {
         let entry = entry.map_err(io(dir, "listing the directory"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(generation) = name.strip_prefix("gen-").and_then(|g| g.parse::<u64>().ok()) else {
+        let Some(generation) = name
+            .strip_prefix("gen-")
+            .and_then(|g| g.parse::<u64>().ok())
+        else {
             continue;
         };
         if generation != keep {

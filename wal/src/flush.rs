@@ -62,10 +62,7 @@ impl FlushCoordinator {
                 return Ok(());
             }
             if state.syncing {
-                state = self
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner());
+                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
             state.syncing = true;

@@ -165,12 +165,23 @@ mod tests {
         assert_eq!(index.find(4).map(|f| f.0), Some(3));
         assert!(index.find(5).is_none());
 
-        let out = index.ack(&[RecordId(1), RecordId(3), RecordId(4), RecordId(4), RecordId(99)], &counters);
+        let out = index.ack(
+            &[
+                RecordId(1),
+                RecordId(3),
+                RecordId(4),
+                RecordId(4),
+                RecordId(99),
+            ],
+            &counters,
+        );
         assert_eq!(out.freed, vec![(3, 2)]);
         assert_eq!(out.updated.len(), 1);
         assert_eq!(counters.pending_records.load(Ordering::Relaxed), 2);
         assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 100);
-        assert!(index.get(0).is_some_and(|m| m.is_pending(0) && !m.is_pending(1)));
+        assert!(index
+            .get(0)
+            .is_some_and(|m| m.is_pending(0) && !m.is_pending(1)));
 
         let out = index.ack(&[RecordId(1)], &counters);
         assert!(out.freed.is_empty() && out.updated.is_empty());

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// sled's segment size. Values above a quarter of it become blob files; the
 /// frame size in `codec` is derived from this.
-pub(crate) const SEGMENT_SIZE: usize = 512 << 10;
+pub(crate) const SEGMENT_SIZE: usize = 1 << 20;
 
 /// Tree names.
 const FRAMES: &str = "frames";
@@ -106,7 +106,10 @@ impl Generation {
     }
 
     /// Builds the error for a failed sled call.
-    pub(crate) fn storage_err(&self, action: impl Into<String>) -> impl FnOnce(sled::Error) -> WalError {
+    pub(crate) fn storage_err(
+        &self,
+        action: impl Into<String>,
+    ) -> impl FnOnce(sled::Error) -> WalError {
         let path = self.path.clone();
         let action = action.into();
         move |source| WalError::Storage {
@@ -147,7 +150,9 @@ impl Generation {
             let entry = entry.map_err(io(&blobs, "listing sled's blob files"))?;
             let path = entry.path();
             match File::open(&path) {
-                Ok(f) => f.sync_data().map_err(io(&path, "fdatasync of a sled blob file"))?,
+                Ok(f) => f
+                    .sync_data()
+                    .map_err(io(&path, "fdatasync of a sled blob file"))?,
                 // sled removes blobs of rewritten pages concurrently.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io(&path, "opening a sled blob file")(e)),

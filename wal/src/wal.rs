@@ -51,7 +51,15 @@ impl Default for WalOptions {
 struct AppendState {
     next_id: u64,
     offsets: BTreeMap<String, i64>,
-    buf: Vec<u8>,
+}
+
+/// An append's frames, encoded before any lock is taken so that concurrent
+/// appenders compress in parallel.
+struct EncodedBatch {
+    /// All frames, back to back.
+    bytes: Vec<u8>,
+    /// Per frame: its records (positions in the append) and its bytes.
+    frames: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
 /// A durable local log of opaque records plus named offsets.
@@ -149,7 +157,6 @@ impl Wal {
             appends: Mutex::new(AppendState {
                 next_id: recovered.next_id,
                 offsets: recovered.offsets,
-                buf: Vec::new(),
             }),
             index: Mutex::new(recovered.index),
             counters,
@@ -200,7 +207,7 @@ impl Wal {
             let next = lock(&self.appends).next_id;
             return Ok(RecordIds::new(next, next));
         }
-        let bounds = codec::frame_bounds(records);
+        let batch = self.encode(records)?;
         let commit_offsets: Vec<(String, i64)> =
             offsets.iter().map(|(n, o)| (n.to_string(), *o)).collect();
 
@@ -212,9 +219,10 @@ impl Wal {
             // Ids are spent even if the inserts fail, so frames a failed
             // append may have left behind never share keys with later ones.
             state.next_id = end;
-            let result = self.insert_batch(&generation, &mut state, records, &bounds, start, commit_offsets);
+            let result =
+                self.insert_batch(&generation, &mut state, &batch, end, start, commit_offsets);
             if let Err(e) = result {
-                self.forget_frames(&generation, &bounds, start);
+                self.forget_frames(&generation, &batch, start);
                 return Err(e);
             }
             self.flush.inserted(end);
@@ -228,6 +236,27 @@ impl Wal {
         Ok(RecordIds::new(start, end))
     }
 
+    fn encode(&self, records: &[RecordRef<'_>]) -> Result<EncodedBatch, WalError> {
+        let bounds = codec::frame_bounds(records);
+        let mut batch = EncodedBatch {
+            bytes: Vec::new(),
+            frames: Vec::with_capacity(bounds.len()),
+        };
+        let mut scratch = Vec::new();
+        for range in bounds {
+            let start = batch.bytes.len();
+            codec::encode_frame(&records[range.clone()], &mut scratch, &mut batch.bytes).map_err(
+                |source| WalError::Encode {
+                    path: self.dir.clone(),
+                    what: format!("records {}..{} of an append", range.start, range.end),
+                    source,
+                },
+            )?;
+            batch.frames.push((range, start..batch.bytes.len()));
+        }
+        Ok(batch)
+    }
+
     /// Inserts the frames, then the commit record, then the offsets, in this
     /// order in sled's log (see [`Commit`]). Runs under the append lock, so
     /// the log holds appends one after the other.
@@ -235,32 +264,25 @@ impl Wal {
         &self,
         generation: &Generation,
         state: &mut AppendState,
-        records: &[RecordRef<'_>],
-        bounds: &[std::ops::Range<usize>],
+        batch: &EncodedBatch,
+        end: u64,
         start: u64,
         offsets: Vec<(String, i64)>,
     ) -> Result<(), WalError> {
-        let end = start + records.len() as u64;
-        for range in bounds {
-            let first = start + range.start as u64;
-            let count = range.len() as u32;
-            codec::encode_frame(&records[range.clone()], &mut state.buf).map_err(|source| {
-                WalError::Encode {
-                    path: self.dir.clone(),
-                    what: format!("records {first}..{}", first + count as u64),
-                    source,
-                }
-            })?;
+        for (records, bytes) in &batch.frames {
+            let first = start + records.start as u64;
+            let count = records.len() as u32;
+            let value = &batch.bytes[bytes.clone()];
             // Index first: a reader that finds the frame in sled must find
             // its entry; readers skip it until the append is visible.
             lock(&self.index).insert(
                 first,
-                FrameMeta::new(count, state.buf.len() as u32),
+                FrameMeta::new(count, value.len() as u32),
                 &self.counters,
             );
             generation
                 .frames
-                .insert(codec::frame_key(first, count), state.buf.as_slice())
+                .insert(codec::frame_key(first, count), value)
                 .map_err(generation.storage_err(format!(
                     "storing records {first}..{} of the append {start}..{end}",
                     first + count as u64
@@ -295,14 +317,14 @@ impl Wal {
 
     /// Best-effort undo of a failed append, so its records are not replayed
     /// in this run; a crash instead drops them at the next open anyway.
-    fn forget_frames(&self, generation: &Generation, bounds: &[std::ops::Range<usize>], start: u64) {
+    fn forget_frames(&self, generation: &Generation, batch: &EncodedBatch, start: u64) {
         let mut index = lock(&self.index);
-        for range in bounds {
-            let first = start + range.start as u64;
+        for (records, _) in &batch.frames {
+            let first = start + records.start as u64;
             index.remove(first, &self.counters);
             let _ = generation
                 .frames
-                .remove(codec::frame_key(first, range.len() as u32));
+                .remove(codec::frame_key(first, records.len() as u32));
         }
     }
 
@@ -320,7 +342,11 @@ impl Wal {
 
     /// Reads frames from `*next_id` on into `buf` until it holds something.
     /// Returns false at the end of the visible records.
-    fn fill(&self, next_id: &mut u64, buf: &mut VecDeque<(RecordId, Record)>) -> Result<bool, WalError> {
+    fn fill(
+        &self,
+        next_id: &mut u64,
+        buf: &mut VecDeque<(RecordId, Record)>,
+    ) -> Result<bool, WalError> {
         let generation = self.generation();
         let visible = self.visible_through.load(Ordering::Acquire);
         if *next_id >= visible {
@@ -331,9 +357,9 @@ impl Wal {
             None => *next_id,
         };
         for item in generation.frames.range(codec::frame_key(start, 0)..) {
-            let (key, value) = item.map_err(generation.storage_err(format!(
-                "reading pending records from id {next_id}"
-            )))?;
+            let (key, value) = item.map_err(
+                generation.storage_err(format!("reading pending records from id {next_id}")),
+            )?;
             let Some((first, count)) = codec::parse_frame_key(&key) else {
                 continue;
             };
@@ -373,7 +399,13 @@ impl Wal {
     }
 
     /// Moves a frame that fails to decode into the quarantine tree.
-    fn quarantine_frame(&self, generation: &Generation, key: &[u8], value: &[u8], reason: &str) -> Result<(), WalError> {
+    fn quarantine_frame(
+        &self,
+        generation: &Generation,
+        key: &[u8],
+        value: &[u8],
+        reason: &str,
+    ) -> Result<(), WalError> {
         let (first, count) = codec::parse_frame_key(key).unwrap_or((0, 0));
         log::error!(
             "WAL {}: records {first}..{} fail to decode ({reason}); moved {} bytes to quarantine",
@@ -388,8 +420,14 @@ impl Wal {
             .quarantine
             .insert(key, value)
             .map_err(generation.storage_err(action.clone()))?;
-        generation.frames.remove(key).map_err(generation.storage_err(action.clone()))?;
-        generation.acks.remove(key).map_err(generation.storage_err(action))?;
+        generation
+            .frames
+            .remove(key)
+            .map_err(generation.storage_err(action.clone()))?;
+        generation
+            .acks
+            .remove(key)
+            .map_err(generation.storage_err(action))?;
         self.counters
             .quarantined
             .fetch_add(count as u64, Ordering::Relaxed);
@@ -421,11 +459,20 @@ impl Wal {
             }
             for (first, count) in &outcome.freed {
                 let key = codec::frame_key(*first, *count);
-                let action = format!("removing acknowledged records {first}..{}", first + *count as u64);
+                let action = format!(
+                    "removing acknowledged records {first}..{}",
+                    first + *count as u64
+                );
                 // Frame first: a crash in between leaves a stale bitmap,
                 // which open discards.
-                generation.frames.remove(key).map_err(generation.storage_err(action.clone()))?;
-                generation.acks.remove(key).map_err(generation.storage_err(action))?;
+                generation
+                    .frames
+                    .remove(key)
+                    .map_err(generation.storage_err(action.clone()))?;
+                generation
+                    .acks
+                    .remove(key)
+                    .map_err(generation.storage_err(action))?;
             }
         }
         self.maybe_reclaim()
@@ -521,16 +568,24 @@ impl Wal {
         let next_id = lock(&self.appends).next_id;
         let copy = |from: &sled::Tree, to: &sled::Tree, what: &str| -> Result<(), WalError> {
             for item in from.iter() {
-                let (k, v) = item.map_err(generation.storage_err(format!("reading {what} to move them to generation {number}")))?;
-                to.insert(k, v)
-                    .map_err(fresh.storage_err(format!("copying {what} from generation {}", generation.number)))?;
+                let (k, v) = item.map_err(generation.storage_err(format!(
+                    "reading {what} to move them to generation {number}"
+                )))?;
+                to.insert(k, v).map_err(fresh.storage_err(format!(
+                    "copying {what} from generation {}",
+                    generation.number
+                )))?;
             }
             Ok(())
         };
         copy(&generation.frames, &fresh.frames, "pending records")?;
         copy(&generation.acks, &fresh.acks, "acknowledgements")?;
         copy(&generation.offsets, &fresh.offsets, "offsets")?;
-        copy(&generation.quarantine, &fresh.quarantine, "quarantined records")?;
+        copy(
+            &generation.quarantine,
+            &fresh.quarantine,
+            "quarantined records",
+        )?;
         let commit = codec::encode_commit(&Commit {
             next_id,
             offsets: Vec::new(),
@@ -552,7 +607,11 @@ impl Wal {
         drop(old);
         if let Err(e) = std::fs::remove_dir_all(&old_path) {
             // Harmless: open removes generations the marker does not name.
-            log::warn!("WAL {}: could not remove old generation {}: {e}", self.dir.display(), old_path.display());
+            log::warn!(
+                "WAL {}: could not remove old generation {}: {e}",
+                self.dir.display(),
+                old_path.display()
+            );
         }
         log::info!(
             "WAL {}: moved {} pending records ({} bytes) to generation {number}; log file was {before} bytes",
@@ -605,14 +664,24 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
 
     // None: no append ever completed. Some(None): unreadable, so every
     // frame present counts as committed (losing none beats dropping some).
-    let commit: Option<Option<Commit>> = match generation.meta.get(COMMIT_KEY).map_err(err("reading the commit record"))? {
+    let commit: Option<Option<Commit>> = match generation
+        .meta
+        .get(COMMIT_KEY)
+        .map_err(err("reading the commit record"))?
+    {
         None => None,
         Some(bytes) => match codec::decode_commit(&bytes) {
             Ok(c) => Some(Some(c)),
             Err(reason) => {
                 log::error!("WAL {path}: commit record is corrupt ({reason}); keeping every stored record and moving it to quarantine");
-                generation.quarantine.insert(COMMIT_KEY, bytes).map_err(err("quarantining the commit record"))?;
-                generation.meta.remove(COMMIT_KEY).map_err(err("quarantining the commit record"))?;
+                generation
+                    .quarantine
+                    .insert(COMMIT_KEY, bytes)
+                    .map_err(err("quarantining the commit record"))?;
+                generation
+                    .meta
+                    .remove(COMMIT_KEY)
+                    .map_err(err("quarantining the commit record"))?;
                 Some(None)
             }
         },
@@ -631,8 +700,14 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
                 offsets.insert(name.to_string(), offset);
             }
             _ => {
-                log::error!("WAL {path}: dropping a corrupt offset entry (key {:?})", String::from_utf8_lossy(&k));
-                generation.offsets.remove(&k).map_err(err("removing a corrupt offset"))?;
+                log::error!(
+                    "WAL {path}: dropping a corrupt offset entry (key {:?})",
+                    String::from_utf8_lossy(&k)
+                );
+                generation
+                    .offsets
+                    .remove(&k)
+                    .map_err(err("removing a corrupt offset"))?;
             }
         }
     }
@@ -656,21 +731,36 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
     for item in generation.frames.iter() {
         let (key, value) = item.map_err(err("reading records"))?;
         let Some((first, count)) = codec::parse_frame_key(&key) else {
-            log::error!("WAL {path}: a stored frame has a malformed key {key:?}; moving it to quarantine");
-            generation.quarantine.insert(&key, value).map_err(err("quarantining a frame"))?;
-            generation.frames.remove(&key).map_err(err("quarantining a frame"))?;
+            log::error!(
+                "WAL {path}: a stored frame has a malformed key {key:?}; moving it to quarantine"
+            );
+            generation
+                .quarantine
+                .insert(&key, value)
+                .map_err(err("quarantining a frame"))?;
+            generation
+                .frames
+                .remove(&key)
+                .map_err(err("quarantining a frame"))?;
             continue;
         };
         let end = first + count as u64;
         if committed_through.is_some_and(|c| end > c) {
             // Written by an append that never returned: never promised.
             dropped += count as u64;
-            generation.frames.remove(&key).map_err(err("dropping records of an unfinished append"))?;
+            generation
+                .frames
+                .remove(&key)
+                .map_err(err("dropping records of an unfinished append"))?;
             continue;
         }
         match codec::decode_frame(&value, count) {
             Ok(_) => {
-                index.insert(first, FrameMeta::new(count, value.len() as u32), &Counters::default());
+                index.insert(
+                    first,
+                    FrameMeta::new(count, value.len() as u32),
+                    &Counters::default(),
+                );
                 max_end = max_end.max(end);
             }
             Err(reason) => {
@@ -678,8 +768,14 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
                     "WAL {path}: records {first}..{end} fail to decode ({reason}); moved {} bytes to quarantine",
                     value.len()
                 );
-                generation.quarantine.insert(&key, value).map_err(err("quarantining a frame"))?;
-                generation.frames.remove(&key).map_err(err("quarantining a frame"))?;
+                generation
+                    .quarantine
+                    .insert(&key, value)
+                    .map_err(err("quarantining a frame"))?;
+                generation
+                    .frames
+                    .remove(&key)
+                    .map_err(err("quarantining a frame"))?;
             }
         }
     }
@@ -690,14 +786,21 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
     for item in generation.acks.iter() {
         let (key, value) = item.map_err(err("reading acknowledgements"))?;
         let parsed = codec::parse_frame_key(&key);
-        let meta = parsed.and_then(|(first, count)| index.get_mut(first).filter(|m| m.count == count));
+        let meta =
+            parsed.and_then(|(first, count)| index.get_mut(first).filter(|m| m.count == count));
         let Some(meta) = meta else {
-            generation.acks.remove(&key).map_err(err("removing stale acknowledgements"))?;
+            generation
+                .acks
+                .remove(&key)
+                .map_err(err("removing stale acknowledgements"))?;
             continue;
         };
         let Some(bits) = AckBits::decode(&value, meta.count) else {
             log::warn!("WAL {path}: a corrupt acknowledgement bitmap was dropped; its records will be written again");
-            generation.acks.remove(&key).map_err(err("removing corrupt acknowledgements"))?;
+            generation
+                .acks
+                .remove(&key)
+                .map_err(err("removing corrupt acknowledgements"))?;
             continue;
         };
         meta.live = meta.count - bits.count_set(meta.count);
@@ -713,8 +816,14 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
     for (first, count) in full {
         index.remove(first, &Counters::default());
         let key = codec::frame_key(first, count);
-        generation.frames.remove(key).map_err(err("removing acknowledged records"))?;
-        generation.acks.remove(key).map_err(err("removing acknowledged records"))?;
+        generation
+            .frames
+            .remove(key)
+            .map_err(err("removing acknowledged records"))?;
+        generation
+            .acks
+            .remove(key)
+            .map_err(err("removing acknowledged records"))?;
     }
     for (_, meta) in index.iter() {
         counters.add_frame(meta);
@@ -752,7 +861,8 @@ fn disk_usage(path: &Path) -> Result<u64, WalError> {
             match disk_usage(&entry.path()) {
                 Ok(n) => total += n,
                 // sled creates and removes files while we walk.
-                Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(WalError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }

@@ -25,7 +25,10 @@ fn batch_len(k: u64) -> u64 {
 /// Same as the helper's.
 fn payload(t: u64, k: u64, i: u64) -> Vec<u8> {
     let mut p = format!("t{t}b{k}r{i}:").into_bytes();
-    p.resize(p.len() + ((k * 7 + i * 13) % 400) as usize, b'a' + (i % 26) as u8);
+    p.resize(
+        p.len() + ((k * 7 + i * 13) % 400) as usize,
+        b'a' + (i % 26) as u8,
+    );
     p
 }
 
@@ -33,7 +36,9 @@ fn payload(t: u64, k: u64, i: u64) -> Vec<u8> {
 fn parse_payload(p: &[u8]) -> (u64, u64, u64) {
     let s = std::str::from_utf8(p).expect("payload is ASCII");
     let head = s.split(':').next().expect("payload has a header");
-    let (t, rest) = head[1..].split_once('b').expect("payload header t<t>b<k>r<i>");
+    let (t, rest) = head[1..]
+        .split_once('b')
+        .expect("payload header t<t>b<k>r<i>");
     let (k, i) = rest.split_once('r').expect("payload header t<t>b<k>r<i>");
     (
         t.parse().expect("thread number"),
@@ -75,10 +80,17 @@ fn sigkill_at_random_moments_never_loses_a_reported_append() {
         for _ in 0..kill_after {
             let Some(Ok(line)) = lines.next() else {
                 let mut err = String::new();
-                let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
+                let _ = std::io::Read::read_to_string(
+                    &mut child.stderr.take().expect("stderr"),
+                    &mut err,
+                );
                 panic!("helper ended early (round {rounds}, seed {seed}): {err}");
             };
-            let f: Vec<u64> = line.split(' ').skip(1).map(|x| x.parse().expect("number")).collect();
+            let f: Vec<u64> = line
+                .split(' ')
+                .skip(1)
+                .map(|x| x.parse().expect("number"))
+                .collect();
             assert_eq!(f.len(), 4, "bad report {line:?}");
             assert!(
                 reported.insert((f[0], f[1]), (f[2], f[3])).is_none(),
@@ -108,16 +120,28 @@ fn check(wal: &Wal, reported: &Reported, round: u32, seed: u64) {
         assert!(last_id < Some(id), "{ctx}: replay out of order at {id}");
         last_id = Some(id);
         let (t, k, i) = parse_payload(&record.payload);
-        assert_eq!(record.payload, payload(t, k, i), "{ctx}: payload of t{t} b{k} r{i}");
+        assert_eq!(
+            record.payload,
+            payload(t, k, i),
+            "{ctx}: payload of t{t} b{k} r{i}"
+        );
         assert_eq!(record.database, format!("db{}", i % 3), "{ctx}");
         assert_eq!(record.points, i as u32 + 1, "{ctx}");
         seen.entry((t, k)).or_default().push((id.get(), i));
     }
     for t in 0..2u64 {
-        let Some(last) = reported.keys().filter(|(rt, _)| *rt == t).map(|(_, k)| *k).max() else {
+        let Some(last) = reported
+            .keys()
+            .filter(|(rt, _)| *rt == t)
+            .map(|(_, k)| *k)
+            .max()
+        else {
             continue;
         };
-        let batch_offset = wal.offset(&format!("batch/{t}")).expect("offset").expect("batch offset stored") as u64;
+        let batch_offset = wal
+            .offset(&format!("batch/{t}"))
+            .expect("offset")
+            .expect("batch offset stored") as u64;
         // The append in flight at the kill may or may not have made it whole.
         assert!(
             batch_offset == last + 1 || batch_offset == last + 2,
@@ -125,7 +149,8 @@ fn check(wal: &Wal, reported: &Reported, round: u32, seed: u64) {
         );
         let newest = batch_offset - 1;
         assert_eq!(
-            wal.offset(&format!("p/{t}/{}", newest % 4)).expect("offset"),
+            wal.offset(&format!("p/{t}/{}", newest % 4))
+                .expect("offset"),
             Some(newest as i64),
             "{ctx}: partition offset of thread {t}'s newest batch"
         );
@@ -136,7 +161,10 @@ fn check(wal: &Wal, reported: &Reported, round: u32, seed: u64) {
             );
         }
         for &(_, k) in seen.keys().filter(|(st, _)| *st == t) {
-            assert!(k <= newest, "{ctx}: batch {k} of thread {t} present but its offset is only {batch_offset}");
+            assert!(
+                k <= newest,
+                "{ctx}: batch {k} of thread {t} present but its offset is only {batch_offset}"
+            );
         }
     }
     for (&(t, k), recs) in &seen {
@@ -144,7 +172,11 @@ fn check(wal: &Wal, reported: &Reported, round: u32, seed: u64) {
             continue; // acknowledged by the helper: any subset may remain
         }
         let n = batch_len(k);
-        assert_eq!(recs.len() as u64, n, "{ctx}: batch {k} of thread {t} is partial");
+        assert_eq!(
+            recs.len() as u64,
+            n,
+            "{ctx}: batch {k} of thread {t} is partial"
+        );
         for (j, &(id, i)) in recs.iter().enumerate() {
             assert_eq!(i, j as u64, "{ctx}: batch {k} of thread {t} out of order");
             if let Some(&(first, _)) = reported.get(&(t, k)) {
@@ -154,7 +186,10 @@ fn check(wal: &Wal, reported: &Reported, round: u32, seed: u64) {
     }
     for (&(t, k), &(_, n)) in reported {
         if k % 5 != 0 {
-            assert!(seen.contains_key(&(t, k)), "{ctx}: reported batch {k} of thread {t} ({n} records) is lost");
+            assert!(
+                seen.contains_key(&(t, k)),
+                "{ctx}: reported batch {k} of thread {t} ({n} records) is lost"
+            );
         }
     }
 }
@@ -169,7 +204,11 @@ fn a_wal_open_in_another_process_is_refused_and_released_by_its_death() {
 
     match Wal::open(&dir, WalOptions::default()) {
         Err(WalError::Locked { holder: h, .. }) => {
-            assert!(h.contains(&holder.id().to_string()), "holder {h:?} should name pid {}", holder.id())
+            assert!(
+                h.contains(&holder.id().to_string()),
+                "holder {h:?} should name pid {}",
+                holder.id()
+            )
         }
         other => panic!("expected Locked, got {other:?}"),
     }
@@ -180,12 +219,26 @@ fn a_wal_open_in_another_process_is_refused_and_released_by_its_death() {
     let wal = Wal::open(&dir, WalOptions::default()).expect("open after the holder died");
 
     // And the other way round: we hold it, a second process is refused.
-    let out = spawn("try-open", &dir).wait_with_output().expect("run try-open");
-    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = spawn("try-open", &dir)
+        .wait_with_output()
+        .expect("run try-open");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked by another running process"));
     drop(wal);
-    let out = spawn("try-open", &dir).wait_with_output().expect("run try-open");
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = spawn("try-open", &dir)
+        .wait_with_output()
+        .expect("run try-open");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -52,20 +52,36 @@ fn replay_returns_records_in_append_order_from_any_point() {
     let all: Vec<Record> = a.iter().chain(&b).chain(&c).cloned().collect();
     let got = pending(&wal);
     assert_eq!(got.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), all);
-    let ids: Vec<RecordId> = ids_a.iter().chain(ids_b.iter()).chain(ids_c.iter()).collect();
+    let ids: Vec<RecordId> = ids_a
+        .iter()
+        .chain(ids_b.iter())
+        .chain(ids_c.iter())
+        .collect();
     assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
 
     // From the middle of a frame, from a batch boundary, from the end.
     let after = ids[57];
-    let tail: Vec<Record> = wal.pending_from(Some(after)).map(|r| r.unwrap().1).collect();
+    let tail: Vec<Record> = wal
+        .pending_from(Some(after))
+        .map(|r| r.unwrap().1)
+        .collect();
     assert_eq!(tail, all[58..]);
-    let tail: Vec<RecordId> = wal.pending_from(ids_b.last()).map(|r| r.unwrap().0).collect();
+    let tail: Vec<RecordId> = wal
+        .pending_from(ids_b.last())
+        .map(|r| r.unwrap().0)
+        .collect();
     assert_eq!(tail, ids_c.iter().collect::<Vec<_>>());
     assert_eq!(wal.pending_from(ids_c.last()).count(), 0);
 
     drop(wal);
     let wal = Wal::open(&wal_dir(&tmp), opts()).unwrap();
-    assert_eq!(pending(&wal).into_iter().map(|(_, r)| r).collect::<Vec<_>>(), all);
+    assert_eq!(
+        pending(&wal)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>(),
+        all
+    );
     let next = wal.append(&refs(&b), &[]).unwrap();
     assert!(next.first() > ids_c.last(), "ids continue after reopen");
 }
@@ -78,11 +94,20 @@ fn acked_records_never_come_back_also_after_reopen() {
     let ids: Vec<RecordId> = wal.append(&refs(&recs), &[]).unwrap().iter().collect();
 
     // Every third record (partial frames), then a whole run, then twice.
-    let acked: Vec<RecordId> = ids.iter().copied().step_by(3).chain(ids[100..200].iter().copied()).collect();
+    let acked: Vec<RecordId> = ids
+        .iter()
+        .copied()
+        .step_by(3)
+        .chain(ids[100..200].iter().copied())
+        .collect();
     wal.ack(&acked).unwrap();
     wal.ack(&acked).unwrap();
     wal.ack(&[RecordId(1 << 40)]).unwrap();
-    let expect: Vec<RecordId> = ids.iter().copied().filter(|id| !acked.contains(id)).collect();
+    let expect: Vec<RecordId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !acked.contains(id))
+        .collect();
     let got: Vec<RecordId> = pending(&wal).into_iter().map(|(id, _)| id).collect();
     assert_eq!(got, expect);
     assert_eq!(wal.pending_records(), expect.len() as u64);
@@ -112,13 +137,16 @@ fn offsets_are_stored_with_their_batch_and_survive_reopen() {
     let wal = Wal::open(&wal_dir(&tmp), opts()).unwrap();
     assert_eq!(wal.offset("metrics/3").unwrap(), None);
     let recs = records("o", 3);
-    wal.append(&refs(&recs), &[("metrics/3", 1200), ("metrics/1", 5)]).unwrap();
+    wal.append(&refs(&recs), &[("metrics/3", 1200), ("metrics/1", 5)])
+        .unwrap();
     wal.append(&refs(&recs), &[("metrics/3", 1300)]).unwrap();
     // Offsets only: e.g. every message of the batch went to dead letters.
     let none = wal.append(&[], &[("alarms/0", 7)]).unwrap();
     assert!(none.is_empty());
-    let expect: BTreeMap<String, i64> =
-        [("alarms/0", 7), ("metrics/1", 5), ("metrics/3", 1300)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let expect: BTreeMap<String, i64> = [("alarms/0", 7), ("metrics/1", 5), ("metrics/3", 1300)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     assert_eq!(wal.offsets().unwrap(), expect);
     assert_eq!(wal.offset("metrics/3").unwrap(), Some(1300));
     drop(wal);
@@ -132,18 +160,29 @@ fn offsets_are_stored_with_their_batch_and_survive_reopen() {
 fn counters_are_exact_across_restarts() {
     let tmp = tempfile::tempdir().unwrap();
     let options = WalOptions {
-        max_size_bytes: 20_000,
+        max_size_bytes: 1_000,
         ..opts()
     };
     let wal = Wal::open(&wal_dir(&tmp), options.clone()).unwrap();
-    assert_eq!((wal.pending_records(), wal.pending_bytes(), wal.quarantined()), (0, 0, 0));
+    assert_eq!(
+        (
+            wal.pending_records(),
+            wal.pending_bytes(),
+            wal.quarantined()
+        ),
+        (0, 0, 0)
+    );
     assert!(!wal.over_limit());
     let recs = records("c", 400);
     let ids: Vec<RecordId> = wal.append(&refs(&recs), &[]).unwrap().iter().collect();
     assert_eq!(wal.pending_records(), 400);
     let payload: u64 = recs.iter().map(|r| r.payload.len() as u64).sum();
     let bytes = wal.pending_bytes();
-    assert!(bytes > payload && bytes < payload + 400 * 16, "{bytes} bytes for {payload} payload bytes");
+    // Stored bytes: the repetitive payloads compress.
+    assert!(
+        bytes > 0 && bytes < payload,
+        "{bytes} bytes for {payload} payload bytes"
+    );
     assert!(wal.over_limit());
 
     wal.ack(&ids[..150]).unwrap();
@@ -153,12 +192,19 @@ fn counters_are_exact_across_restarts() {
     assert!(bytes_now < bytes);
     drop(wal);
     let wal = Wal::open(&wal_dir(&tmp), options).unwrap();
-    assert_eq!((wal.pending_records(), wal.pending_bytes()), (records_now, bytes_now));
+    assert_eq!(
+        (wal.pending_records(), wal.pending_bytes()),
+        (records_now, bytes_now)
+    );
 }
 
 /// Opens generation 1's sled database directly, as a disk fault would.
 fn corrupt_first_frame(dir: &Path, corrupt: impl FnOnce(&mut Vec<u8>)) -> (u64, u32) {
-    let db = sled::Config::new().path(dir.join("gen-1")).segment_size(512 << 10).open().unwrap();
+    let db = sled::Config::new()
+        .path(dir.join("gen-1"))
+        .segment_size(1 << 20)
+        .open()
+        .unwrap();
     let frames = db.open_tree("frames").unwrap();
     let (key, value) = frames.iter().next().unwrap().unwrap();
     let mut bytes = value.to_vec();
@@ -227,7 +273,11 @@ fn records_of_an_unfinished_append_are_dropped_at_open() {
     }
     {
         // A frame beyond the commit record, as a crash mid-append leaves.
-        let db = sled::Config::new().path(dir.join("gen-1")).segment_size(512 << 10).open().unwrap();
+        let db = sled::Config::new()
+            .path(dir.join("gen-1"))
+            .segment_size(1 << 20)
+            .open()
+            .unwrap();
         let frames = db.open_tree("frames").unwrap();
         let (_, value) = frames.iter().next().unwrap().unwrap();
         let mut key = 10u64.to_be_bytes().to_vec();
@@ -239,7 +289,10 @@ fn records_of_an_unfinished_append_are_dropped_at_open() {
     assert_eq!(wal.pending_records(), 10);
     assert_eq!(pending(&wal).len(), 10);
     assert_eq!(wal.offset("p").unwrap(), Some(10));
-    assert_eq!(wal.append(&refs(&recs[..1]), &[]).unwrap().first(), Some(RecordId(10)));
+    assert_eq!(
+        wal.append(&refs(&recs[..1]), &[]).unwrap().first(),
+        Some(RecordId(10))
+    );
 }
 
 #[test]
@@ -250,7 +303,10 @@ fn a_second_opener_is_refused_while_the_first_is_open() {
     let err = Wal::open(&dir, opts()).unwrap_err();
     assert!(matches!(err, WalError::Locked { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("wal.lock") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains("wal.lock") && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
     drop(wal);
     Wal::open(&dir, opts()).unwrap();
 }
@@ -264,19 +320,30 @@ fn a_directory_that_is_not_a_wal_is_refused() {
     let err = Wal::open(&dir, opts()).unwrap_err();
     assert!(matches!(err, WalError::NotAWal { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("is not a WAL directory") && msg.contains("important.txt") && msg.contains("data"), "{msg}");
+    assert!(
+        msg.contains("is not a WAL directory")
+            && msg.contains("important.txt")
+            && msg.contains("data"),
+        "{msg}"
+    );
     // Nothing was created in it.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
     let file = tmp.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    assert!(matches!(Wal::open(&file, opts()), Err(WalError::NotAWal { .. })));
+    assert!(matches!(
+        Wal::open(&file, opts()),
+        Err(WalError::NotAWal { .. })
+    ));
 
     // A marker of some other program.
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("WAL"), b"postgres\n").unwrap();
-    assert!(matches!(Wal::open(&other, opts()), Err(WalError::NotAWal { .. })));
+    assert!(matches!(
+        Wal::open(&other, opts()),
+        Err(WalError::NotAWal { .. })
+    ));
 
     // An empty directory is fine.
     let empty = tmp.path().join("empty");
@@ -292,13 +359,26 @@ fn records_too_large_are_refused_with_their_position() {
     let err = wal
         .append(
             &[
-                RecordRef { database: "a", kind: 0, points: 1, payload: b"ok" },
-                RecordRef { database: "huge", kind: 0, points: 1, payload: &big },
+                RecordRef {
+                    database: "a",
+                    kind: 0,
+                    points: 1,
+                    payload: b"ok",
+                },
+                RecordRef {
+                    database: "huge",
+                    kind: 0,
+                    points: 1,
+                    payload: &big,
+                },
             ],
             &[("p", 1)],
         )
         .unwrap_err();
-    assert!(matches!(err, WalError::RecordTooLarge { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, WalError::RecordTooLarge { index: 1, .. }),
+        "{err}"
+    );
     assert_eq!(wal.pending_records(), 0);
     assert_eq!(wal.offset("p").unwrap(), None);
 }
@@ -337,19 +417,32 @@ fn concurrent_appends_store_every_record_once_in_a_consistent_order() {
     for (id, r) in &got {
         assert!(Some(*id) > prev, "replay in id order");
         prev = Some(*id);
-        per_thread.entry(r.database.clone()).or_default().push(String::from_utf8(r.payload.clone()).unwrap());
+        per_thread
+            .entry(r.database.clone())
+            .or_default()
+            .push(String::from_utf8(r.payload.clone()).unwrap());
     }
     for t in 0..THREADS {
         let expect: Vec<String> = (0..APPENDS)
             .flat_map(|n| (0..1 + (n * 7) % 30).map(move |i| format!("t{t}n{n}i{i}")))
             .collect();
-        assert_eq!(per_thread[&format!("t{t}")], expect, "thread {t}: every record once, in its order");
-        assert_eq!(wal.offset(&format!("thread/{t}")).unwrap(), Some(APPENDS as i64 - 1));
+        assert_eq!(
+            per_thread[&format!("t{t}")],
+            expect,
+            "thread {t}: every record once, in its order"
+        );
+        assert_eq!(
+            wal.offset(&format!("thread/{t}")).unwrap(),
+            Some(APPENDS as i64 - 1)
+        );
     }
     let (appends, syncs) = (wal.appends(), wal.syncs());
     eprintln!("{appends} appends, {syncs} syncs");
     assert_eq!(appends, (THREADS * APPENDS) as u64);
-    assert!(syncs < appends, "group commit: {syncs} syncs for {appends} appends");
+    assert!(
+        syncs < appends,
+        "group commit: {syncs} syncs for {appends} appends"
+    );
 }
 
 #[test]
@@ -358,7 +451,11 @@ fn reclaiming_space_keeps_pending_records_offsets_and_ids() {
     let dir = wal_dir(&tmp);
     let wal = Wal::open(&dir, opts()).unwrap();
     let recs = records("g", 500);
-    let ids: Vec<RecordId> = wal.append(&refs(&recs), &[("m/1", 77)]).unwrap().iter().collect();
+    let ids: Vec<RecordId> = wal
+        .append(&refs(&recs), &[("m/1", 77)])
+        .unwrap()
+        .iter()
+        .collect();
     wal.ack(&ids[..123]).unwrap();
     wal.ack(&ids[200..201]).unwrap();
     let before = pending(&wal);
@@ -387,8 +484,14 @@ fn disk_usage_stays_bounded_over_a_long_append_ack_cycle() {
     };
     let wal = Wal::open(&dir, options).unwrap();
     let payload = vec![b'x'; 200];
-    let batch: Vec<RecordRef<'_>> =
-        (0..2000).map(|_| RecordRef { database: "mon", kind: 0, points: 1, payload: &payload }).collect();
+    let batch: Vec<RecordRef<'_>> = (0..2000)
+        .map(|_| RecordRef {
+            database: "mon",
+            kind: 0,
+            points: 1,
+            payload: &payload,
+        })
+        .collect();
     // ~200 MB through the WAL with ~8 MB pending at any time.
     let mut in_flight: std::collections::VecDeque<Vec<RecordId>> = Default::default();
     let mut peak = 0;

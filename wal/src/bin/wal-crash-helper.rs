@@ -33,7 +33,10 @@ fn batch_len(k: u64) -> u64 {
 /// helper.
 fn payload(t: u64, k: u64, i: u64) -> Vec<u8> {
     let mut p = format!("t{t}b{k}r{i}:").into_bytes();
-    p.resize(p.len() + ((k * 7 + i * 13) % 400) as usize, b'a' + (i % 26) as u8);
+    p.resize(
+        p.len() + ((k * 7 + i * 13) % 400) as usize,
+        b'a' + (i % 26) as u8,
+    );
     p
 }
 
