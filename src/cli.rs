@@ -178,8 +178,8 @@ fn source_list(loaded: &Loaded) -> String {
 }
 
 /// The Kafka → WAL → InfluxDB pipeline, until a signal stops it.
-fn run_pipeline(_loaded: &Loaded, _log: LogHandle) -> anyhow::Result<()> {
-    anyhow::bail!("pipeline not built yet")
+fn run_pipeline(loaded: &Loaded, _log: LogHandle) -> anyhow::Result<()> {
+    crate::run::run(&loaded.config)
 }
 
 #[cfg(test)]

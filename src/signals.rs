@@ -1,11 +1,11 @@
-//! Process signals: the first SIGTERM/SIGINT starts a graceful shutdown, a
-//! second one exits at once (the WAL is durable, nothing is lost), SIGHUP
-//! reopens the log file for logrotate.
+//! Stop signals: the first SIGTERM/SIGINT starts a graceful shutdown, a
+//! second one exits at once (the WAL is durable, nothing is lost). SIGHUP
+//! (log reopening) is handled in `logging`.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::pipeline::Control;
@@ -13,16 +13,16 @@ use crate::pipeline::Control;
 /// Exit code of the immediate exit on a second SIGTERM/SIGINT.
 pub const SECOND_SIGNAL_EXIT_CODE: i32 = 130;
 
-/// Starts the signal thread. `on_hup` runs on every SIGHUP.
-pub fn install(control: Arc<Control>, on_hup: impl Fn() + Send + 'static) -> anyhow::Result<()> {
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing handlers for SIGTERM, SIGINT and SIGHUP")?;
+/// Starts the signal thread.
+pub fn install(control: Arc<Control>) -> anyhow::Result<()> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).context("installing handlers for SIGTERM and SIGINT")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut stopping = false;
             for sig in signals.forever() {
                 match sig {
-                    SIGHUP => on_hup(),
                     _ if stopping => {
                         log::warn!("second stop signal: exiting now; unwritten records stay in the WAL for the next start");
                         log::logger().flush();

@@ -41,12 +41,19 @@ pub struct Histogram {
 }
 
 /// Bucket bounds for latencies from sub-millisecond fsyncs to multi-second HTTP writes.
-pub const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl Histogram {
     /// A histogram with the given upper bounds (ascending).
     pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram { bounds, counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_micros: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
     /// Records one observation.
     pub fn observe(&self, seconds: f64) {
@@ -72,7 +79,11 @@ impl Histogram {
                 (*b, acc)
             })
             .collect();
-        (buckets, self.count.load(Relaxed), self.sum_micros.load(Relaxed) as f64 / 1e6)
+        (
+            buckets,
+            self.count.load(Relaxed),
+            self.sum_micros.load(Relaxed) as f64 / 1e6,
+        )
     }
 }
 
@@ -99,7 +110,10 @@ impl WriteOutcome {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Everything the persister counts about itself.
@@ -216,7 +230,9 @@ impl Stats {
                 self.influx_consecutive_failures.store(0, Relaxed);
             }
             WriteOutcome::Retriable => {
-                let _ = self.influx_failing_since_ms.compare_exchange(0, now_ms(), Relaxed, Relaxed);
+                let _ =
+                    self.influx_failing_since_ms
+                        .compare_exchange(0, now_ms(), Relaxed, Relaxed);
                 self.influx_consecutive_failures.fetch_add(1, Relaxed);
             }
         }

@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use crate::dead_letter::DeadLetter;
-
 /// Lines for one database.
 #[derive(Default)]
 pub struct DatabaseLines {
@@ -25,7 +23,7 @@ pub struct PendingBatch {
     /// Partition → next offset to read (last buffered offset + 1).
     pub next_offsets: BTreeMap<i32, i64>,
     /// Rejected messages, written to the dead-letter file at the flush point.
-    pub dead_letters: Vec<DeadLetter>,
+    pub dead_letters: Vec<RejectedMessage>,
     /// Points buffered in `databases`.
     pub points: usize,
     /// When the oldest buffered message was read (None when empty).
@@ -53,10 +51,13 @@ impl PendingBatch {
     /// database seen before) does not allocate.
     pub fn lines_for(&mut self, database: &str) -> &mut DatabaseLines {
         if !self.databases.contains_key(database) {
-            self.databases.insert(database.to_string(), DatabaseLines::default());
+            self.databases
+                .insert(database.to_string(), DatabaseLines::default());
         }
         // Just inserted or already present.
-        self.databases.get_mut(database).expect("database buffer present")
+        self.databases
+            .get_mut(database)
+            .expect("database buffer present")
     }
 
     /// Takes the buffered content, leaving an empty batch. Called at most a
@@ -84,5 +85,19 @@ pub struct TakenBatch {
     /// Partition → next offset.
     pub next_offsets: BTreeMap<i32, i64>,
     /// Rejected messages.
-    pub dead_letters: Vec<DeadLetter>,
+    pub dead_letters: Vec<RejectedMessage>,
+}
+
+/// A Kafka message that could not become a line, kept until the flush point.
+pub struct RejectedMessage {
+    /// Partition it came from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Bounded rejection kind (metrics label).
+    pub kind: &'static str,
+    /// Why, in words.
+    pub reason: String,
+    /// The raw message.
+    pub payload: Vec<u8>,
 }

@@ -4,6 +4,8 @@
 //! commit before partitions are given up, and resume assigned partitions from
 //! the WAL's offsets when those are ahead of Kafka's (exactly once into the WAL).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
-use super::batch::PendingBatch;
+use super::batch::{PendingBatch, RejectedMessage};
 use super::Shared;
 use crate::config::{Config, KafkaTopicSection};
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{Content, DeadLetter, KafkaSource};
 use crate::stats::TopicKind;
 use crate::transform::Rejection;
 
@@ -35,7 +37,10 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
         Some(id) if !id.is_empty() => format!("{}-{}", section.client_id, id),
         _ => section.client_id.clone(),
     };
-    let partition_fetch = section.max_buffer_size.max(section.fetch_size_bytes).max(section.buffer_size.unwrap_or(0));
+    let partition_fetch = section
+        .max_buffer_size
+        .max(section.fetch_size_bytes)
+        .max(section.buffer_size.unwrap_or(0));
     c.set("bootstrap.servers", section.uri.join(","))
         .set("group.id", &section.group_id)
         .set("client.id", format!("{client_id}-{member}"))
@@ -61,6 +66,10 @@ pub struct PersisterContext {
     kind: TopicKind,
     shared: Arc<Shared>,
     batch: Mutex<PendingBatch>,
+    /// Partition → next offset durable in the WAL (or dead letters): what Kafka should have committed.
+    durable: Mutex<BTreeMap<i32, i64>>,
+    /// An offset commit failed; commit `durable` again soon.
+    commit_failed: AtomicBool,
     /// Paused for WAL back-pressure.
     paused: Mutex<bool>,
 }
@@ -70,22 +79,39 @@ impl ClientContext for PersisterContext {
         let lag: i64 = statistics
             .topics
             .get(&self.topic)
-            .map(|t| t.partitions.values().filter(|p| p.partition >= 0 && p.consumer_lag >= 0).map(|p| p.consumer_lag).sum())
+            .map(|t| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(|p| p.consumer_lag)
+                    .sum()
+            })
             .unwrap_or(0);
         let i = crate::stats::Stats::topic_index(self.kind);
         self.shared.stats.consumer_lag[i].store(lag, std::sync::atomic::Ordering::Relaxed);
         // Bootstrap entries have node id -1; a real broker in state UP means connected.
-        let up = statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl ConsumerContext for PersisterContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.resume_from_wal(consumer, tpl);
-                let result = if consumer.rebalance_protocol() == rdkafka::consumer::RebalanceProtocol::Cooperative {
+                let result = if matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
                     consumer.incremental_assign(tpl)
                 } else {
                     consumer.assign(tpl)
@@ -97,13 +123,30 @@ impl ConsumerContext for PersisterContext {
                     *p = false;
                 }
                 self.count_assignment(consumer);
-                log::info!("assigned {} partition(s) of {}: {}", tpl.count(), self.topic, partition_list(tpl));
+                log::info!(
+                    "assigned {} partition(s) of {}: {}",
+                    tpl.count(),
+                    self.topic,
+                    partition_list(tpl)
+                );
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                log::info!("revoking {} partition(s) of {}: flushing first", tpl.count(), self.topic);
+                log::info!(
+                    "revoking {} partition(s) of {}: flushing first",
+                    tpl.count(),
+                    self.topic
+                );
                 let lost = consumer.assignment_lost();
                 self.flush(consumer, if lost { None } else { Some(CommitMode::Sync) });
-                let result = if consumer.rebalance_protocol() == rdkafka::consumer::RebalanceProtocol::Cooperative {
+                if let Ok(mut durable) = self.durable.lock() {
+                    for e in tpl.elements_for_topic(&self.topic) {
+                        durable.remove(&e.partition());
+                    }
+                }
+                let result = if matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
                     consumer.incremental_unassign(tpl)
                 } else {
                     consumer.unassign()
@@ -122,11 +165,24 @@ impl ConsumerContext for PersisterContext {
         }
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
         if let Err(e) = result {
-            // Harmless for correctness: the WAL holds the offsets and wins on reassignment.
-            self.shared.stats.commit_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            log::debug!("offset commit for {} ({}) failed: {e}", self.topic, partition_list(offsets));
+            // Harmless for correctness: the WAL holds the offsets and wins on
+            // reassignment; the run loop commits them again shortly.
+            self.commit_failed.store(true, Ordering::Relaxed);
+            self.shared
+                .stats
+                .commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::debug!(
+                "offset commit for {} ({}) failed: {e}",
+                self.topic,
+                partition_list(offsets)
+            );
         }
     }
 }
@@ -147,7 +203,8 @@ fn partition_list(tpl: &TopicPartitionList) -> String {
 impl PersisterContext {
     fn count_assignment(&self, consumer: &BaseConsumer<Self>) {
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0) as i64;
-        self.shared.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)].store(n, std::sync::atomic::Ordering::Relaxed);
+        self.shared.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)]
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets each newly assigned partition's start offset to the WAL's stored
@@ -160,12 +217,19 @@ impl PersisterContext {
                 None
             }
         };
-        for e in tpl.elements_for_topic(&self.topic).iter() {
-            let p = e.partition();
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        for p in partitions {
             let stored = match self.shared.wal.offset(&offset_name(&self.topic, p)) {
                 Ok(o) => o,
                 Err(err) => {
-                    self.shared.control.fatal(format!("reading the WAL offset of {}/{p}: {err}", self.topic));
+                    self.shared.control.fatal(format!(
+                        "reading the WAL offset of {}/{p}: {err}",
+                        self.topic
+                    ));
                     None
                 }
             };
@@ -178,9 +242,21 @@ impl PersisterContext {
                     _ => None,
                 });
             if kafka.is_none_or(|k| stored > k) {
-                log::info!("{}/{p}: resuming at WAL offset {stored} (Kafka committed {kafka:?})", self.topic);
+                log::info!(
+                    "{}/{p}: resuming at WAL offset {stored} (Kafka committed {kafka:?})",
+                    self.topic
+                );
+                // Repair the group's committed offset too, so that another
+                // member taking this partition later does not re-read it.
+                if let Ok(mut durable) = self.durable.lock() {
+                    durable.insert(p, stored);
+                }
+                self.commit_failed.store(true, Ordering::Relaxed);
                 if let Err(err) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(stored)) {
-                    log::error!("{}/{p}: cannot set start offset {stored}: {err}", self.topic);
+                    log::error!(
+                        "{}/{p}: cannot set start offset {stored}: {err}",
+                        self.topic
+                    );
                 }
             }
         }
@@ -192,53 +268,138 @@ impl PersisterContext {
     fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
         let taken = match self.batch.lock() {
             Ok(mut b) if !b.is_empty() => b.take(),
-            _ => return,
+            _ => {
+                if let Some(mode) = commit {
+                    self.commit_durable(consumer, mode);
+                }
+                return;
+            }
         };
         let shared = &self.shared;
         if !taken.dead_letters.is_empty() {
-            if let Err(e) = shared.dead_letters.append_all(&taken.dead_letters).and_then(|_| shared.dead_letters.sync()) {
-                shared.control.fatal(format!("writing {} dead letter(s) of {}: {e}", taken.dead_letters.len(), self.topic));
+            if let Err(e) = self.write_dead_letters(&taken.dead_letters) {
+                shared.control.fatal(format!(
+                    "writing {} dead letter(s) of {} to {}: {e}",
+                    taken.dead_letters.len(),
+                    self.topic,
+                    shared.dead_letters.path().display()
+                ));
                 return;
             }
         }
-        let names: Vec<(String, i64)> = taken.next_offsets.iter().map(|(p, o)| (offset_name(&self.topic, *p), *o)).collect();
+        let names: Vec<(String, i64)> = taken
+            .next_offsets
+            .iter()
+            .map(|(p, o)| (offset_name(&self.topic, *p), *o))
+            .collect();
         let offsets: Vec<(&str, i64)> = names.iter().map(|(n, o)| (n.as_str(), *o)).collect();
         let records: Vec<wal::RecordRef<'_>> = taken
             .records
             .iter()
-            .map(|(db, lines, points)| wal::RecordRef { database: db, kind: self.kind as u8, points: *points, payload: lines })
+            .map(|(db, lines, points)| wal::RecordRef {
+                database: db,
+                kind: self.kind as u8,
+                points: *points,
+                payload: lines,
+            })
             .collect();
         let started = Instant::now();
         let ids = match shared.wal.append(&records, &offsets) {
             Ok(ids) => ids,
             Err(e) => {
-                shared.control.fatal(format!("appending {} record(s) from {} to the WAL: {e}", records.len(), self.topic));
+                shared.control.fatal(format!(
+                    "appending {} record(s) from {} to the WAL: {e}",
+                    records.len(),
+                    self.topic
+                ));
                 return;
             }
         };
         shared.stats.wal_append_latency.observe_since(started);
-        shared.stats.wal_appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .stats
+            .wal_appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let points: u64 = taken.records.iter().map(|r| r.2 as u64).sum();
-        shared.stats.wal_points_appended.fetch_add(points, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .stats
+            .wal_points_appended
+            .fetch_add(points, std::sync::atomic::Ordering::Relaxed);
         drop(records);
-        for (id, (db, lines, points)) in ids.into_iter().zip(taken.records) {
+        for (id, (db, lines, points)) in ids.iter().zip(taken.records) {
             shared.handoff.offer(id, db, points, lines);
         }
+        if let Ok(mut durable) = self.durable.lock() {
+            durable.extend(taken.next_offsets.iter().map(|(p, o)| (*p, *o)));
+        }
         if let Some(mode) = commit {
-            let mut tpl = TopicPartitionList::new();
-            for (p, o) in &taken.next_offsets {
-                let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
-            }
-            if let Err(e) = consumer.commit(&tpl, mode) {
-                shared.stats.commit_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::debug!("committing offsets of {} ({}): {e}", self.topic, partition_list(&tpl));
-            }
+            self.commit_durable(consumer, mode);
         }
     }
 
+    /// Commits every offset that is durable locally. Cheap (one entry per
+    /// partition), and it repairs any earlier commit that failed.
+    fn commit_durable(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) {
+        let mut tpl = TopicPartitionList::new();
+        if let Ok(durable) = self.durable.lock() {
+            for (p, o) in durable.iter() {
+                let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            self.commit_failed.store(true, Ordering::Relaxed);
+            self.shared
+                .stats
+                .commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::debug!(
+                "committing offsets of {} ({}): {e}",
+                self.topic,
+                partition_list(&tpl)
+            );
+        }
+    }
+
+    /// Appends the rejected messages to the dead-letter file and fsyncs it.
+    fn write_dead_letters(
+        &self,
+        rejected: &[RejectedMessage],
+    ) -> Result<(), crate::dead_letter::DeadLetterError> {
+        let store = &self.shared.dead_letters;
+        for r in rejected {
+            store.record(&DeadLetter {
+                kind: r.kind,
+                reason: &r.reason,
+                source: Some(KafkaSource {
+                    topic: &self.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                }),
+                database: None,
+                content: Content::Message(&r.payload),
+            })?;
+            self.shared
+                .stats
+                .dead_letters
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        store.sync()
+    }
+
     /// Handles one message: a line into the batch, or a dead letter.
-    fn handle(&self, partition: i32, offset: i64, payload: Option<&[u8]>, scratch: &mut Vec<u8>) -> usize {
-        let Ok(mut batch) = self.batch.lock() else { return 0 };
+    fn handle(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        let Ok(mut batch) = self.batch.lock() else {
+            return 0;
+        };
         let shared = &self.shared;
         let payload = payload.unwrap_or(&[]);
         scratch.clear();
@@ -257,7 +418,13 @@ impl PersisterContext {
             Err(rejection) => {
                 shared.stats.rejected(self.kind, rejection.kind());
                 self.log_rejection(partition, offset, &rejection);
-                batch.dead_letters.push(DeadLetter::message(&self.topic, partition, offset, rejection.to_string(), payload));
+                batch.dead_letters.push(RejectedMessage {
+                    partition,
+                    offset,
+                    kind: rejection.kind(),
+                    reason: rejection.to_string(),
+                    payload: payload.to_vec(),
+                });
             }
         }
         batch.advance(partition, offset);
@@ -285,20 +452,29 @@ impl PersisterContext {
 
     fn flush_due(&self, batch_size: usize, interval: Duration) -> bool {
         match self.batch.lock() {
-            Ok(b) => b.points >= batch_size || b.oldest.is_some_and(|t| t.elapsed() >= interval) || (!b.dead_letters.is_empty() && b.oldest.is_none()),
+            Ok(b) => {
+                b.points >= batch_size
+                    || b.oldest.is_some_and(|t| t.elapsed() >= interval)
+                    || (!b.dead_letters.is_empty() && b.oldest.is_none())
+            }
             Err(_) => false,
         }
     }
 
     /// Pauses the assignment while the WAL is over its limit; resumes below 80 % of it.
     fn apply_back_pressure(&self, consumer: &BaseConsumer<Self>) {
-        let Ok(mut paused) = self.paused.lock() else { return };
+        let Ok(mut paused) = self.paused.lock() else {
+            return;
+        };
         let wal = &self.shared.wal;
         if !*paused && wal.over_limit() {
             if let Ok(a) = consumer.assignment() {
                 if consumer.pause(&a).is_ok() {
                     *paused = true;
-                    self.shared.stats.paused_consumers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .paused_consumers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     log::warn!("WAL holds {} bytes, over its limit: pausing {} partition(s) of {} until InfluxDB catches up", wal.pending_bytes(), a.count(), self.topic);
                 }
             }
@@ -306,8 +482,16 @@ impl PersisterContext {
             if let Ok(a) = consumer.assignment() {
                 if consumer.resume(&a).is_ok() {
                     *paused = false;
-                    self.shared.stats.paused_consumers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    log::info!("WAL down to {} bytes: resuming {} partition(s) of {}", wal.pending_bytes(), a.count(), self.topic);
+                    self.shared
+                        .stats
+                        .paused_consumers
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    log::info!(
+                        "WAL down to {} bytes: resuming {} partition(s) of {}",
+                        wal.pending_bytes(),
+                        a.count(),
+                        self.topic
+                    );
                 }
             }
         }
@@ -331,24 +515,48 @@ impl ConsumerThread {
 }
 
 /// Starts consumer `member` of `section` (its topic and group).
-pub fn spawn(config: &Config, section: &KafkaTopicSection, kind: TopicKind, member: usize, shared: Arc<Shared>) -> anyhow::Result<ConsumerThread> {
+pub fn spawn(
+    config: &Config,
+    section: &KafkaTopicSection,
+    kind: TopicKind,
+    member: usize,
+    shared: Arc<Shared>,
+) -> anyhow::Result<ConsumerThread> {
     use anyhow::Context as _;
     let context = PersisterContext {
         topic: section.topic.clone(),
         kind,
         shared: shared.clone(),
         batch: Mutex::new(PendingBatch::default()),
+        durable: Mutex::new(BTreeMap::new()),
+        commit_failed: AtomicBool::new(false),
         paused: Mutex::new(false),
     };
     let consumer: BaseConsumer<PersisterContext> = client_config(config, section, member)
         .create_with_context(context)
-        .with_context(|| format!("creating Kafka consumer for [{}] topic {} (brokers {})", section.section, section.topic, section.uri.join(",")))?;
-    consumer
-        .subscribe(&[&section.topic])
-        .with_context(|| format!("subscribing to topic {} in group {}", section.topic, section.group_id))?;
+        .with_context(|| {
+            format!(
+                "creating Kafka consumer for [{}] topic {} (brokers {})",
+                section.section,
+                section.topic,
+                section.uri.join(",")
+            )
+        })?;
+    consumer.subscribe(&[&section.topic]).with_context(|| {
+        format!(
+            "subscribing to topic {} in group {}",
+            section.topic, section.group_id
+        )
+    })?;
     let name = format!("{}#{member}", section.section);
     let batch_size = section.batch_size.max(1);
-    let interval = Duration::from_millis(config.wal.commit_interval_ms.min(section.max_wait_time_seconds.saturating_mul(1000)).max(1));
+    let interval = Duration::from_millis(
+        config
+            .wal
+            .commit_interval_ms
+            .min(section.max_wait_time_seconds.saturating_mul(1000))
+            .max(1),
+    );
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || run(consumer, kind, batch_size, interval, shared))
@@ -356,12 +564,19 @@ pub fn spawn(config: &Config, section: &KafkaTopicSection, kind: TopicKind, memb
     Ok(ConsumerThread { name, handle })
 }
 
-fn run(consumer: BaseConsumer<PersisterContext>, kind: TopicKind, batch_size: usize, interval: Duration, shared: Arc<Shared>) {
+fn run(
+    consumer: BaseConsumer<PersisterContext>,
+    kind: TopicKind,
+    batch_size: usize,
+    interval: Duration,
+    shared: Arc<Shared>,
+) {
     let ctx = consumer.context().clone();
     let mut scratch = Vec::with_capacity(1024);
     let mut last_error_log: Option<Instant> = None;
     let idle_timeout = interval.min(Duration::from_millis(100));
     let mut timeout = idle_timeout;
+    let mut last_recommit = Instant::now();
     while !shared.control.stopping() {
         match consumer.poll(timeout) {
             None => timeout = idle_timeout,
@@ -379,13 +594,21 @@ fn run(consumer: BaseConsumer<PersisterContext>, kind: TopicKind, batch_size: us
         shared.stats.polled(kind);
         if ctx.flush_due(batch_size, interval) {
             ctx.flush(&consumer, Some(CommitMode::Async));
+        } else if last_recommit.elapsed() >= Duration::from_secs(1)
+            && ctx.commit_failed.swap(false, Ordering::Relaxed)
+        {
+            last_recommit = Instant::now();
+            ctx.commit_durable(&consumer, CommitMode::Async);
         }
         ctx.apply_back_pressure(&consumer);
     }
     // Final flush point with a synchronous commit, then leave the group
     // (dropping the consumer closes it) so the partitions move at once.
     let hard = shared.control.fatal_error().is_some();
-    ctx.flush(&consumer, if hard { None } else { Some(CommitMode::Sync) });
+    ctx.flush(&consumer, None);
+    if !hard {
+        ctx.commit_durable(&consumer, CommitMode::Sync);
+    }
     consumer.unsubscribe();
     drop(consumer);
     log::info!("consumer of {} stopped", ctx.topic);

@@ -1,22 +1,23 @@
-//! Run state shared by every pipeline thread: running, stopping (consumers
-//! flush and leave), draining (writers empty the WAL until a deadline), and
-//! the first fatal error, if any.
+//! Run state shared by every pipeline thread: running or stopping (consumers
+//! flush and leave), draining (writers empty the WAL), writers told to give
+//! up (drain deadline passed or a fatal error), and the first fatal error.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const RUNNING: u8 = 0;
-const STOPPING: u8 = 1;
-const ABORTING: u8 = 2;
+use crossbeam_channel::{Receiver, Sender};
 
 /// The pipeline's run state.
 pub struct Control {
-    phase: AtomicU8,
-    drain_deadline: Mutex<Option<Instant>>,
+    stopping: AtomicBool,
+    draining: AtomicBool,
     fatal: Mutex<Option<String>>,
-    wake_tx: crossbeam_channel::Sender<()>,
-    wake_rx: crossbeam_channel::Receiver<()>,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+    // Dropping the sender wakes every writer sleeping in a backoff at once.
+    writers_stop_tx: Mutex<Option<Sender<()>>>,
+    writers_stop_rx: Receiver<()>,
 }
 
 impl Default for Control {
@@ -29,36 +30,57 @@ impl Control {
     /// A running pipeline.
     pub fn new() -> Self {
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
-        Control { phase: AtomicU8::new(RUNNING), drain_deadline: Mutex::new(None), fatal: Mutex::new(None), wake_tx, wake_rx }
+        let (stop_tx, writers_stop_rx) = crossbeam_channel::bounded(0);
+        Control {
+            stopping: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            wake_tx,
+            wake_rx,
+            writers_stop_tx: Mutex::new(Some(stop_tx)),
+            writers_stop_rx,
+        }
     }
 
     /// Asks consumers to stop fetching, flush and leave their groups.
     pub fn stop(&self) {
-        let _ = self.phase.compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire);
+        self.stopping.store(true, Ordering::Release);
         let _ = self.wake_tx.try_send(());
     }
 
     /// True once `stop` (or a fatal error) was requested.
     pub fn stopping(&self) -> bool {
-        self.phase.load(Ordering::Acquire) != RUNNING
+        self.stopping.load(Ordering::Acquire)
     }
 
-    /// Gives writers until `timeout` from now to empty the WAL.
-    pub fn start_drain(&self, timeout: Duration) {
-        if let Ok(mut d) = self.drain_deadline.lock() {
-            *d = Some(Instant::now() + timeout);
+    /// Consumers are gone: writers finish when the queue is empty.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once draining began.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Tells writers to give up now; unwritten records stay in the WAL.
+    pub fn stop_writers(&self) {
+        if let Ok(mut tx) = self.writers_stop_tx.lock() {
+            tx.take();
         }
-        let _ = self.wake_tx.try_send(());
     }
 
-    /// The drain deadline once draining began.
-    pub fn drain_deadline(&self) -> Option<Instant> {
-        self.drain_deadline.lock().ok().and_then(|d| *d)
+    /// True once writers were told to give up.
+    pub fn writers_stopped(&self) -> bool {
+        self.writers_stop_tx
+            .lock()
+            .map(|tx| tx.is_none())
+            .unwrap_or(true)
     }
 
-    /// True when writers should give up now: the drain deadline passed or a fatal error occurred.
-    pub fn give_up(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == ABORTING || self.drain_deadline().is_some_and(|d| Instant::now() >= d)
+    /// Disconnected once writers must give up: backoff sleeps wait on it.
+    pub fn writers_stop_signal(&self) -> &Receiver<()> {
+        &self.writers_stop_rx
     }
 
     /// Records a fatal error (the first one wins) and stops everything.
@@ -69,8 +91,8 @@ impl Control {
                 *f = Some(message);
             }
         }
-        self.phase.store(ABORTING, Ordering::Release);
-        let _ = self.wake_tx.try_send(());
+        self.stop();
+        self.stop_writers();
     }
 
     /// The fatal error, if one occurred.
@@ -78,20 +100,8 @@ impl Control {
         self.fatal.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Waits until `stop`/`fatal`/`start_drain` is called or `timeout` passes.
+    /// Waits until `stop` or `fatal` is called or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
         let _ = self.wake_rx.recv_timeout(timeout);
-    }
-
-    /// Sleeps up to `d`, returning early (false) when the writers must give up.
-    pub fn sleep_unless_give_up(&self, d: Duration) -> bool {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
-            if self.give_up() {
-                return false;
-            }
-            std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
-        }
-        !self.give_up()
     }
 }

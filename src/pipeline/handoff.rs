@@ -37,7 +37,12 @@ impl HandoffQueue {
     /// A queue keeping at most `budget_bytes` of record payloads in memory.
     pub fn new(budget_bytes: u64) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        HandoffQueue { tx, rx, in_memory_bytes: AtomicU64::new(0), budget_bytes }
+        HandoffQueue {
+            tx,
+            rx,
+            in_memory_bytes: AtomicU64::new(0),
+            budget_bytes,
+        }
     }
 
     /// Offers a freshly appended record: in memory when the budget allows, by id otherwise.
@@ -45,16 +50,22 @@ impl HandoffQueue {
         let len = lines.len() as u64;
         let reserved = self
             .in_memory_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| (cur + len <= self.budget_bytes).then_some(cur + len))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur + len <= self.budget_bytes).then_some(cur + len)
+            })
             .is_ok();
-        let item = if reserved { Handoff::InMemory { id, database, points, lines } } else { Handoff::OnDisk(id) };
+        let item = if reserved {
+            Handoff::InMemory {
+                id,
+                database,
+                points,
+                lines,
+            }
+        } else {
+            Handoff::OnDisk(id)
+        };
         // Both ends live in `self`, so the channel cannot be disconnected.
         let _ = self.tx.send(item);
-    }
-
-    /// Queues a record by id only (start-up replay).
-    pub fn offer_on_disk(&self, id: RecordId) {
-        let _ = self.tx.send(Handoff::OnDisk(id));
     }
 
     /// Takes the next record, waiting up to `timeout`.
@@ -73,19 +84,10 @@ impl HandoffQueue {
         }
     }
 
-    /// Records waiting for a writer.
-    pub fn len(&self) -> usize {
-        self.rx.len()
-    }
-
-    /// True when no record is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-
     fn released(&self, h: Handoff) -> Handoff {
         if let Handoff::InMemory { lines, .. } = &h {
-            self.in_memory_bytes.fetch_sub(lines.len() as u64, Ordering::AcqRel);
+            self.in_memory_bytes
+                .fetch_sub(lines.len() as u64, Ordering::AcqRel);
         }
         h
     }

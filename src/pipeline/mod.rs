@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::dead_letter::DeadLetterStore;
-use crate::influx::{Backoff, InfluxWriter};
+use crate::dead_letter::{DeadLetterConfig, DeadLetterStore};
+use crate::influx::InfluxWriter;
+use crate::retry::Retry;
 use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::Control;
@@ -48,9 +49,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// A fresh retry policy for one write.
-    pub fn backoff(&self) -> Backoff {
-        Backoff::from_config(&self.config.influxdb)
+    /// A retry policy (backoff and failure log) for one writer thread.
+    pub fn retry_policy(&self) -> Retry {
+        Retry::from_config(
+            format!("writing to InfluxDB at {}", self.influx.client().url()),
+            &self.config.influxdb,
+        )
     }
 }
 
@@ -78,16 +82,31 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Opens the WAL, starts the writers on its pending records, then the consumers.
-    pub fn start(config: &Config, stats: Arc<Stats>, control: Arc<Control>) -> anyhow::Result<Pipeline> {
+    pub fn start(
+        config: &Config,
+        stats: Arc<Stats>,
+        control: Arc<Control>,
+    ) -> anyhow::Result<Pipeline> {
         let wal_opts = wal::WalOptions {
             cache_capacity_bytes: config.wal.cache_size_mb * 1024 * 1024,
             max_size_bytes: config.wal.max_size_mb * 1024 * 1024,
             fsync: config.wal.fsync,
+            ..wal::WalOptions::default()
         };
-        let wal = wal::Wal::open(&config.wal.path, wal_opts).with_context(|| format!("opening the WAL at {}", config.wal.path.display()))?;
-        let dead_letters = DeadLetterStore::open(&config.wal, &config.repositories, stats.clone())
-            .with_context(|| format!("opening the dead-letter file {}", config.wal.dead_letter_path.display()))?;
-        let influx = InfluxWriter::new(&config.influxdb, stats.clone()).context("setting up the InfluxDB client")?;
+        let wal = wal::Wal::open(&config.wal.path, wal_opts)
+            .with_context(|| format!("opening the WAL at {}", config.wal.path.display()))?;
+        let dead_letters = DeadLetterStore::open(DeadLetterConfig::from_config(
+            &config.wal,
+            &config.repositories,
+        ))
+        .with_context(|| {
+            format!(
+                "opening the dead-letter file {}",
+                config.wal.dead_letter_path.display()
+            )
+        })?;
+        let influx = InfluxWriter::from_config(&config.influxdb)
+            .context("setting up the InfluxDB client")?;
         let shared = Arc::new(Shared {
             wal_low_water_bytes: config.wal.max_size_mb * 1024 * 1024 * 8 / 10,
             wal,
@@ -101,17 +120,30 @@ impl Pipeline {
             config: config.clone(),
         });
 
-        // Replay: everything the WAL holds goes to the writers first, by id,
-        // so a large backlog is read from disk as the writers get to it.
+        // Replay: everything the WAL holds goes to the writers first. Past
+        // the hand-off memory budget only ids travel and writers read the
+        // records back from disk when they get to them.
         let mut replayed = 0u64;
-        for item in shared.wal.pending_ids() {
-            let id = item.with_context(|| format!("reading pending records of the WAL at {}", config.wal.path.display()))?;
-            shared.handoff.offer_on_disk(id);
+        for item in shared.wal.pending_from(None) {
+            let (id, record) = item.with_context(|| {
+                format!(
+                    "reading pending records of the WAL at {}",
+                    config.wal.path.display()
+                )
+            })?;
+            shared
+                .handoff
+                .offer(id, record.database, record.points, record.payload);
             replayed += 1;
         }
-        stats.wal_replayed_records.store(replayed, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .wal_replayed_records
+            .store(replayed, std::sync::atomic::Ordering::Relaxed);
         if replayed > 0 {
-            log::info!("replaying {replayed} WAL record(s) ({} bytes) left by the previous run", shared.wal.pending_bytes());
+            log::info!(
+                "replaying {replayed} WAL record(s) ({} bytes) left by the previous run",
+                shared.wal.pending_bytes()
+            );
         }
 
         let mut writers = Vec::new();
@@ -123,12 +155,21 @@ impl Pipeline {
         if config.kafka_events.enabled {
             log::warn!("[kafka_events] enabled = true, but events have no store yet: topic {} is not consumed", config.kafka_events.topic);
         }
-        for (section, kind) in [(&config.kafka_metrics, TopicKind::Metrics), (&config.kafka_alarm_history, TopicKind::AlarmTransitions)] {
+        for (section, kind) in [
+            (&config.kafka_metrics, TopicKind::Metrics),
+            (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+        ] {
             if !section.enabled {
                 continue;
             }
             for member in 0..section.num_processors.max(1) {
-                consumers.push(consumer::spawn(config, section, kind, member, shared.clone())?);
+                consumers.push(consumer::spawn(
+                    config,
+                    section,
+                    kind,
+                    member,
+                    shared.clone(),
+                )?);
             }
             log::info!(
                 "consuming topic {} in group {} from {} with {} thread(s)",
@@ -138,7 +179,13 @@ impl Pipeline {
                 section.num_processors.max(1)
             );
         }
-        Ok(Pipeline { shared, consumers, writers, drain_timeout: Duration::from_secs(config.wal.drain_timeout_seconds), replayed })
+        Ok(Pipeline {
+            shared,
+            consumers,
+            writers,
+            drain_timeout: Duration::from_secs(config.wal.drain_timeout_seconds),
+            replayed,
+        })
     }
 
     /// The shared state (for the health endpoint and tests).
@@ -155,23 +202,41 @@ impl Pipeline {
         for c in self.consumers {
             c.join();
         }
-        log::info!("consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s", started.elapsed().as_secs_f64(), shared.wal.pending_records(), self.drain_timeout.as_secs());
-        shared.control.start_drain(self.drain_timeout);
+        log::info!(
+            "consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s",
+            started.elapsed().as_secs_f64(),
+            shared.wal.pending_records(),
+            self.drain_timeout.as_secs()
+        );
+        shared.control.start_drain();
+        let deadline = Instant::now() + self.drain_timeout;
+        while self.writers.iter().any(|w| !w.is_finished()) {
+            if Instant::now() >= deadline {
+                log::warn!("drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start", self.drain_timeout.as_secs(), shared.wal.pending_records());
+                shared.control.stop_writers();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for w in self.writers {
             w.join();
         }
         if let Err(e) = shared.dead_letters.sync() {
             log::error!("syncing the dead-letter file at shutdown: {e}");
         }
-        if let Err(e) = shared.wal.flush() {
+        if let Err(e) = shared.wal.sync() {
             log::error!("flushing the WAL at shutdown: {e}");
         }
         let stats = &shared.stats;
         Summary {
             replayed_records: self.replayed,
-            points_written: stats.points_written.load(std::sync::atomic::Ordering::Relaxed),
+            points_written: stats
+                .points_written
+                .load(std::sync::atomic::Ordering::Relaxed),
             records_left: shared.wal.pending_records(),
-            dead_letters: stats.dead_letters.load(std::sync::atomic::Ordering::Relaxed),
+            dead_letters: stats
+                .dead_letters
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

@@ -27,6 +27,15 @@ pub fn config(kafka: &Kafka, influx: &Influxd, dir: &Path) -> Config {
     c.wal.commit_interval_ms = 50;
     c.wal.drain_timeout_seconds = 10;
     c.health.enabled = false;
+    // Faster group membership changes than the production defaults.
+    for (k, v) in [
+        ("heartbeat.interval.ms", "300"),
+        ("session.timeout.ms", "6000"),
+    ] {
+        c.kafka_client
+            .properties
+            .insert(k.to_string(), monasca_persister::config::Secret::new(v));
+    }
     c.influxdb.retry_max_ms = 1000;
     c
 }
@@ -35,6 +44,13 @@ pub fn config(kafka: &Kafka, influx: &Influxd, dir: &Path) -> Config {
 pub fn metric(name: &str, tenant: &str, host: &str, ts: i64, value: f64) -> String {
     format!(
         r#"{{"metric": {{"name": "{name}", "dimensions": {{"hostname": "{host}", "service": "monitoring"}}, "timestamp": {ts}, "value": {value}, "value_meta": null}}, "meta": {{"region": "RegionOne", "tenantId": "{tenant}"}}, "creation_time": 1554725988}}"#
+    )
+}
+
+/// A metric message whose value_meta carries `noise` (makes lines bigger and hard to compress).
+pub fn metric_with_meta(tenant: &str, host: &str, ts: i64, noise: &str) -> String {
+    format!(
+        r#"{{"metric": {{"name": "disk.io", "dimensions": {{"hostname": "{host}"}}, "timestamp": {ts}, "value": 1.5, "value_meta": {{"noise": "{noise}"}}}}, "meta": {{"region": "RegionOne", "tenantId": "{tenant}"}}, "creation_time": 1554725988}}"#
     )
 }
 
@@ -47,12 +63,25 @@ pub fn alarm(alarm_id: &str, tenant: &str, ts: i64) -> String {
 
 /// Base timestamp for generated points: recent, so default retention keeps them.
 pub fn base_ts() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     now - 3_600_000
 }
 
-/// Points stored in `measurement` of `db`, counting field `field`.
+/// Points stored in `measurement` of `db`, counting field `field` (0 while the database does not exist).
 pub fn count_field(influx: &Influxd, db: &str, measurement: &str, field: &str) -> u64 {
     let q = format!("SELECT count(\"{field}\") FROM \"{measurement}\"");
-    influx.rows(db, &q).first().and_then(|r| r.get(1)).and_then(|v| v.as_u64()).unwrap_or(0)
+    let v = influx.query(Some(db), &q);
+    if let Some(err) = v["results"][0]["error"].as_str() {
+        assert!(
+            err.contains("database not found"),
+            "query {q:?} on {db}: {err}"
+        );
+        return 0;
+    }
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0)
 }
