@@ -7,5 +7,6 @@ pub mod config;
 pub mod dead_letter;
 pub mod influx;
 pub mod logging;
+pub mod migrate;
 pub mod retry;
 pub mod transform;
