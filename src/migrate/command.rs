@@ -175,3 +175,84 @@ fn execute(loaded: &Loaded, args: &MigrateArgs, progress: &Progress) -> anyhow::
         ExitCode::FAILURE
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<MigrateArgs, clap::Error> {
+        let cli = Cli::try_parse_from(
+            ["monasca-persister", "migrate-db-per-tenant"]
+                .iter()
+                .chain(args),
+        )?;
+        match cli.command {
+            Some(Command::MigrateDbPerTenant(args)) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_references() {
+        let args = parse(&[]).expect("no options");
+        let settings = args
+            .settings(&InfluxSection::default())
+            .expect("valid settings");
+        assert_eq!(settings.time_unit, TimeUnit::Week);
+        assert_eq!((settings.start_offset, settings.end_offset), (0, 520));
+        assert_eq!(settings.state_dir, PathBuf::from("."));
+        assert_eq!(settings.database_name, "mon");
+        assert!(!args.dry_run && !settings.verify);
+    }
+
+    #[test]
+    fn lists_split_at_commas_and_repeat() {
+        let args = parse(&[
+            "--config-file",
+            "p.conf",
+            "--migrate-time-unit",
+            "d",
+            "--migrate-retention-policy",
+            "a:2,b:48h",
+            "--migrate-retention-policy=c:1w",
+            "--migrate-skip-regex",
+            r"^log\..+,cpu",
+            "--migrate-skip-regex",
+            "disk",
+        ])
+        .expect("valid options");
+        assert_eq!(args.config.config_file, [PathBuf::from("p.conf")]);
+        let settings = args
+            .settings(&InfluxSection::default())
+            .expect("valid settings");
+        let names: Vec<(&str, u64)> = settings
+            .tenant_policies
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.hours))
+            .collect();
+        assert_eq!(names, [("a", 48), ("b", 48), ("c", 168)]);
+        assert_eq!(settings.tenant_policies["a"].name, "2d");
+        let patterns: Vec<&str> = settings.skip.iter().map(SkipPattern::as_str).collect();
+        assert_eq!(patterns, [r"^log\..+", "cpu", "disk"]);
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_reason() {
+        let e = parse(&["--migrate-retention-policy", "a:2y"]).expect_err("bad unit");
+        assert!(e.to_string().contains("\"a\""), "{e}");
+        assert!(parse(&["--migrate-time-unit", "m"]).is_err());
+        assert!(parse(&["--migrate-skip-regex", "("]).is_err());
+        let empty = parse(&[
+            "--migrate-start-time-offset",
+            "9",
+            "--migrate-end-time-offset",
+            "9",
+        ])
+        .expect("parses");
+        assert!(empty.settings(&InfluxSection::default()).is_err());
+        let twice = parse(&["--migrate-retention-policy", "a:1,a:2"]).expect("parses");
+        assert!(twice.settings(&InfluxSection::default()).is_err());
+    }
+}

@@ -130,7 +130,7 @@ impl Copier<'_> {
                                 tenant: tenant.clone(),
                                 database: target.database.clone(),
                                 chunk: chunk.to_string(),
-                                source,
+                                cause: source,
                             }),
                         );
                     }
@@ -150,7 +150,7 @@ impl Copier<'_> {
                                 tenant: tenant.clone(),
                                 database: target.database.clone(),
                                 chunk: chunk.to_string(),
-                                source: Box::new(source),
+                                cause: Box::new(source),
                             }),
                         );
                     };

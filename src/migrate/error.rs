@@ -7,24 +7,35 @@ use super::settings::SettingsError;
 use super::state::StateError;
 use crate::influx::InfluxError;
 
+// Each cause is part of its message (the failure file holds messages), so
+// it is not also chained as the error's `source`, which would print it twice.
+
 /// The migration stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     /// InfluxDB did not answer as needed.
-    #[error("{action}: {source}")]
+    #[error("{action}: {cause}")]
     Influx {
         /// What was being done.
         action: String,
         /// InfluxDB's error.
-        source: Box<InfluxError>,
+        cause: Box<InfluxError>,
     },
     /// InfluxDB answered something unexpected.
-    #[error("{action}: {source}")]
+    #[error("{action}: {cause}")]
     Answer {
         /// What was being done.
         action: String,
         /// What was wrong.
-        source: AnswerError,
+        cause: AnswerError,
+    },
+    /// `[influxdb] database_name` does not exist.
+    #[error(
+        "the source database {database:?} ([influxdb] database_name) does not exist on the InfluxDB server"
+    )]
+    NoSource {
+        /// Its name.
+        database: String,
     },
     /// A state file cannot be read or written.
     #[error(transparent)]
@@ -39,13 +50,16 @@ impl MigrateError {
     pub fn influx(action: String, source: InfluxError) -> MigrateError {
         MigrateError::Influx {
             action,
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 
     /// An unexpected answer while doing `action`.
     pub fn answer(action: String, source: AnswerError) -> MigrateError {
-        MigrateError::Answer { action, source }
+        MigrateError::Answer {
+            action,
+            cause: source,
+        }
     }
 }
 
@@ -63,7 +77,7 @@ pub enum TenantError {
         reason: String,
     },
     /// A chunk's `SELECT INTO` failed.
-    #[error("tenant {tenant:?} into {database:?}, chunk {chunk}: {source}")]
+    #[error("tenant {tenant:?} into {database:?}, chunk {chunk}: {cause}")]
     Chunk {
         /// The tenant.
         tenant: String,
@@ -72,10 +86,10 @@ pub enum TenantError {
         /// The chunk, e.g. `(now()-3d .. now()-2d]`.
         chunk: String,
         /// InfluxDB's error.
-        source: Box<InfluxError>,
+        cause: Box<InfluxError>,
     },
     /// A chunk's `SELECT INTO` answer was unreadable.
-    #[error("tenant {tenant:?} into {database:?}, chunk {chunk}: {source}")]
+    #[error("tenant {tenant:?} into {database:?}, chunk {chunk}: {cause}")]
     ChunkAnswer {
         /// The tenant.
         tenant: String,
@@ -84,7 +98,7 @@ pub enum TenantError {
         /// The chunk, e.g. `(now()-3d .. now()-2d]`.
         chunk: String,
         /// What was wrong.
-        source: AnswerError,
+        cause: AnswerError,
     },
     /// `--verify` found fewer points in the target than in the source.
     #[error("tenant {tenant:?} into {database:?}: verification failed: {detail}")]
@@ -113,8 +127,8 @@ impl TenantError {
     /// every further statement would fail the same way, so the run stops.
     pub fn stops_the_run(&self) -> bool {
         match self {
-            TenantError::Chunk { source, .. } => matches!(
-                **source,
+            TenantError::Chunk { cause, .. } => matches!(
+                **cause,
                 InfluxError::Transport { .. } | InfluxError::Auth { .. }
             ),
             _ => false,

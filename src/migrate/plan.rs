@@ -147,6 +147,14 @@ impl Plan {
         state: &StateFiles,
     ) -> Result<Plan, MigrateError> {
         let source = settings.database_name.clone();
+        let databases: HashSet<String> = client
+            .databases()
+            .map_err(|e| MigrateError::influx("listing the databases".into(), e))?
+            .into_iter()
+            .collect();
+        if !databases.contains(&source) {
+            return Err(MigrateError::NoSource { database: source });
+        }
         let cached = state.cached_measurements()?;
         let measurements_cached = cached.is_some();
         let names = match cached {
@@ -196,27 +204,20 @@ impl Plan {
             .flat_map(|m| m.tenants.iter().map(String::as_str))
             .collect();
         let mut targets = BTreeMap::new();
-        if !wanted_tenants.is_empty() {
-            let existing: HashSet<String> = client
-                .databases()
-                .map_err(|e| MigrateError::influx("listing the databases".into(), e))?
-                .into_iter()
-                .collect();
-            for tenant in wanted_tenants {
-                let database = settings.target_database(tenant);
-                let target = if existing.contains(&database) {
-                    let default = default_policy(client, &database).map_err(|e| {
-                        MigrateError::influx(
-                            format!("reading the retention policies of database {database:?}"),
-                            e,
-                        )
-                    })?;
-                    TargetPlan::existing(settings, tenant, default)
-                } else {
-                    TargetPlan::new(settings, tenant)
-                };
-                targets.insert(tenant.to_string(), target);
-            }
+        for tenant in wanted_tenants {
+            let database = settings.target_database(tenant);
+            let target = if databases.contains(&database) {
+                let default = default_policy(client, &database).map_err(|e| {
+                    MigrateError::influx(
+                        format!("reading the retention policies of database {database:?}"),
+                        e,
+                    )
+                })?;
+                TargetPlan::existing(settings, tenant, default)
+            } else {
+                TargetPlan::new(settings, tenant)
+            };
+            targets.insert(tenant.to_string(), target);
         }
         Ok(Plan {
             source,

@@ -26,14 +26,14 @@ pub const FAILURE_FILE: &str = "migrate-failure";
 
 /// A state file that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {}: {source}", .path.display())]
+#[error("{action} {}: {cause}", .path.display())]
 pub struct StateError {
     /// What was being done (`reading`, `appending to`…).
     pub action: &'static str,
     /// The file.
     pub path: PathBuf,
-    /// Why.
-    pub source: io::Error,
+    /// Why (in the message, not chained).
+    pub cause: io::Error,
 }
 
 /// The state files in one directory.
@@ -76,10 +76,10 @@ impl StateFiles {
         }
         fs::write(&temporary, text)
             .and_then(|()| fs::rename(&temporary, &path))
-            .map_err(|source| StateError {
+            .map_err(|cause| StateError {
                 action: "writing",
                 path,
-                source,
+                cause,
             })
     }
 
@@ -100,7 +100,7 @@ impl StateFiles {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StateError {
                 action: "removing",
                 path,
-                source: e,
+                cause: e,
             }),
             _ => Ok(()),
         }
@@ -134,10 +134,10 @@ impl StateFiles {
                 .map(str::to_string)
                 .collect()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(source) => Err(StateError {
+            Err(cause) => Err(StateError {
                 action: "reading",
                 path,
-                source,
+                cause,
             }),
         }
     }
@@ -149,10 +149,10 @@ impl StateFiles {
             .append(true)
             .open(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|source| StateError {
+            .map_err(|cause| StateError {
                 action: "appending to",
                 path,
-                source,
+                cause,
             })
     }
 }
