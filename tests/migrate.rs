@@ -384,8 +384,18 @@ fn a_failing_measurement_is_recorded_the_rest_goes_on_and_reruns_skip_what_is_do
         &[format!("m.broken,hostname=x value=\"text\" {conflict_at}")],
     );
 
-    let first = setup.migrate(&["--verify"]);
+    let first = setup.migrate(&["--verify", "--migrate-retention-policy", "beta:30"]);
     first.assert_code(1);
+    // mon_beta existed: its policy is left as it is, and the log says so.
+    assert_eq!(
+        setup.policies("mon_beta"),
+        [("autogen".to_string(), "0s".to_string(), true)]
+    );
+    assert!(
+        first.stderr.contains("\"30d\" asked for but not applied"),
+        "{}",
+        first.stderr
+    );
     let failures = setup.state_lines("migrate-failure");
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(

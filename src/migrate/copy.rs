@@ -33,6 +33,15 @@ impl Copied {
     }
 }
 
+/// What one chunk's `SELECT … INTO` did.
+enum ChunkCopy {
+    /// Wrote this many points.
+    Written(u64),
+    /// Wrote the points within the target's retention, an unknown number,
+    /// and dropped this many older ones.
+    DroppedBeyondRetention(u64),
+}
+
 /// The outcome of one measurement.
 #[derive(Debug, Default)]
 pub struct MeasurementOutcome {
@@ -104,8 +113,7 @@ impl Copier<'_> {
         on_chunk: &mut dyn FnMut(u64),
     ) -> (Copied, Result<(), TenantError>) {
         let mut copied = Copied::default();
-        let tenant = &target.tenant;
-        log::info!("  tenant {tenant:?} into {:?}:", target.database);
+        log::info!("  tenant {:?} into {:?}:", target.tenant, target.database);
         let started = match self.clock(target) {
             Ok(t) => t,
             Err(e) => return (copied, Err(e)),
@@ -114,56 +122,20 @@ impl Copier<'_> {
         let mut oldest: Option<Chunk> = None;
         let mut chunks_left = u64::from(target.window.len());
         for chunk in target.window.chunks() {
-            let statement = influxql::copy_statement(&target.database, measurement, tenant, &chunk);
-            log::debug!("{statement}");
-            let answer = self.client.query(Some(self.source), &statement);
+            let result = self.copy_chunk(measurement, target, &chunk);
             chunks_left -= 1;
             self.progress.advance(1);
-            let written = match answer {
-                Ok(answer) => match influxql::written(&answer) {
-                    Ok(n) => n,
-                    Err(source) => {
-                        self.progress.advance(chunks_left);
-                        return (
-                            copied,
-                            Err(TenantError::ChunkAnswer {
-                                tenant: tenant.clone(),
-                                database: target.database.clone(),
-                                chunk: chunk.to_string(),
-                                cause: source,
-                            }),
-                        );
-                    }
-                },
-                Err(source) => {
-                    let dropped = match &source {
-                        InfluxError::Statement { message, .. } => {
-                            influxql::dropped_beyond_retention(message)
-                        }
-                        _ => None,
-                    };
-                    let Some(dropped) = dropped else {
-                        self.progress.advance(chunks_left);
-                        return (
-                            copied,
-                            Err(TenantError::Chunk {
-                                tenant: tenant.clone(),
-                                database: target.database.clone(),
-                                chunk: chunk.to_string(),
-                                cause: Box::new(source),
-                            }),
-                        );
-                    };
-                    // Points at the very edge of the retention period age
-                    // past it between the query's now() and the write: the
-                    // others in the chunk were written, only not counted.
-                    log::info!(
-                        "         {dropped} points of chunk {chunk} were older than the retention policy of {:?} and dropped",
-                        target.database
-                    );
+            let written = match result {
+                Ok(ChunkCopy::Written(n)) => n,
+                Ok(ChunkCopy::DroppedBeyondRetention(dropped)) => {
                     copied.dropped += dropped;
                     copied.uncounted_chunks += 1;
                     0
+                }
+                Err(e) => {
+                    // The tenant's remaining chunks will not run.
+                    self.progress.advance(chunks_left);
+                    return (copied, Err(e));
                 }
             };
             copied.written += written;
@@ -188,10 +160,59 @@ impl Copier<'_> {
             }
         );
         let result = match started {
-            Some(started) => self.check(measurement, target, started),
+            Some(started) => {
+                verify::compare(self.client, self.source, measurement, target, started)
+            }
             None => Ok(()),
         };
         (copied, result)
+    }
+
+    /// One `SELECT … INTO`.
+    fn copy_chunk(
+        &self,
+        measurement: &str,
+        target: &TargetPlan,
+        chunk: &Chunk,
+    ) -> Result<ChunkCopy, TenantError> {
+        let statement =
+            influxql::copy_statement(&target.database, measurement, &target.tenant, chunk);
+        log::debug!("{statement}");
+        match self.client.query(Some(self.source), &statement) {
+            Ok(answer) => influxql::written(&answer)
+                .map(ChunkCopy::Written)
+                .map_err(|cause| TenantError::ChunkAnswer {
+                    tenant: target.tenant.clone(),
+                    database: target.database.clone(),
+                    chunk: chunk.to_string(),
+                    cause,
+                }),
+            Err(cause) => {
+                let dropped = match &cause {
+                    InfluxError::Statement { message, .. } => {
+                        influxql::dropped_beyond_retention(message)
+                    }
+                    _ => None,
+                };
+                match dropped {
+                    // Points at the very edge of the retention period age
+                    // past it between the query's now() and the write.
+                    Some(dropped) => {
+                        log::info!(
+                            "         {dropped} points of chunk {chunk} were older than the retention policy of {:?} and dropped",
+                            target.database
+                        );
+                        Ok(ChunkCopy::DroppedBeyondRetention(dropped))
+                    }
+                    None => Err(TenantError::Chunk {
+                        tenant: target.tenant.clone(),
+                        database: target.database.clone(),
+                        chunk: chunk.to_string(),
+                        cause: Box::new(cause),
+                    }),
+                }
+            }
+        }
     }
 
     /// The server's time before copying, when verifying.
@@ -206,14 +227,5 @@ impl Copier<'_> {
                 database: target.database.clone(),
                 reason: e.to_string(),
             })
-    }
-
-    fn check(
-        &self,
-        measurement: &str,
-        target: &TargetPlan,
-        started: DateTime<Utc>,
-    ) -> Result<(), TenantError> {
-        verify::compare(self.client, self.source, measurement, target, started)
     }
 }
