@@ -307,6 +307,15 @@ fn every_point_lands_in_its_tenants_database_with_the_policy_asked_for() {
     let run = setup.migrate(&["--migrate-retention-policy", "alpha:30,beta:3w", "--verify"]);
     run.assert_code(0);
     assert!(run.stdout.contains("4 migrated"), "{}", run.stdout);
+    assert_eq!(
+        run.stderr
+            .matches("verified: source and target agree")
+            .count(),
+        12,
+        "every measurement × tenant verified, on InfluxDB's clock:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("Date header"), "{}", run.stderr);
 
     for m in &names {
         for tenant in [&ALPHA, &BETA, &ODD] {
