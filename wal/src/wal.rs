@@ -92,6 +92,13 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+/// Extra point reads per frame during the recovery scan. sled 0.34's LRU
+/// records accesses in 256 shards and processes (evicts) a shard only after
+/// 64 accesses to it; a sequential scan touches each leaf once, so without
+/// these reads up to ~16 000 leaves stay resident whatever the cache size
+/// (measured: +105 MB RSS to open 140 MB of pending frames; +1 MB with 4).
+const RECOVERY_TOUCHES: usize = 4;
+
 /// What recovery found in a generation.
 struct Recovered {
     next_id: u64,
@@ -363,6 +370,13 @@ impl Wal {
             let Some((first, count)) = codec::parse_frame_key(&key) else {
                 continue;
             };
+            // See RECOVERY_TOUCHES: keeps sled's cache bounded when a large
+            // backlog is replayed.
+            for _ in 0..RECOVERY_TOUCHES - 1 {
+                generation.frames.get(&key).map_err(
+                    generation.storage_err(format!("reading pending records from id {next_id}")),
+                )?;
+            }
             if first >= visible {
                 return Ok(!buf.is_empty());
             }
@@ -753,6 +767,12 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
                 .remove(&key)
                 .map_err(err("dropping records of an unfinished append"))?;
             continue;
+        }
+        for _ in 0..RECOVERY_TOUCHES {
+            generation
+                .frames
+                .get(&key)
+                .map_err(err("reading records"))?;
         }
         match codec::decode_frame(&value, count) {
             Ok(_) => {
