@@ -50,6 +50,9 @@ impl Default for WalOptions {
 #[derive(Debug)]
 struct AppendState {
     next_id: u64,
+    /// Appends inserted so far: what the flush coordinator counts, since an
+    /// append of offsets only needs a sync too but takes no record id.
+    appended: u64,
     offsets: BTreeMap<String, i64>,
 }
 
@@ -163,11 +166,12 @@ impl Wal {
             generation: RwLock::new(generation),
             appends: Mutex::new(AppendState {
                 next_id: recovered.next_id,
+                appended: 0,
                 offsets: recovered.offsets,
             }),
             index: Mutex::new(recovered.index),
             counters,
-            flush: FlushCoordinator::new(recovered.next_id),
+            flush: FlushCoordinator::new(),
             visible_through: AtomicU64::new(recovered.next_id),
             appends_done: AtomicU64::new(0),
             _lock: lock,
@@ -219,7 +223,7 @@ impl Wal {
             offsets.iter().map(|(n, o)| (n.to_string(), *o)).collect();
 
         let generation = self.generation();
-        let (start, end) = {
+        let (start, end, seq) = {
             let mut state = lock(&self.appends);
             let start = state.next_id;
             let end = start + records.len() as u64;
@@ -232,11 +236,12 @@ impl Wal {
                 self.forget_frames(&generation, &batch, start);
                 return Err(e);
             }
-            self.flush.inserted(end);
-            (start, end)
+            state.appended += 1;
+            self.flush.inserted(state.appended);
+            (start, end, state.appended)
         };
         if self.opts.fsync {
-            self.flush.wait_durable(end, || generation.sync())?;
+            self.flush.wait_durable(seq, || generation.sync())?;
         }
         self.visible_through.fetch_max(end, Ordering::AcqRel);
         self.appends_done.fetch_add(1, Ordering::Relaxed);
@@ -540,8 +545,8 @@ impl Wal {
     /// (e.g. at shutdown).
     pub fn sync(&self) -> Result<(), WalError> {
         let generation = self.generation();
-        let end = lock(&self.appends).next_id;
-        self.flush.wait_durable(end, || generation.sync())
+        let appended = lock(&self.appends).appended;
+        self.flush.wait_durable(appended, || generation.sync())
     }
 
     /// Bytes the WAL directory takes on disk (allocated blocks).

@@ -141,8 +141,11 @@ fn offsets_are_stored_with_their_batch_and_survive_reopen() {
         .unwrap();
     wal.append(&refs(&recs), &[("metrics/3", 1300)]).unwrap();
     // Offsets only: e.g. every message of the batch went to dead letters.
+    // It takes no record id but must be synced all the same.
+    let syncs = wal.syncs();
     let none = wal.append(&[], &[("alarms/0", 7)]).unwrap();
     assert!(none.is_empty());
+    assert_eq!(wal.syncs(), syncs + 1, "an offsets-only append is synced");
     let expect: BTreeMap<String, i64> = [("alarms/0", 7), ("metrics/1", 5), ("metrics/3", 1300)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
