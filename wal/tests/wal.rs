@@ -299,6 +299,36 @@ fn records_of_an_unfinished_append_are_dropped_at_open() {
 }
 
 #[test]
+fn offsets_of_the_last_append_survive_losing_their_separate_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let recs = records("o", 2);
+    {
+        let wal = Wal::open(&dir, opts()).unwrap();
+        wal.append(&refs(&recs), &[("p", 10), ("q", 1)]).unwrap();
+        wal.append(&refs(&recs), &[("p", 20)]).unwrap();
+    }
+    {
+        // A crash between the commit record and the per-name entries
+        // written after it leaves the older value in the offsets tree.
+        let db = sled::Config::new()
+            .path(dir.join("gen-1"))
+            .segment_size(1 << 20)
+            .open()
+            .unwrap();
+        let offsets = db.open_tree("offsets").unwrap();
+        offsets.insert("p", &10i64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let wal = Wal::open(&dir, opts()).unwrap();
+    assert_eq!(wal.offset("p").unwrap(), Some(20));
+    assert_eq!(wal.offset("q").unwrap(), Some(1));
+    drop(wal);
+    let wal = Wal::open(&dir, opts()).unwrap();
+    assert_eq!(wal.offset("p").unwrap(), Some(20), "repaired on disk");
+}
+
+#[test]
 fn a_second_opener_is_refused_while_the_first_is_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = wal_dir(&tmp);
