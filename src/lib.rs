@@ -8,6 +8,7 @@ pub mod dead_letter;
 pub mod health;
 pub mod influx;
 pub mod logging;
+pub mod migrate;
 pub mod pipeline;
 pub mod retry;
 pub mod run;

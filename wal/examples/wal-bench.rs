@@ -1,7 +1,7 @@
 //! WAL throughput, ack cost, group commit, disk usage and peak RSS, as one
 //! plain-text report; run by `scripts/bench-wal` next to a `dd` baseline.
 //!
-//! Usage: wal-bench <scratch dir> [all|throughput|ack|group|rss] [--rss-gb N]
+//! Usage: wal-bench <scratch dir> [all|throughput|ack|group|rss|reopen|backlog] [--rss-gb N]
 //! The `rss` part should run in its own process: it reports the process's
 //! peak RSS (VmHWM), which earlier parts would inflate.
 
@@ -271,10 +271,106 @@ fn rss(dir: &Path, gigabytes: f64) -> Result<(), WalError> {
     Ok(())
 }
 
+/// A backlog (e.g. InfluxDB down) builds up, then drains the way writers
+/// drain it: disk usage before and after.
+fn backlog(dir: &Path, gigabytes: f64) -> Result<(), WalError> {
+    let path = fresh(dir, "backlog");
+    let wal = open(&path, true)?;
+    let lines = payloads(10_000, Data::Lines, 5);
+    let records = refs(&lines);
+    let batch_bytes: usize = lines.iter().map(Vec::len).sum();
+    let batches = (gigabytes * (1u64 << 30) as f64) as usize / batch_bytes;
+    for n in 0..batches {
+        wal.append(&records, &[("metrics/0", n as i64)])?;
+    }
+    let full = wal.disk_usage_bytes()?;
+    let stored = wal.pending_bytes();
+    let started = Instant::now();
+    let mut cursor = None;
+    loop {
+        let chunk: Vec<RecordId> = wal
+            .pending_from(cursor)
+            .take(10_000)
+            .map(|r| r.map(|(id, _)| id))
+            .collect::<Result<_, _>>()?;
+        let Some(&last) = chunk.last() else { break };
+        wal.ack(&chunk)?;
+        cursor = Some(last);
+    }
+    println!(
+        "backlog of {:.2} GB ({:.0} MB stored): {:.0} MB on disk; drained by replay+ack in {:.1} s; {:.1} MB on disk after",
+        (batches * batch_bytes) as f64 / 1e9,
+        stored as f64 / 1e6,
+        full as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        wal.disk_usage_bytes()? as f64 / 1e6
+    );
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&path);
+    Ok(())
+}
+
+/// Open (recovery) time and memory with a large backlog.
+fn reopen(dir: &Path, gigabytes: f64) -> Result<(), WalError> {
+    let path = fresh(dir, "reopen");
+    let lines = payloads(10_000, Data::Lines, 4);
+    let records = refs(&lines);
+    let batch_bytes: usize = lines.iter().map(Vec::len).sum();
+    let batches = (gigabytes * (1u64 << 30) as f64) as usize / batch_bytes;
+    {
+        let wal = open(&path, false)?;
+        for _ in 0..batches {
+            wal.append(&records, &[])?;
+        }
+        wal.sync()?;
+        println!(
+            "append of {:.2} GB without acknowledging: peak RSS {:.1} MB",
+            (batches * batch_bytes) as f64 / 1e9,
+            vm_hwm_kb() as f64 / 1024.0
+        );
+    }
+    let rss_before = vm_rss_kb();
+    let started = Instant::now();
+    let wal = open(&path, true)?;
+    println!(
+        "reopen with {:.2} GB of line protocol pending ({:.0} MB stored, {} records): {:.2} s, RSS +{:.1} MB",
+        (batches * batch_bytes) as f64 / 1e9,
+        wal.pending_bytes() as f64 / 1e6,
+        wal.pending_records(),
+        started.elapsed().as_secs_f64(),
+        (vm_rss_kb() as f64 - rss_before as f64) / 1024.0
+    );
+    let before_replay = vm_rss_kb();
+    let started = Instant::now();
+    let n = wal.pending_from(None).count();
+    println!(
+        "replay of all {n} records: {:.2} s, RSS +{:.1} MB",
+        started.elapsed().as_secs_f64(),
+        (vm_rss_kb() as f64 - before_replay as f64) / 1024.0
+    );
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&path);
+    Ok(())
+}
+
+fn vm_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(dir) = args.get(1).map(PathBuf::from) else {
-        eprintln!("usage: wal-bench <scratch dir> [all|throughput|ack|group|rss] [--rss-gb N]");
+        eprintln!(
+            "usage: wal-bench <scratch dir> [all|throughput|ack|group|rss|reopen|backlog] [--rss-gb N]"
+        );
         std::process::exit(2);
     };
     let what = args.get(2).map(String::as_str).unwrap_or("all");
@@ -293,6 +389,8 @@ fn main() {
         "ack" => ack_cost(&dir),
         "group" => group_commit(&dir),
         "rss" => rss(&dir, gb),
+        "reopen" => reopen(&dir, gb),
+        "backlog" => backlog(&dir, gb),
         _ => throughput(&dir, Data::Lines)
             .and_then(|_| throughput(&dir, Data::Random))
             .and_then(|_| ack_cost(&dir))

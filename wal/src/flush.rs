@@ -6,9 +6,11 @@ use crate::error::WalError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
+/// Appends are counted 1, 2, 3… in the order they were inserted into sled
+/// (the append lock orders them); "durable through n" covers appends 1..=n.
 #[derive(Debug)]
 struct State {
-    /// Every record id below this is durable.
+    /// Appends up to this number are durable.
     durable_through: u64,
     /// A thread is syncing right now.
     syncing: bool,
@@ -19,28 +21,28 @@ struct State {
 pub(crate) struct FlushCoordinator {
     state: Mutex<State>,
     changed: Condvar,
-    /// Record ids below this have been inserted into sled (in log order).
+    /// Appends up to this number have been inserted into sled.
     inserted_through: AtomicU64,
     syncs: AtomicU64,
 }
 
 impl FlushCoordinator {
-    pub(crate) fn new(next_id: u64) -> FlushCoordinator {
+    pub(crate) fn new() -> FlushCoordinator {
         FlushCoordinator {
             state: Mutex::new(State {
-                durable_through: next_id,
+                durable_through: 0,
                 syncing: false,
             }),
             changed: Condvar::new(),
-            inserted_through: AtomicU64::new(next_id),
+            inserted_through: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
         }
     }
 
-    /// Records that ids below `end` are in sled's log. Called in append
+    /// Records that append number `n` is in sled's log. Called in append
     /// order (under the append lock), so the value only grows.
-    pub(crate) fn inserted(&self, end: u64) {
-        self.inserted_through.fetch_max(end, Ordering::Release);
+    pub(crate) fn inserted(&self, n: u64) {
+        self.inserted_through.fetch_max(n, Ordering::Release);
     }
 
     /// Number of syncs done, to see how many appends shared one.
@@ -48,17 +50,18 @@ impl FlushCoordinator {
         self.syncs.load(Ordering::Relaxed)
     }
 
-    /// Returns once every id below `end` is durable. `sync` makes all
-    /// inserts made before it was called durable; it runs on one waiting
-    /// thread at a time, and a sync that started after our insert covers it.
+    /// Returns once append number `n` (and every one before it) is durable.
+    /// `sync` makes all inserts made before it was called durable; it runs on
+    /// one waiting thread at a time, and a sync that started after our
+    /// insert covers it.
     pub(crate) fn wait_durable(
         &self,
-        end: u64,
+        n: u64,
         sync: impl Fn() -> Result<(), WalError>,
     ) -> Result<(), WalError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if state.durable_through >= end {
+            if state.durable_through >= n {
                 return Ok(());
             }
             if state.syncing {
@@ -92,7 +95,7 @@ mod tests {
 
     #[test]
     fn one_sync_covers_everything_inserted_before_it() {
-        let fc = FlushCoordinator::new(0);
+        let fc = FlushCoordinator::new();
         fc.inserted(10);
         fc.inserted(20);
         fc.wait_durable(10, || Ok(())).unwrap();
@@ -103,7 +106,7 @@ mod tests {
 
     #[test]
     fn concurrent_waiters_share_syncs() {
-        let fc = Arc::new(FlushCoordinator::new(0));
+        let fc = Arc::new(FlushCoordinator::new());
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
                 let fc = fc.clone();
@@ -128,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_is_reported_and_not_counted_durable() {
-        let fc = FlushCoordinator::new(0);
+        let fc = FlushCoordinator::new();
         fc.inserted(5);
         let err = fc.wait_durable(5, || {
             Err(WalError::Io {

@@ -50,6 +50,9 @@ impl Default for WalOptions {
 #[derive(Debug)]
 struct AppendState {
     next_id: u64,
+    /// Appends inserted so far: what the flush coordinator counts, since an
+    /// append of offsets only needs a sync too but takes no record id.
+    appended: u64,
     offsets: BTreeMap<String, i64>,
 }
 
@@ -91,6 +94,13 @@ impl std::fmt::Debug for Wal {
             .finish()
     }
 }
+
+/// Extra point reads per frame during the recovery scan. sled 0.34's LRU
+/// records accesses in 256 shards and processes (evicts) a shard only after
+/// 64 accesses to it; a sequential scan touches each leaf once, so without
+/// these reads up to ~16 000 leaves stay resident whatever the cache size
+/// (measured: +105 MB RSS to open 140 MB of pending frames; +1 MB with 4).
+const RECOVERY_TOUCHES: usize = 4;
 
 /// What recovery found in a generation.
 struct Recovered {
@@ -156,11 +166,12 @@ impl Wal {
             generation: RwLock::new(generation),
             appends: Mutex::new(AppendState {
                 next_id: recovered.next_id,
+                appended: 0,
                 offsets: recovered.offsets,
             }),
             index: Mutex::new(recovered.index),
             counters,
-            flush: FlushCoordinator::new(recovered.next_id),
+            flush: FlushCoordinator::new(),
             visible_through: AtomicU64::new(recovered.next_id),
             appends_done: AtomicU64::new(0),
             _lock: lock,
@@ -212,7 +223,7 @@ impl Wal {
             offsets.iter().map(|(n, o)| (n.to_string(), *o)).collect();
 
         let generation = self.generation();
-        let (start, end) = {
+        let (start, end, seq) = {
             let mut state = lock(&self.appends);
             let start = state.next_id;
             let end = start + records.len() as u64;
@@ -225,11 +236,12 @@ impl Wal {
                 self.forget_frames(&generation, &batch, start);
                 return Err(e);
             }
-            self.flush.inserted(end);
-            (start, end)
+            state.appended += 1;
+            self.flush.inserted(state.appended);
+            (start, end, state.appended)
         };
         if self.opts.fsync {
-            self.flush.wait_durable(end, || generation.sync())?;
+            self.flush.wait_durable(seq, || generation.sync())?;
         }
         self.visible_through.fetch_max(end, Ordering::AcqRel);
         self.appends_done.fetch_add(1, Ordering::Relaxed);
@@ -363,6 +375,13 @@ impl Wal {
             let Some((first, count)) = codec::parse_frame_key(&key) else {
                 continue;
             };
+            // See RECOVERY_TOUCHES: keeps sled's cache bounded when a large
+            // backlog is replayed.
+            for _ in 0..RECOVERY_TOUCHES - 1 {
+                generation.frames.get(&key).map_err(
+                    generation.storage_err(format!("reading pending records from id {next_id}")),
+                )?;
+            }
             if first >= visible {
                 return Ok(!buf.is_empty());
             }
@@ -526,8 +545,8 @@ impl Wal {
     /// (e.g. at shutdown).
     pub fn sync(&self) -> Result<(), WalError> {
         let generation = self.generation();
-        let end = lock(&self.appends).next_id;
-        self.flush.wait_durable(end, || generation.sync())
+        let appended = lock(&self.appends).appended;
+        self.flush.wait_durable(appended, || generation.sync())
     }
 
     /// Bytes the WAL directory takes on disk (allocated blocks).
@@ -753,6 +772,12 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
                 .remove(&key)
                 .map_err(err("dropping records of an unfinished append"))?;
             continue;
+        }
+        for _ in 0..RECOVERY_TOUCHES {
+            generation
+                .frames
+                .get(&key)
+                .map_err(err("reading records"))?;
         }
         match codec::decode_frame(&value, count) {
             Ok(_) => {

@@ -141,8 +141,11 @@ fn offsets_are_stored_with_their_batch_and_survive_reopen() {
         .unwrap();
     wal.append(&refs(&recs), &[("metrics/3", 1300)]).unwrap();
     // Offsets only: e.g. every message of the batch went to dead letters.
+    // It takes no record id but must be synced all the same.
+    let syncs = wal.syncs();
     let none = wal.append(&[], &[("alarms/0", 7)]).unwrap();
     assert!(none.is_empty());
+    assert_eq!(wal.syncs(), syncs + 1, "an offsets-only append is synced");
     let expect: BTreeMap<String, i64> = [("alarms/0", 7), ("metrics/1", 5), ("metrics/3", 1300)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -293,6 +296,36 @@ fn records_of_an_unfinished_append_are_dropped_at_open() {
         wal.append(&refs(&recs[..1]), &[]).unwrap().first(),
         Some(RecordId(10))
     );
+}
+
+#[test]
+fn offsets_of_the_last_append_survive_losing_their_separate_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let recs = records("o", 2);
+    {
+        let wal = Wal::open(&dir, opts()).unwrap();
+        wal.append(&refs(&recs), &[("p", 10), ("q", 1)]).unwrap();
+        wal.append(&refs(&recs), &[("p", 20)]).unwrap();
+    }
+    {
+        // A crash between the commit record and the per-name entries
+        // written after it leaves the older value in the offsets tree.
+        let db = sled::Config::new()
+            .path(dir.join("gen-1"))
+            .segment_size(1 << 20)
+            .open()
+            .unwrap();
+        let offsets = db.open_tree("offsets").unwrap();
+        offsets.insert("p", &10i64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let wal = Wal::open(&dir, opts()).unwrap();
+    assert_eq!(wal.offset("p").unwrap(), Some(20));
+    assert_eq!(wal.offset("q").unwrap(), Some(1));
+    drop(wal);
+    let wal = Wal::open(&dir, opts()).unwrap();
+    assert_eq!(wal.offset("p").unwrap(), Some(20), "repaired on disk");
 }
 
 #[test]
