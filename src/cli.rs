@@ -2,7 +2,8 @@
 //!
 //! `monasca-persister [--config-file F]... [--config-dir D] [SUBCOMMAND]`.
 //! Without a subcommand the persister runs; `check-config` validates and
-//! prints the effective configuration. Options go before or after the
+//! prints the effective configuration; `migrate-db-per-tenant` copies the
+//! database into one per tenant. Options go before or after the
 //! subcommand.
 
 use std::path::PathBuf;
@@ -52,6 +53,10 @@ pub enum Command {
     /// Validate the configuration and print the effective values (secrets
     /// masked) and the files they came from. Exits 0 when valid, 1 when not.
     CheckConfig(ConfigArgs),
+    /// Copy the single database ([influxdb] database_name) into one
+    /// database per tenant (<database_name>_<tenant>), so that
+    /// db_per_tenant can be switched on. See docs/migration.md.
+    MigrateDbPerTenant(crate::migrate::MigrateArgs),
 }
 
 impl Cli {
@@ -59,14 +64,16 @@ impl Cli {
     /// together, the subcommand's files after the others.
     pub fn config_args(&self) -> ConfigArgs {
         let mut args = self.config.clone();
-        match &self.command {
-            Some(Command::CheckConfig(sub)) => {
-                args.config_file.extend(sub.config_file.iter().cloned());
-                if sub.config_dir.is_some() {
-                    args.config_dir = sub.config_dir.clone();
-                }
+        let sub = match &self.command {
+            Some(Command::CheckConfig(sub)) => Some(sub),
+            Some(Command::MigrateDbPerTenant(migrate)) => Some(&migrate.config),
+            None => None,
+        };
+        if let Some(sub) = sub {
+            args.config_file.extend(sub.config_file.iter().cloned());
+            if sub.config_dir.is_some() {
+                args.config_dir = sub.config_dir.clone();
             }
-            None => {}
         }
         args
     }
@@ -102,9 +109,20 @@ impl Cli {
 
 /// Runs what the command line asks for; the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
+    match &cli.command {
         Some(Command::CheckConfig(_)) => check_config(&cli),
+        Some(Command::MigrateDbPerTenant(args)) => migrate_db_per_tenant(&cli, args),
         None => persist(&cli),
+    }
+}
+
+fn migrate_db_per_tenant(cli: &Cli, args: &crate::migrate::MigrateArgs) -> ExitCode {
+    match cli.load() {
+        Ok(loaded) => crate::migrate::command::run(&loaded, args),
+        Err(e) => {
+            eprintln!("monasca-persister migrate-db-per-tenant: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -178,8 +196,8 @@ fn source_list(loaded: &Loaded) -> String {
 }
 
 /// The Kafka → WAL → InfluxDB pipeline, until a signal stops it.
-fn run_pipeline(_loaded: &Loaded, _log: LogHandle) -> anyhow::Result<()> {
-    anyhow::bail!("pipeline not built yet")
+fn run_pipeline(loaded: &Loaded, _log: LogHandle) -> anyhow::Result<()> {
+    crate::run::run(&loaded.config)
 }
 
 #[cfg(test)]

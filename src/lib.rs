@@ -5,8 +5,14 @@
 pub mod cli;
 pub mod config;
 pub mod dead_letter;
+pub mod health;
 pub mod influx;
 pub mod loadgen;
 pub mod logging;
+pub mod migrate;
+pub mod pipeline;
 pub mod retry;
+pub mod run;
+pub mod signals;
+pub mod stats;
 pub mod transform;

@@ -195,6 +195,15 @@ fn oslo_line(pid: u32, record: &log::Record, message: &fmt::Arguments) -> String
 /// Builds the logger for the `[DEFAULT]` settings without installing it:
 /// `dispatch.apply()` installs it; tests use `into_log()`.
 pub fn dispatch(settings: &DefaultSection) -> Result<(fern::Dispatch, LogHandle), LoggingError> {
+    dispatch_to(settings, Box::new(io::stderr()))
+}
+
+/// [`dispatch`] with `console` in place of stderr (where stderr output
+/// must share the terminal with a progress bar).
+pub fn dispatch_to(
+    settings: &DefaultSection,
+    console: Box<dyn Write + Send>,
+) -> Result<(fern::Dispatch, LogHandle), LoggingError> {
     let level = if settings.debug {
         LevelFilter::Debug
     } else {
@@ -228,11 +237,11 @@ pub fn dispatch(settings: &DefaultSection) -> Result<(fern::Dispatch, LogHandle)
             let writer: Box<dyn Write + Send> = Box::new(FileWriter(Arc::clone(&log)));
             dispatch = dispatch.chain(writer);
             if settings.use_stderr {
-                dispatch = dispatch.chain(io::stderr());
+                dispatch = dispatch.chain(console);
             }
             handle.file = Some(log);
         }
-        None => dispatch = dispatch.chain(io::stderr()),
+        None => dispatch = dispatch.chain(console),
     }
     Ok((dispatch, handle))
 }
@@ -240,6 +249,17 @@ pub fn dispatch(settings: &DefaultSection) -> Result<(fern::Dispatch, LogHandle)
 /// Installs the logger for the process (once).
 pub fn init(settings: &DefaultSection) -> Result<LogHandle, LoggingError> {
     let (dispatch, handle) = dispatch(settings)?;
+    dispatch.apply()?;
+    Ok(handle)
+}
+
+/// Installs the logger for the process (once), its stderr output going to
+/// `console` instead.
+pub fn init_with_console(
+    settings: &DefaultSection,
+    console: Box<dyn Write + Send>,
+) -> Result<LogHandle, LoggingError> {
+    let (dispatch, handle) = dispatch_to(settings, console)?;
     dispatch.apply()?;
     Ok(handle)
 }

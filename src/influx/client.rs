@@ -15,6 +15,7 @@ use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::response::{classify, write_action, WriteResponse};
+use super::schema::{DatabaseCreation, RetentionPolicy};
 use crate::config::InfluxSection;
 
 /// Largest answer body read; a 400 echoing every line of a big write is
@@ -394,25 +395,19 @@ impl InfluxClient {
     /// already exists with other policies (created by someone else) is left
     /// as it is, with a warning.
     pub fn create_database(&self, name: &str, retention_hours: u32) -> Result<(), InfluxError> {
-        let mut statement = format!("CREATE DATABASE {}", quote_identifier(name));
-        if retention_hours > 0 {
-            statement.push_str(&format!(
-                " WITH DURATION {retention_hours}h REPLICATION 1 NAME {}",
-                quote_identifier(&format!("{retention_hours}h"))
-            ));
+        let policy = (retention_hours > 0).then(|| RetentionPolicy {
+            name: format!("{retention_hours}h"),
+            hours: u64::from(retention_hours),
+        });
+        if self.create_database_with_policy(name, policy.as_ref())?
+            == DatabaseCreation::ExistsWithOtherPolicies
+        {
+            log::warn!(
+                "InfluxDB database {name:?} already exists with other retention policies; left as it is \
+                 (default_retention_hours = {retention_hours} applies only to databases this persister creates)"
+            );
         }
-        match self.query(None, &statement) {
-            Err(InfluxError::Statement { message, .. })
-                if message.contains("conflicts with an existing policy") =>
-            {
-                log::warn!(
-                    "InfluxDB database {name:?} already exists with other retention policies; left as it is \
-                     (default_retention_hours = {retention_hours} applies only to databases this persister creates)"
-                );
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        Ok(())
     }
 
     /// `GET /ping`: the server's version when it answers 204.
@@ -442,6 +437,27 @@ impl InfluxClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("unknown");
         Ok(version.to_string())
+    }
+
+    /// The server's clock, from the `Date` header of its `/ping` answer
+    /// (whole seconds, rounded down); `None` when the answer has none.
+    /// Lets a client bound a time range exactly where the server's `now()`
+    /// would, whatever its own clock says.
+    pub fn server_time(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, InfluxError> {
+        let action = || "reading InfluxDB's clock (/ping)".to_string();
+        let mut request = self.agent.get(format!("{}/ping", self.base_url));
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", &auth.0);
+        }
+        let response = request
+            .call()
+            .map_err(|e| self.transport_error(action(), e))?;
+        Ok(response
+            .headers()
+            .get("Date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.with_timezone(&chrono::Utc)))
     }
 
     fn transport_error(&self, action: String, error: ureq::Error) -> InfluxError {

@@ -5,6 +5,7 @@
 
 pub mod influxd;
 pub mod kafka;
+pub mod persister;
 
 use std::time::{Duration, Instant};
 
@@ -41,4 +42,24 @@ pub fn shared_dir() -> std::path::PathBuf {
         dir.display()
     );
     dir
+}
+
+/// Routes the library's log lines to the test's captured output (shown on failure).
+pub fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = fern::Dispatch::new()
+            .level(log::LevelFilter::Info)
+            .level_for("librdkafka", log::LevelFilter::Warn)
+            .format(|out, msg, record| {
+                out.finish(format_args!(
+                    "{} {} {}",
+                    record.level(),
+                    record.target(),
+                    msg
+                ))
+            })
+            .chain(fern::Output::call(|record| eprintln!("{}", record.args())))
+            .apply();
+    });
 }

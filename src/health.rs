@@ -1,0 +1,371 @@
+//! The HTTP endpoint on `[health] bind`: `/healthcheck` (JSON status of
+//! Kafka, InfluxDB and the WAL; 200 or 503) and `/metrics` (Prometheus text
+//! exposition of [`Stats`]). Runs on its own thread with tiny_http.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::pipeline::Shared;
+use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
+
+/// Settings the endpoint needs besides the shared state.
+pub struct HealthSettings {
+    /// InfluxDB failing longer than this makes the service unhealthy.
+    pub influxdb_unhealthy_after: Duration,
+    /// Topics consumed (for per-topic Kafka status).
+    pub topics: Vec<(TopicKind, String)>,
+    /// WAL limit in bytes.
+    pub wal_max_bytes: u64,
+}
+
+/// A running health server.
+pub struct HealthServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HealthServer {
+    /// Binds `bind` and serves until dropped.
+    pub fn start(
+        bind: std::net::SocketAddr,
+        shared: Arc<Shared>,
+        settings: HealthSettings,
+    ) -> anyhow::Result<HealthServer> {
+        let server = Arc::new(
+            tiny_http::Server::http(bind)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| {
+                    format!("binding the health endpoint to {bind} ([health] bind)")
+                })?,
+        );
+        let s = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || {
+                for request in s.incoming_requests() {
+                    let (status, content_type, body) =
+                        match request.url().split('?').next().unwrap_or("") {
+                            "/healthcheck" => {
+                                let (ok, body) = healthcheck(&shared, &settings);
+                                (if ok { 200 } else { 503 }, "application/json", body)
+                            }
+                            "/metrics" => (
+                                200,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                                render_metrics(&shared, &settings),
+                            ),
+                            _ => (
+                                404,
+                                "text/plain; charset=utf-8",
+                                "not found: try /healthcheck or /metrics\n".to_string(),
+                            ),
+                        };
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        content_type.as_bytes(),
+                    );
+                    let mut response =
+                        tiny_http::Response::from_string(body).with_status_code(status);
+                    if let Ok(h) = header {
+                        response = response.with_header(h);
+                    }
+                    let _ = request.respond(response);
+                }
+            })
+            .context("spawning the health endpoint thread")?;
+        log::info!("health endpoint on http://{bind}/healthcheck and /metrics");
+        Ok(HealthServer {
+            server,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn age_seconds(ms: i64) -> Option<f64> {
+    (ms > 0).then(|| (Stats::now_ms() - ms) as f64 / 1000.0)
+}
+
+/// `(healthy, JSON body)`.
+fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
+    let stats = &shared.stats;
+    let mut kafka_ok = true;
+    let mut topics = serde_json::Map::new();
+    for (kind, topic) in &settings.topics {
+        let i = Stats::topic_index(*kind);
+        let connected = stats.kafka_connected[i].load(Relaxed);
+        kafka_ok &= connected;
+        topics.insert(
+            topic.clone(),
+            serde_json::json!({
+                "connected": connected,
+                "assigned_partitions": stats.assigned_partitions[i].load(Relaxed),
+                "seconds_since_last_poll": age_seconds(stats.last_poll_ms[i].load(Relaxed)),
+                "consumer_lag": stats.consumer_lag[i].load(Relaxed),
+            }),
+        );
+    }
+    let failing_since = stats.influx_failing_since_ms.load(Relaxed);
+    let failing_for = age_seconds(failing_since);
+    let influx_ok = failing_for.is_none_or(|s| s < settings.influxdb_unhealthy_after.as_secs_f64());
+    let wal_bytes = shared.wal.pending_bytes();
+    let wal_ok = !shared.wal.over_limit();
+    let healthy = kafka_ok && influx_ok && wal_ok;
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "kafka": { "ok": kafka_ok, "topics": topics },
+        "influxdb": {
+            "ok": influx_ok,
+            "seconds_since_last_write": age_seconds(stats.last_write_ok_ms.load(Relaxed)),
+            "consecutive_failures": stats.influx_consecutive_failures.load(Relaxed),
+            "failing_for_seconds": failing_for,
+        },
+        "wal": {
+            "ok": wal_ok,
+            "pending_records": shared.wal.pending_records(),
+            "pending_bytes": wal_bytes,
+            "max_bytes": settings.wal_max_bytes,
+            "quarantined_records": shared.wal.quarantined(),
+        },
+    });
+    (healthy, format!("{body:#}\n"))
+}
+
+/// Resident set size of this process in bytes, from /proc (0 where unavailable).
+pub fn resident_memory_bytes() -> u64 {
+    let page = 4096u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * page)
+        .unwrap_or(0)
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    family(out, name, "histogram", help);
+    let (buckets, count, sum) = h.snapshot();
+    for (le, c) in buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+    );
+}
+
+/// The Prometheus text exposition of everything counted.
+pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
+    let s = &shared.stats;
+    let mut o = String::with_capacity(8192);
+    let p = "monasca_persister";
+    family(
+        &mut o,
+        &format!("{p}_messages_consumed_total"),
+        "counter",
+        "Messages read from Kafka, by topic kind.",
+    );
+    for k in TopicKind::ALL {
+        let _ = writeln!(
+            o,
+            "{p}_messages_consumed_total{{topic=\"{}\"}} {}",
+            k.label(),
+            s.consumed_total(k)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_messages_rejected_total"),
+        "counter",
+        "Messages that could not become a line (dead-lettered), by topic kind and reason.",
+    );
+    for ((k, reason), n) in s.rejected_snapshot() {
+        let _ = writeln!(
+            o,
+            "{p}_messages_rejected_total{{topic=\"{}\",reason=\"{reason}\"}} {n}",
+            k.label()
+        );
+    }
+    let counters: [(&str, &str, u64); 9] = [
+        (
+            "points_written_total",
+            "Points InfluxDB stored.",
+            s.points_written.load(Relaxed),
+        ),
+        (
+            "points_rejected_total",
+            "Points InfluxDB refused (dead-lettered unless ignore_parse_point_error).",
+            s.points_rejected.load(Relaxed),
+        ),
+        (
+            "points_beyond_retention_total",
+            "Points InfluxDB dropped as older than the retention policy.",
+            s.points_beyond_retention.load(Relaxed),
+        ),
+        (
+            "write_retries_total",
+            "InfluxDB write attempts retried after a retriable failure.",
+            s.write_retries.load(Relaxed),
+        ),
+        (
+            "databases_created_total",
+            "InfluxDB databases created by the persister.",
+            s.databases_created.load(Relaxed),
+        ),
+        (
+            "wal_appends_total",
+            "Flush points appended to the WAL.",
+            s.wal_appends.load(Relaxed),
+        ),
+        (
+            "wal_points_appended_total",
+            "Points appended to the WAL.",
+            s.wal_points_appended.load(Relaxed),
+        ),
+        (
+            "dead_letters_total",
+            "Entries written to (or counted for) the dead-letter file.",
+            s.dead_letters.load(Relaxed),
+        ),
+        (
+            "offset_commit_failures_total",
+            "Kafka offset commits that failed (harmless: the WAL holds the offsets).",
+            s.commit_failures.load(Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(&mut o, &format!("{p}_{name}"), "counter", help);
+        let _ = writeln!(o, "{p}_{name} {v}");
+    }
+    family(
+        &mut o,
+        &format!("{p}_write_requests_total"),
+        "counter",
+        "InfluxDB write requests, by outcome.",
+    );
+    for outcome in [
+        WriteOutcome::Success,
+        WriteOutcome::Partial,
+        WriteOutcome::Retriable,
+    ] {
+        let _ = writeln!(
+            o,
+            "{p}_write_requests_total{{outcome=\"{}\"}} {}",
+            outcome.label(),
+            s.write_requests(outcome)
+        );
+    }
+    histogram(
+        &mut o,
+        &format!("{p}_write_duration_seconds"),
+        "InfluxDB write request latency.",
+        &s.write_latency,
+    );
+    histogram(
+        &mut o,
+        &format!("{p}_wal_append_duration_seconds"),
+        "WAL append latency including fsync.",
+        &s.wal_append_latency,
+    );
+    let gauges: [(&str, &str, f64); 6] = [
+        (
+            "wal_pending_records",
+            "Records in the WAL not yet written to InfluxDB.",
+            shared.wal.pending_records() as f64,
+        ),
+        (
+            "wal_pending_bytes",
+            "Bytes in the WAL not yet written to InfluxDB.",
+            shared.wal.pending_bytes() as f64,
+        ),
+        (
+            "wal_max_bytes",
+            "WAL size above which consumption pauses ([wal] max_size_mb).",
+            settings.wal_max_bytes as f64,
+        ),
+        (
+            "wal_quarantined_records",
+            "WAL records that failed to decode and were moved aside.",
+            shared.wal.quarantined() as f64,
+        ),
+        (
+            "wal_replayed_records",
+            "WAL records replayed at start-up.",
+            s.wal_replayed_records.load(Relaxed) as f64,
+        ),
+        (
+            "consumers_paused",
+            "Consumers paused by WAL back-pressure.",
+            s.paused_consumers.load(Relaxed) as f64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        family(&mut o, &format!("{p}_{name}"), "gauge", help);
+        let _ = writeln!(o, "{p}_{name} {v}");
+    }
+    family(&mut o, &format!("{p}_consumer_lag"), "gauge", "Messages behind the partition end, summed over assigned partitions (librdkafka statistics).");
+    for (k, _) in &settings.topics {
+        let _ = writeln!(
+            o,
+            "{p}_consumer_lag{{topic=\"{}\"}} {}",
+            k.label(),
+            s.consumer_lag[Stats::topic_index(*k)].load(Relaxed)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_assigned_partitions"),
+        "gauge",
+        "Kafka partitions assigned to this process.",
+    );
+    for (k, _) in &settings.topics {
+        let _ = writeln!(
+            o,
+            "{p}_assigned_partitions{{topic=\"{}\"}} {}",
+            k.label(),
+            s.assigned_partitions[Stats::topic_index(*k)].load(Relaxed)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_uptime_seconds"),
+        "gauge",
+        "Seconds since the process started.",
+    );
+    let _ = writeln!(
+        o,
+        "{p}_uptime_seconds {}",
+        s.started.elapsed().as_secs_f64()
+    );
+    family(
+        &mut o,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    );
+    let _ = writeln!(
+        o,
+        "process_resident_memory_bytes {}",
+        resident_memory_bytes()
+    );
+    o
+}

@@ -1,0 +1,623 @@
+//! A consumer thread: one member of a topic's consumer group. It polls Kafka,
+//! turns each message into a line (or a dead letter), and at every flush point
+//! makes the batch durable before committing its offsets. Rebalances flush and
+//! commit before partitions are given up, and resume assigned partitions from
+//! the WAL's offsets when those are ahead of Kafka's (exactly once into the WAL).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use super::batch::{PendingBatch, RejectedMessage};
+use super::Shared;
+use crate::config::{Config, KafkaTopicSection};
+use crate::dead_letter::{Content, DeadLetter, KafkaSource};
+use crate::stats::TopicKind;
+use crate::transform::Rejection;
+
+/// The WAL offset name of a partition: `topic/partition`.
+pub fn offset_name(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// Builds the librdkafka configuration of a consumer of `section`.
+pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    let client_id = match &section.consumer_id {
+        Some(id) if !id.is_empty() => format!("{}-{}", section.client_id, id),
+        _ => section.client_id.clone(),
+    };
+    let partition_fetch = section
+        .max_buffer_size
+        .max(section.fetch_size_bytes)
+        .max(section.buffer_size.unwrap_or(0));
+    c.set("bootstrap.servers", section.uri.join(","))
+        .set("group.id", &section.group_id)
+        .set("client.id", format!("{client_id}-{member}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("max.partition.fetch.bytes", partition_fetch.to_string())
+        .set("statistics.interval.ms", "2000")
+        .set("log_level", "4");
+    // Operators' raw librdkafka properties win: TLS, SASL, tuning.
+    for (k, v) in &config.kafka_client.properties {
+        c.set(k, v.expose());
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// The per-consumer state reachable from librdkafka callbacks (rebalance,
+/// statistics, commits), which run on the consumer's own thread inside `poll`.
+pub struct PersisterContext {
+    topic: String,
+    kind: TopicKind,
+    shared: Arc<Shared>,
+    batch: Mutex<PendingBatch>,
+    /// Partition → next offset durable in the WAL (or dead letters): what Kafka should have committed.
+    durable: Mutex<BTreeMap<i32, i64>>,
+    /// An offset commit failed; commit `durable` again soon.
+    commit_failed: AtomicBool,
+    /// Paused for WAL back-pressure.
+    paused: Mutex<bool>,
+}
+
+impl ClientContext for PersisterContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .get(&self.topic)
+            .map(|t| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(|p| p.consumer_lag)
+                    .sum()
+            })
+            .unwrap_or(0);
+        let i = crate::stats::Stats::topic_index(self.kind);
+        self.shared.stats.consumer_lag[i].store(lag, std::sync::atomic::Ordering::Relaxed);
+        // Bootstrap entries have node id -1; a real broker in state UP means connected.
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.shared.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for PersisterContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.resume_from_wal(consumer, tpl);
+                let result = if matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = result {
+                    log::error!("assigning partitions of {}: {e}", self.topic);
+                }
+                if let Ok(mut p) = self.paused.lock() {
+                    *p = false;
+                }
+                self.count_assignment(consumer);
+                log::info!(
+                    "assigned {} partition(s) of {}: {}",
+                    tpl.count(),
+                    self.topic,
+                    partition_list(tpl)
+                );
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                log::info!(
+                    "revoking {} partition(s) of {}: flushing first",
+                    tpl.count(),
+                    self.topic
+                );
+                let lost = consumer.assignment_lost();
+                self.flush(consumer, if lost { None } else { Some(CommitMode::Sync) });
+                if let Ok(mut durable) = self.durable.lock() {
+                    for e in tpl.elements_for_topic(&self.topic) {
+                        durable.remove(&e.partition());
+                    }
+                }
+                let result = if matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = result {
+                    log::error!("unassigning partitions of {}: {e}", self.topic);
+                }
+                self.count_assignment(consumer);
+            }
+            other => {
+                log::error!("rebalance error on {}: {:?}", self.topic, other);
+                self.flush(consumer, None);
+                let _ = consumer.unassign();
+                self.count_assignment(consumer);
+            }
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            // Harmless for correctness: the WAL holds the offsets and wins on
+            // reassignment; the run loop commits them again shortly.
+            self.commit_failed.store(true, Ordering::Relaxed);
+            self.shared
+                .stats
+                .commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::debug!(
+                "offset commit for {} ({}) failed: {e}",
+                self.topic,
+                partition_list(offsets)
+            );
+        }
+    }
+}
+
+fn partition_list(tpl: &TopicPartitionList) -> String {
+    let mut parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}@{o}", e.partition()),
+            _ => e.partition().to_string(),
+        })
+        .collect();
+    parts.sort();
+    parts.join(",")
+}
+
+impl PersisterContext {
+    fn count_assignment(&self, consumer: &BaseConsumer<Self>) {
+        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0) as i64;
+        self.shared.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)]
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets each newly assigned partition's start offset to the WAL's stored
+    /// next offset when that is ahead of the group's committed offset.
+    fn resume_from_wal(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let committed = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!("reading committed offsets of {}: {e}; resuming from the WAL's offsets where it has them", self.topic);
+                None
+            }
+        };
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        for p in partitions {
+            let stored = match self.shared.wal.offset(&offset_name(&self.topic, p)) {
+                Ok(o) => o,
+                Err(err) => {
+                    self.shared.control.fatal(format!(
+                        "reading the WAL offset of {}/{p}: {err}",
+                        self.topic
+                    ));
+                    None
+                }
+            };
+            let Some(stored) = stored else { continue };
+            let kafka = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&self.topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            if kafka.is_none_or(|k| stored > k) {
+                log::info!(
+                    "{}/{p}: resuming at WAL offset {stored} (Kafka committed {kafka:?})",
+                    self.topic
+                );
+                // Repair the group's committed offset too, so that another
+                // member taking this partition later does not re-read it.
+                if let Ok(mut durable) = self.durable.lock() {
+                    durable.insert(p, stored);
+                }
+                self.commit_failed.store(true, Ordering::Relaxed);
+                if let Err(err) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(stored)) {
+                    log::error!(
+                        "{}/{p}: cannot set start offset {stored}: {err}",
+                        self.topic
+                    );
+                }
+            }
+        }
+    }
+
+    /// The flush point: dead letters durable, lines + offsets durable in one
+    /// WAL append, records handed to writers, then offsets committed.
+    /// `commit` None skips the commit (assignment lost, or shutting down hard).
+    fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
+        let taken = match self.batch.lock() {
+            Ok(mut b) if !b.is_empty() => b.take(),
+            _ => {
+                if let Some(mode) = commit {
+                    self.commit_durable(consumer, mode);
+                }
+                return;
+            }
+        };
+        let shared = &self.shared;
+        if !taken.dead_letters.is_empty() {
+            if let Err(e) = self.write_dead_letters(&taken.dead_letters) {
+                shared.control.fatal(format!(
+                    "writing {} dead letter(s) of {} to {}: {e}",
+                    taken.dead_letters.len(),
+                    self.topic,
+                    shared.dead_letters.path().display()
+                ));
+                return;
+            }
+        }
+        let names: Vec<(String, i64)> = taken
+            .next_offsets
+            .iter()
+            .map(|(p, o)| (offset_name(&self.topic, *p), *o))
+            .collect();
+        let offsets: Vec<(&str, i64)> = names.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+        let records: Vec<wal::RecordRef<'_>> = taken
+            .records
+            .iter()
+            .map(|(db, lines, points)| wal::RecordRef {
+                database: db,
+                kind: self.kind as u8,
+                points: *points,
+                payload: lines,
+            })
+            .collect();
+        let started = Instant::now();
+        let ids = match shared.wal.append(&records, &offsets) {
+            Ok(ids) => ids,
+            Err(e) => {
+                shared.control.fatal(format!(
+                    "appending {} record(s) from {} to the WAL: {e}",
+                    records.len(),
+                    self.topic
+                ));
+                return;
+            }
+        };
+        shared.stats.wal_append_latency.observe_since(started);
+        shared
+            .stats
+            .wal_appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let points: u64 = taken.records.iter().map(|r| r.2 as u64).sum();
+        shared
+            .stats
+            .wal_points_appended
+            .fetch_add(points, std::sync::atomic::Ordering::Relaxed);
+        drop(records);
+        for (id, (db, lines, points)) in ids.iter().zip(taken.records) {
+            shared.handoff.offer(id, db, points, lines);
+        }
+        if let Ok(mut durable) = self.durable.lock() {
+            durable.extend(taken.next_offsets.iter().map(|(p, o)| (*p, *o)));
+        }
+        if let Some(mode) = commit {
+            self.commit_durable(consumer, mode);
+        }
+    }
+
+    /// Commits every offset that is durable locally. Cheap (one entry per
+    /// partition), and it repairs any earlier commit that failed.
+    fn commit_durable(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) {
+        let mut tpl = TopicPartitionList::new();
+        if let Ok(durable) = self.durable.lock() {
+            for (p, o) in durable.iter() {
+                let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            self.commit_failed.store(true, Ordering::Relaxed);
+            self.shared
+                .stats
+                .commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::debug!(
+                "committing offsets of {} ({}): {e}",
+                self.topic,
+                partition_list(&tpl)
+            );
+        }
+    }
+
+    /// Appends the rejected messages to the dead-letter file and fsyncs it.
+    fn write_dead_letters(
+        &self,
+        rejected: &[RejectedMessage],
+    ) -> Result<(), crate::dead_letter::DeadLetterError> {
+        let store = &self.shared.dead_letters;
+        for r in rejected {
+            store.record(&DeadLetter {
+                kind: r.kind,
+                reason: &r.reason,
+                source: Some(KafkaSource {
+                    topic: &self.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                }),
+                database: None,
+                content: Content::Message(&r.payload),
+            })?;
+            self.shared
+                .stats
+                .dead_letters
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        store.sync()
+    }
+
+    /// Handles one message: a line into the batch, or a dead letter.
+    fn handle(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        let Ok(mut batch) = self.batch.lock() else {
+            return 0;
+        };
+        let shared = &self.shared;
+        let payload = payload.unwrap_or(&[]);
+        scratch.clear();
+        let result = match self.kind {
+            TopicKind::Metrics => shared.transformer.metric(payload, scratch),
+            TopicKind::AlarmTransitions => shared.transformer.alarm_transition(payload, scratch),
+        };
+        match result {
+            Ok(target) => {
+                let db = shared.transformer.database(&target);
+                let buf = batch.lines_for(&db);
+                buf.lines.extend_from_slice(scratch);
+                buf.points += 1;
+                batch.points += 1;
+            }
+            Err(rejection) => {
+                shared.stats.rejected(self.kind, rejection.kind());
+                self.log_rejection(partition, offset, &rejection);
+                batch.dead_letters.push(RejectedMessage {
+                    partition,
+                    offset,
+                    kind: rejection.kind(),
+                    reason: rejection.to_string(),
+                    payload: payload.to_vec(),
+                });
+            }
+        }
+        batch.advance(partition, offset);
+        batch.points
+    }
+
+    fn log_rejection(&self, partition: i32, offset: i64, rejection: &Rejection) {
+        // One WARN per rejection kind per minute; the rest are counted.
+        static LAST: Mutex<Vec<(&'static str, Instant)>> = Mutex::new(Vec::new());
+        let Ok(mut last) = LAST.lock() else { return };
+        let kind = rejection.kind();
+        let now = Instant::now();
+        match last.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, t)) if now.duration_since(*t) < Duration::from_secs(60) => {}
+            Some((_, t)) => {
+                *t = now;
+                log::warn!("rejected message {}/{partition}@{offset}: {rejection} (more of this kind are counted, not logged, for a minute)", self.topic);
+            }
+            None => {
+                last.push((kind, now));
+                log::warn!("rejected message {}/{partition}@{offset}: {rejection} (more of this kind are counted, not logged, for a minute)", self.topic);
+            }
+        }
+    }
+
+    fn flush_due(&self, batch_size: usize, interval: Duration) -> bool {
+        match self.batch.lock() {
+            Ok(b) => {
+                b.points >= batch_size
+                    || b.oldest.is_some_and(|t| t.elapsed() >= interval)
+                    || (!b.dead_letters.is_empty() && b.oldest.is_none())
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Pauses the assignment while the WAL is over its limit; resumes below 80 % of it.
+    fn apply_back_pressure(&self, consumer: &BaseConsumer<Self>) {
+        let Ok(mut paused) = self.paused.lock() else {
+            return;
+        };
+        let wal = &self.shared.wal;
+        if !*paused && wal.over_limit() {
+            if let Ok(a) = consumer.assignment() {
+                if consumer.pause(&a).is_ok() {
+                    *paused = true;
+                    self.shared
+                        .stats
+                        .paused_consumers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    log::warn!("WAL holds {} bytes, over its limit: pausing {} partition(s) of {} until InfluxDB catches up", wal.pending_bytes(), a.count(), self.topic);
+                }
+            }
+        } else if *paused && wal.pending_bytes() <= self.shared.wal_low_water_bytes {
+            if let Ok(a) = consumer.assignment() {
+                if consumer.resume(&a).is_ok() {
+                    *paused = false;
+                    self.shared
+                        .stats
+                        .paused_consumers
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    log::info!(
+                        "WAL down to {} bytes: resuming {} partition(s) of {}",
+                        wal.pending_bytes(),
+                        a.count(),
+                        self.topic
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A running consumer thread.
+pub struct ConsumerThread {
+    /// `kafka_metrics#0`.
+    pub name: String,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ConsumerThread {
+    /// Waits for the thread to finish its final flush and leave the group.
+    pub fn join(self) {
+        if self.handle.join().is_err() {
+            log::error!("consumer thread {} panicked", self.name);
+        }
+    }
+}
+
+/// Starts consumer `member` of `section` (its topic and group).
+pub fn spawn(
+    config: &Config,
+    section: &KafkaTopicSection,
+    kind: TopicKind,
+    member: usize,
+    shared: Arc<Shared>,
+) -> anyhow::Result<ConsumerThread> {
+    use anyhow::Context as _;
+    let context = PersisterContext {
+        topic: section.topic.clone(),
+        kind,
+        shared: shared.clone(),
+        batch: Mutex::new(PendingBatch::default()),
+        durable: Mutex::new(BTreeMap::new()),
+        commit_failed: AtomicBool::new(false),
+        paused: Mutex::new(false),
+    };
+    let consumer: BaseConsumer<PersisterContext> = client_config(config, section, member)
+        .create_with_context(context)
+        .with_context(|| {
+            format!(
+                "creating Kafka consumer for [{}] topic {} (brokers {})",
+                section.section,
+                section.topic,
+                section.uri.join(",")
+            )
+        })?;
+    consumer.subscribe(&[&section.topic]).with_context(|| {
+        format!(
+            "subscribing to topic {} in group {}",
+            section.topic, section.group_id
+        )
+    })?;
+    let name = format!("{}#{member}", section.section);
+    let batch_size = section.batch_size.max(1);
+    let interval = Duration::from_millis(
+        config
+            .wal
+            .commit_interval_ms
+            .min(section.max_wait_time_seconds.saturating_mul(1000))
+            .max(1),
+    );
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || run(consumer, kind, batch_size, interval, shared))
+        .context("spawning a consumer thread")?;
+    Ok(ConsumerThread { name, handle })
+}
+
+fn run(
+    consumer: BaseConsumer<PersisterContext>,
+    kind: TopicKind,
+    batch_size: usize,
+    interval: Duration,
+    shared: Arc<Shared>,
+) {
+    let ctx = consumer.context().clone();
+    let mut scratch = Vec::with_capacity(1024);
+    let mut last_error_log: Option<Instant> = None;
+    let idle_timeout = interval.min(Duration::from_millis(100));
+    let mut timeout = idle_timeout;
+    let mut last_recommit = Instant::now();
+    while !shared.control.stopping() {
+        match consumer.poll(timeout) {
+            None => timeout = idle_timeout,
+            Some(Ok(msg)) => {
+                shared.stats.consumed(kind, 1);
+                ctx.handle(msg.partition(), msg.offset(), msg.payload(), &mut scratch);
+                // Drain what librdkafka already fetched without waiting.
+                timeout = Duration::ZERO;
+            }
+            Some(Err(e)) => {
+                log_poll_error(&ctx.topic, &e, &mut last_error_log);
+                timeout = idle_timeout;
+            }
+        }
+        shared.stats.polled(kind);
+        if ctx.flush_due(batch_size, interval) {
+            ctx.flush(&consumer, Some(CommitMode::Async));
+        } else if last_recommit.elapsed() >= Duration::from_secs(1)
+            && ctx.commit_failed.swap(false, Ordering::Relaxed)
+        {
+            last_recommit = Instant::now();
+            ctx.commit_durable(&consumer, CommitMode::Async);
+        }
+        ctx.apply_back_pressure(&consumer);
+    }
+    // Final flush point with a synchronous commit, then leave the group
+    // (dropping the consumer closes it) so the partitions move at once.
+    let hard = shared.control.fatal_error().is_some();
+    ctx.flush(&consumer, None);
+    if !hard {
+        ctx.commit_durable(&consumer, CommitMode::Sync);
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    log::info!("consumer of {} stopped", ctx.topic);
+}
+
+fn log_poll_error(topic: &str, e: &KafkaError, last: &mut Option<Instant>) {
+    // Broker outages produce an error per poll; librdkafka reconnects by itself.
+    if last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+        log::warn!("polling {topic}: {e} (librdkafka keeps retrying)");
+        *last = Some(Instant::now());
+    }
+}

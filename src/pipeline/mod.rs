@@ -1,0 +1,242 @@
+//! The persister's main job: start-up (open the WAL, start writers on what it
+//! holds, then consumers), steady state, and the two-phase shutdown (consumers
+//! flush, commit and leave; writers drain the WAL until empty or a deadline).
+
+mod batch;
+pub mod consumer;
+pub mod control;
+mod handoff;
+mod writer_pool;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::dead_letter::{DeadLetterConfig, DeadLetterStore};
+use crate::influx::InfluxWriter;
+use crate::retry::Retry;
+use crate::stats::{Stats, TopicKind};
+use crate::transform::Transformer;
+pub use control::Control;
+use handoff::HandoffQueue;
+
+/// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
+const HANDOFF_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+
+/// Everything the pipeline threads share.
+pub struct Shared {
+    /// The durable log.
+    pub wal: wal::Wal,
+    /// Back-pressure ends when the WAL is down to this many bytes.
+    pub wal_low_water_bytes: u64,
+    /// Rejected messages and lines.
+    pub dead_letters: DeadLetterStore,
+    /// Records on their way to writers.
+    handoff: HandoffQueue,
+    /// Messages to lines.
+    pub transformer: Transformer,
+    /// The InfluxDB sink.
+    pub influx: InfluxWriter,
+    /// Points per InfluxDB write.
+    pub influx_batch_size: usize,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Run state.
+    pub control: Arc<Control>,
+    config: Config,
+}
+
+impl Shared {
+    /// A retry policy (backoff and failure log) for one writer thread.
+    pub fn retry_policy(&self) -> Retry {
+        Retry::from_config(
+            format!("writing to InfluxDB at {}", self.influx.client().url()),
+            &self.config.influxdb,
+        )
+    }
+}
+
+/// What a run did, for the closing log line.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// WAL records replayed at start-up.
+    pub replayed_records: u64,
+    /// Points InfluxDB stored during this run.
+    pub points_written: u64,
+    /// Records still in the WAL at exit.
+    pub records_left: u64,
+    /// Dead letters written during this run.
+    pub dead_letters: u64,
+}
+
+/// A started pipeline.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    consumers: Vec<consumer::ConsumerThread>,
+    writers: Vec<writer_pool::WriterThread>,
+    drain_timeout: Duration,
+    replayed: u64,
+}
+
+impl Pipeline {
+    /// Opens the WAL, starts the writers on its pending records, then the consumers.
+    pub fn start(
+        config: &Config,
+        stats: Arc<Stats>,
+        control: Arc<Control>,
+    ) -> anyhow::Result<Pipeline> {
+        let wal_opts = wal::WalOptions {
+            cache_capacity_bytes: config.wal.cache_size_mb * 1024 * 1024,
+            max_size_bytes: config.wal.max_size_mb * 1024 * 1024,
+            fsync: config.wal.fsync,
+            ..wal::WalOptions::default()
+        };
+        let wal = wal::Wal::open(&config.wal.path, wal_opts)
+            .with_context(|| format!("opening the WAL at {}", config.wal.path.display()))?;
+        let dead_letters = DeadLetterStore::open(DeadLetterConfig::from_config(
+            &config.wal,
+            &config.repositories,
+        ))
+        .with_context(|| {
+            format!(
+                "opening the dead-letter file {}",
+                config.wal.dead_letter_path.display()
+            )
+        })?;
+        let influx = InfluxWriter::from_config(&config.influxdb)
+            .context("setting up the InfluxDB client")?;
+        let shared = Arc::new(Shared {
+            wal_low_water_bytes: config.wal.max_size_mb * 1024 * 1024 * 8 / 10,
+            wal,
+            dead_letters,
+            handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
+            transformer: Transformer::new(&config.influxdb),
+            influx,
+            influx_batch_size: config.influxdb.batch_size.max(1),
+            stats: stats.clone(),
+            control,
+            config: config.clone(),
+        });
+
+        // Replay: everything the WAL holds goes to the writers first. Past
+        // the hand-off memory budget only ids travel and writers read the
+        // records back from disk when they get to them.
+        let mut replayed = 0u64;
+        for item in shared.wal.pending_from(None) {
+            let (id, record) = item.with_context(|| {
+                format!(
+                    "reading pending records of the WAL at {}",
+                    config.wal.path.display()
+                )
+            })?;
+            shared
+                .handoff
+                .offer(id, record.database, record.points, record.payload);
+            replayed += 1;
+        }
+        stats
+            .wal_replayed_records
+            .store(replayed, std::sync::atomic::Ordering::Relaxed);
+        if replayed > 0 {
+            log::info!(
+                "replaying {replayed} WAL record(s) ({} bytes) left by the previous run",
+                shared.wal.pending_bytes()
+            );
+        }
+
+        let mut writers = Vec::new();
+        for n in 0..config.wal.writer_threads.max(1) {
+            writers.push(writer_pool::spawn(n, shared.clone())?);
+        }
+
+        let mut consumers = Vec::new();
+        if config.kafka_events.enabled {
+            log::warn!("[kafka_events] enabled = true, but events have no store yet: topic {} is not consumed", config.kafka_events.topic);
+        }
+        for (section, kind) in [
+            (&config.kafka_metrics, TopicKind::Metrics),
+            (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+        ] {
+            if !section.enabled {
+                continue;
+            }
+            for member in 0..section.num_processors.max(1) {
+                consumers.push(consumer::spawn(
+                    config,
+                    section,
+                    kind,
+                    member,
+                    shared.clone(),
+                )?);
+            }
+            log::info!(
+                "consuming topic {} in group {} from {} with {} thread(s)",
+                section.topic,
+                section.group_id,
+                section.uri.join(","),
+                section.num_processors.max(1)
+            );
+        }
+        Ok(Pipeline {
+            shared,
+            consumers,
+            writers,
+            drain_timeout: Duration::from_secs(config.wal.drain_timeout_seconds),
+            replayed,
+        })
+    }
+
+    /// The shared state (for the health endpoint and tests).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops consuming (flush, commit, leave the group), then lets the writers
+    /// drain the WAL until it is empty or the drain timeout passes.
+    pub fn shutdown(self) -> Summary {
+        let shared = self.shared;
+        let started = Instant::now();
+        shared.control.stop();
+        for c in self.consumers {
+            c.join();
+        }
+        log::info!(
+            "consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s",
+            started.elapsed().as_secs_f64(),
+            shared.wal.pending_records(),
+            self.drain_timeout.as_secs()
+        );
+        shared.control.start_drain();
+        let deadline = Instant::now() + self.drain_timeout;
+        while self.writers.iter().any(|w| !w.is_finished()) {
+            if Instant::now() >= deadline {
+                log::warn!("drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start", self.drain_timeout.as_secs(), shared.wal.pending_records());
+                shared.control.stop_writers();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for w in self.writers {
+            w.join();
+        }
+        if let Err(e) = shared.dead_letters.sync() {
+            log::error!("syncing the dead-letter file at shutdown: {e}");
+        }
+        if let Err(e) = shared.wal.sync() {
+            log::error!("flushing the WAL at shutdown: {e}");
+        }
+        let stats = &shared.stats;
+        Summary {
+            replayed_records: self.replayed,
+            points_written: stats
+                .points_written
+                .load(std::sync::atomic::Ordering::Relaxed),
+            records_left: shared.wal.pending_records(),
+            dead_letters: stats
+                .dead_letters
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}

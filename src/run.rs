@@ -1,0 +1,60 @@
+//! `monasca-persister` without a subcommand: run the pipeline until a stop
+//! signal or a fatal error, then shut down in order and report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::health::{HealthServer, HealthSettings};
+use crate::pipeline::{Control, Pipeline};
+use crate::stats::{Stats, TopicKind};
+
+/// Runs the persister. Returns Err for fatal conditions (the caller exits non-zero).
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let stats = Arc::new(Stats::new());
+    let control = Arc::new(Control::new());
+    crate::signals::install(control.clone())?;
+    let pipeline = Pipeline::start(config, stats.clone(), control.clone())?;
+    let _health = if config.health.enabled {
+        let settings = HealthSettings {
+            influxdb_unhealthy_after: Duration::from_secs(
+                config.health.influxdb_unhealthy_after_seconds,
+            ),
+            topics: [
+                (&config.kafka_metrics, TopicKind::Metrics),
+                (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+            ]
+            .into_iter()
+            .filter(|(s, _)| s.enabled)
+            .map(|(s, k)| (k, s.topic.clone()))
+            .collect(),
+            wal_max_bytes: config.wal.max_size_mb * 1024 * 1024,
+        };
+        match HealthServer::start(config.health.bind, pipeline.shared().clone(), settings) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                // Persisting matters more than being observable: keep running.
+                log::error!("{e:#}; continuing without the health endpoint");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    log::info!("monasca-persister {} running", env!("CARGO_PKG_VERSION"));
+    while !control.stopping() {
+        control.wait(Duration::from_secs(1));
+    }
+    let summary = pipeline.shutdown();
+    log::info!(
+        "stopped: {} point(s) written this run, {} WAL record(s) replayed at start, {} record(s) left in the WAL, {} dead letter(s)",
+        summary.points_written,
+        summary.replayed_records,
+        summary.records_left,
+        summary.dead_letters
+    );
+    match control.fatal_error() {
+        Some(e) => anyhow::bail!("fatal: {e}"),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,391 @@
+//! The pipeline end to end, in process: a real mock Kafka cluster, a real
+//! influxd, the real WAL. Kafka → WAL → offset commit → writers → InfluxDB.
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monasca_persister::pipeline::{Control, Pipeline};
+use monasca_persister::stats::Stats;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::influxd::Influxd;
+use support::kafka::Kafka;
+use support::persister::{self as p, ALARMS, METRICS};
+use support::wait_for;
+
+const LONG: Duration = Duration::from_secs(180);
+
+fn start(config: &monasca_persister::config::Config) -> (Pipeline, Arc<Stats>) {
+    support::init_test_logging();
+    let stats = Arc::new(Stats::new());
+    let pipeline =
+        Pipeline::start(config, stats.clone(), Arc::new(Control::new())).expect("start pipeline");
+    (pipeline, stats)
+}
+
+/// Produces `n` metrics for `tenants` round robin over `partitions`; returns the per-tenant counts.
+fn produce_metrics(
+    kafka: &Kafka,
+    n: usize,
+    partitions: i32,
+    tenants: &[&str],
+    ts0: i64,
+) -> Vec<usize> {
+    let mut per_tenant = vec![0; tenants.len()];
+    for i in 0..n {
+        let t = i % tenants.len();
+        per_tenant[t] += 1;
+        let msg = p::metric(
+            "cpu.idle_perc",
+            tenants[t],
+            &format!("host{}", i % 50),
+            ts0 + i as i64,
+            (i % 100) as f64 + 0.5,
+        );
+        kafka.produce(METRICS, Some((i as i32) % partitions), msg.as_bytes());
+    }
+    per_tenant
+}
+
+fn committed_total(kafka: &Kafka, group: &str, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| kafka.committed(group, topic, p).unwrap_or(0))
+        .sum()
+}
+
+fn end_to_end(db_per_tenant: bool) {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 16), (ALARMS, 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = p::config(&kafka, &influx, dir.path());
+    config.influxdb.db_per_tenant = db_per_tenant;
+    let ts0 = p::base_ts();
+    let tenants = ["alpha", "beta", "gamma"];
+    let per_tenant = produce_metrics(&kafka, 100_000, 16, &tenants, ts0);
+    for i in 0..1000 {
+        kafka.produce(
+            ALARMS,
+            Some(i % 2),
+            p::alarm(&format!("alarm-{i}"), "alpha", ts0 + i as i64).as_bytes(),
+        );
+    }
+    kafka.flush();
+    let (pipeline, stats) = start(&config);
+
+    if db_per_tenant {
+        for (t, n) in tenants.iter().zip(&per_tenant) {
+            let db = format!("mon_{t}");
+            wait_for(&format!("{n} metrics in {db}"), LONG, || {
+                (p::count_field(&influx, &db, "cpu.idle_perc", "value") == *n as u64).then_some(())
+            });
+        }
+        wait_for("1000 alarm transitions in mon_alpha", LONG, || {
+            (p::count_field(&influx, "mon_alpha", "alarm_state_history", "alarm_id") == 1000)
+                .then_some(())
+        });
+        assert!(
+            !influx.databases().contains(&"mon".to_string()),
+            "db_per_tenant must not write the shared database"
+        );
+    } else {
+        wait_for("100000 metrics in mon", LONG, || {
+            (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 100_000).then_some(())
+        });
+        wait_for("1000 alarm transitions in mon", LONG, || {
+            (p::count_field(&influx, "mon", "alarm_state_history", "alarm_id") == 1000)
+                .then_some(())
+        });
+    }
+    // Spot checks of content: message 4242 (tenant alpha or as round robin says).
+    let i = 4242usize;
+    let db = if db_per_tenant {
+        format!("mon_{}", tenants[i % 3])
+    } else {
+        "mon".to_string()
+    };
+    let rows = influx.rows(&db, &format!("SELECT value, hostname, _tenant_id, _region, value_meta FROM \"cpu.idle_perc\" WHERE time = {}ms", ts0 + i as i64));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1].as_f64(), Some((i % 100) as f64 + 0.5));
+    assert_eq!(
+        rows[0][2].as_str(),
+        Some(format!("host{}", i % 50).as_str())
+    );
+    assert_eq!(rows[0][3].as_str(), Some(tenants[i % 3]));
+    assert_eq!(rows[0][4].as_str(), Some("RegionOne"));
+    assert_eq!(rows[0][5].as_str(), Some("{}"));
+    let alarm_db = if db_per_tenant { "mon_alpha" } else { "mon" };
+    let rows = influx.rows(alarm_db, &format!("SELECT alarm_id, new_state, old_state, link, sub_alarms FROM alarm_state_history WHERE time = {}ms", ts0 + 17));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1].as_str(), Some("alarm-17"));
+    assert_eq!(rows[0][2].as_str(), Some("ALARM"));
+    assert_eq!(rows[0][5].as_str(), Some("[]"));
+
+    wait_for("all offsets committed", LONG, || {
+        (committed_total(&kafka, "1_metrics", METRICS, 16) == 100_000).then_some(())
+    });
+    let summary = pipeline.shutdown();
+    assert_eq!(summary.records_left, 0);
+    assert_eq!(
+        stats.consumed_total(monasca_persister::stats::TopicKind::Metrics),
+        100_000
+    );
+    assert_eq!(stats.wal_points_appended.load(Relaxed), 101_000);
+}
+
+#[test]
+fn end_to_end_shared_database() {
+    end_to_end(false);
+}
+
+#[test]
+fn end_to_end_database_per_tenant() {
+    end_to_end(true);
+}
+
+#[test]
+fn two_instances_share_partitions_and_append_each_message_once() {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ts0 = p::base_ts();
+    let (a, stats_a) = start(&p::config(&kafka, &influx, d1.path()));
+    wait_for("first instance assigned all partitions", LONG, || {
+        (stats_a.assigned_partitions[0].load(Relaxed) == 8).then_some(())
+    });
+    let (b, stats_b) = start(&p::config(&kafka, &influx, d2.path()));
+    wait_for("the group split between both instances", LONG, || {
+        let (na, nb) = (
+            stats_a.assigned_partitions[0].load(Relaxed),
+            stats_b.assigned_partitions[0].load(Relaxed),
+        );
+        (na > 0 && nb > 0 && na + nb == 8).then_some(())
+    });
+    produce_metrics(&kafka, 40_000, 8, &["t1"], ts0);
+    kafka.flush();
+    wait_for("40000 metrics in mon", LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 40_000).then_some(())
+    });
+    wait_for("all offsets committed", LONG, || {
+        (committed_total(&kafka, "1_metrics", METRICS, 8) == 40_000).then_some(())
+    });
+    a.shutdown();
+    b.shutdown();
+    let (na, nb) = (
+        stats_a.wal_points_appended.load(Relaxed),
+        stats_b.wal_points_appended.load(Relaxed),
+    );
+    assert_eq!(
+        na + nb,
+        40_000,
+        "each message must reach exactly one WAL exactly once ({na} + {nb})"
+    );
+    assert!(
+        na > 0 && nb > 0,
+        "both instances must have taken a share ({na}, {nb})"
+    );
+}
+
+#[test]
+fn rebalance_under_load_loses_nothing() {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ts0 = p::base_ts();
+    produce_metrics(&kafka, 30_000, 8, &["t1"], ts0);
+    kafka.flush();
+    let (a, stats_a) = start(&p::config(&kafka, &influx, d1.path()));
+    wait_for("first instance consuming", LONG, || {
+        (stats_a.consumed_total(monasca_persister::stats::TopicKind::Metrics) > 0).then_some(())
+    });
+    let (b, _stats_b) = start(&p::config(&kafka, &influx, d2.path()));
+    produce_metrics(&kafka, 30_000, 8, &["t1"], ts0 + 30_000);
+    kafka.flush();
+    // Identical points overwrite, so the count is exact even if the hand-over re-read some.
+    wait_for("60000 metrics in mon", LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 60_000).then_some(())
+    });
+    wait_for("all offsets committed", LONG, || {
+        (committed_total(&kafka, "1_metrics", METRICS, 8) == 60_000).then_some(())
+    });
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn influxdb_outage_keeps_consuming_into_the_wal_then_delivers() {
+    let mut influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 4), (ALARMS, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = p::config(&kafka, &influx, dir.path());
+    influx.stop(false);
+    let (pipeline, stats) = start(&config);
+    let ts0 = p::base_ts();
+    produce_metrics(&kafka, 10_000, 4, &["t1"], ts0);
+    kafka.flush();
+    // Offsets advance although InfluxDB is down: the WAL holds the data.
+    wait_for("offsets committed during the outage", LONG, || {
+        (committed_total(&kafka, "1_metrics", METRICS, 4) == 10_000).then_some(())
+    });
+    assert!(
+        pipeline.shared().wal.pending_records() > 0,
+        "the WAL should hold the unwritten records"
+    );
+    wait_for("a failed write attempt", LONG, || {
+        (stats.write_requests(monasca_persister::stats::WriteOutcome::Retriable) > 0).then_some(())
+    });
+    influx.restart();
+    wait_for("10000 metrics after the outage", LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 10_000).then_some(())
+    });
+    wait_for("WAL empty", LONG, || {
+        (pipeline.shared().wal.pending_records() == 0).then_some(())
+    });
+    pipeline.shutdown();
+}
+
+#[test]
+fn tiny_wal_limit_pauses_partitions_and_loses_nothing() {
+    let mut influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = p::config(&kafka, &influx, dir.path());
+    config.wal.max_size_mb = 1;
+    config.kafka_metrics.batch_size = 1000;
+    influx.stop(false);
+    let (pipeline, stats) = start(&config);
+    let ts0 = p::base_ts();
+    // ~8 MB of hard-to-compress lines: far over the 1 MB limit.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let n = 40_000;
+    for i in 0..n {
+        let noise: String = (0..96).map(|_| rng.alphanumeric()).collect();
+        kafka.produce(
+            METRICS,
+            Some(i % 8),
+            p::metric_with_meta("t1", &format!("h{}", i % 10), ts0 + i as i64, &noise).as_bytes(),
+        );
+    }
+    kafka.flush();
+    wait_for("consumers paused by back-pressure", LONG, || {
+        (stats.paused_consumers.load(Relaxed) > 0).then_some(())
+    });
+    // While paused, consumption stops short of the end.
+    let consumed_while_paused = stats.consumed_total(monasca_persister::stats::TopicKind::Metrics);
+    assert!(
+        consumed_while_paused < n as u64,
+        "back-pressure should stop consumption before the end ({consumed_while_paused})"
+    );
+    assert!(pipeline.shared().wal.pending_bytes() > 1024 * 1024);
+    influx.restart();
+    wait_for("all metrics after resuming", LONG, || {
+        (p::count_field(&influx, "mon", "disk.io", "value") == n as u64).then_some(())
+    });
+    wait_for("consumers resumed", LONG, || {
+        (stats.paused_consumers.load(Relaxed) == 0).then_some(())
+    });
+    pipeline.shutdown();
+}
+
+#[test]
+fn poison_messages_go_to_dead_letters_and_never_stall_the_stream() {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 2), (ALARMS, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = p::config(&kafka, &influx, dir.path());
+    let ts0 = p::base_ts();
+    let poison: [&[u8]; 5] = [
+        b"not json at all",
+        b"{}",
+        br#"{"metric": {"name": "x", "timestamp": 1, "value": 1}}"#,
+        br#"{"metric": {"name": "cpu", "dimensions": {}, "timestamp": 1554725987408, "value": "abc"}, "meta": {"region": "r", "tenantId": "t1"}}"#,
+        b"\xff\xfe binary",
+    ];
+    let mut good = 0;
+    let mut bad = 0;
+    for i in 0..2000 {
+        if i % 100 == 7 {
+            kafka.produce(
+                METRICS,
+                Some(i % 2),
+                poison[(i / 100) as usize % poison.len()],
+            );
+            bad += 1;
+        } else {
+            kafka.produce(
+                METRICS,
+                Some(i % 2),
+                p::metric("cpu.idle_perc", "t1", "h", ts0 + i as i64, 1.0).as_bytes(),
+            );
+            good += 1;
+        }
+    }
+    kafka.flush();
+    let (pipeline, stats) = start(&config);
+    wait_for("good metrics written", LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == good).then_some(())
+    });
+    wait_for("offsets past the poison", LONG, || {
+        (committed_total(&kafka, "1_metrics", METRICS, 2) == 2000).then_some(())
+    });
+    pipeline.shutdown();
+    let text =
+        std::fs::read_to_string(dir.path().join("dead-letter.jsonl")).expect("dead-letter file");
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("dead letter is JSON"))
+        .collect();
+    assert_eq!(entries.len(), bad, "{text}");
+    for e in &entries {
+        assert_eq!(e["topic"], METRICS);
+        assert!(
+            e["offset"].as_i64().is_some() && e["partition"].as_i64().is_some(),
+            "{e}"
+        );
+        assert!(!e["reason"].as_str().unwrap_or("").is_empty(), "{e}");
+    }
+    let rejected: u64 = stats.rejected_snapshot().values().sum();
+    assert_eq!(rejected, bad as u64);
+}
+
+#[test]
+fn broker_faults_are_survived_without_loss() {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 4), (ALARMS, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = p::config(&kafka, &influx, dir.path());
+    let ts0 = p::base_ts();
+    produce_metrics(&kafka, 5_000, 4, &["t1"], ts0);
+    kafka.flush();
+    let errors = [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    ];
+    kafka
+        .cluster
+        .request_errors(RDKafkaApiKey::OffsetCommit, &errors);
+    kafka.cluster.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        ],
+    );
+    let (pipeline, _stats) = start(&config);
+    wait_for("first 5000 metrics", LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 5_000).then_some(())
+    });
+    kafka.cluster.broker_down(1).expect("broker down");
+    // Produced while the broker is down: buffered by the test producer until it is back.
+    produce_metrics(&kafka, 5_000, 4, &["t1"], ts0 + 5_000);
+    kafka.cluster.broker_up(1).expect("broker up");
+    kafka.flush();
+    wait_for("all 10000 metrics", LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 10_000).then_some(())
+    });
+    wait_for("all offsets committed", LONG, || {
+        (committed_total(&kafka, "1_metrics", METRICS, 4) == 10_000).then_some(())
+    });
+    pipeline.shutdown();
+}

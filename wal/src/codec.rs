@@ -1,0 +1,377 @@
+//! The byte layout of everything the WAL puts into sled: frame keys, frames
+//! of records, the commit record, acknowledgement bitmaps and offsets. Every
+//! stored value starts with a format byte so the layout can evolve; a value
+//! with an unknown format byte is treated as corrupt, never guessed at.
+
+use crate::record::{Record, RecordRef};
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+
+/// Format byte of frames, commit records and ack bitmaps written by this
+/// version. For frames it means "bincode, uncompressed".
+pub(crate) const FORMAT_V1: u8 = 1;
+
+/// Format byte of a frame whose bincode body is LZ4-compressed, preceded by
+/// its uncompressed length (u32 little-endian).
+pub(crate) const FORMAT_V1_LZ4: u8 = 2;
+
+/// A frame is stored compressed only when that saves at least 1/8.
+const MIN_COMPRESSED_SAVING: usize = 8;
+
+/// Bound on the uncompressed size a frame may claim, so a corrupt length
+/// cannot make the decoder allocate without limit.
+const MAX_FRAME_RAW_BYTES: usize = 64 << 20;
+
+/// Largest single record accepted by `append`: a bound on what a corrupt
+/// length prefix can make the decoder allocate.
+pub(crate) const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// Frames are cut at this many encoded (uncompressed) bytes. sled keeps at
+/// most ~17 entries in a leaf and rewrites whole leaves; a leaf above a
+/// quarter of a segment is written as a separate "blob" file, slower and
+/// synced only by our backstop. 17 frames of 12 KiB, even incompressible
+/// ones, stay below 256 KiB (a quarter of the 1 MiB segment).
+pub(crate) const FRAME_TARGET_BYTES: usize = 12 << 10;
+
+const ENCODE: Configuration = bincode::config::standard();
+const DECODE: Configuration<LittleEndian, Varint, Limit<{ 64 << 20 }>> =
+    bincode::config::standard().with_limit::<{ 64 << 20 }>();
+
+/// Length of a frame key.
+pub(crate) const FRAME_KEY_LEN: usize = 12;
+
+/// Key of a frame: its first record id then its record count, big-endian so
+/// that sled's byte order is append order, and the count is known without
+/// decoding the value (to count records of a frame that fails to decode).
+pub(crate) fn frame_key(first: u64, count: u32) -> [u8; FRAME_KEY_LEN] {
+    let mut key = [0u8; FRAME_KEY_LEN];
+    key[..8].copy_from_slice(&first.to_be_bytes());
+    key[8..].copy_from_slice(&count.to_be_bytes());
+    key
+}
+
+/// Inverse of [`frame_key`]; `None` for a key of the wrong length.
+pub(crate) fn parse_frame_key(key: &[u8]) -> Option<(u64, u32)> {
+    let first = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let count = u32::from_be_bytes(key.get(8..FRAME_KEY_LEN)?.try_into().ok()?);
+    (key.len() == FRAME_KEY_LEN).then_some((first, count))
+}
+
+/// Splits an append into frames: consecutive runs of records whose encoded
+/// size stays near [`FRAME_TARGET_BYTES`]; a record larger than that gets a
+/// frame of its own.
+pub(crate) fn frame_bounds(records: &[RecordRef<'_>]) -> Vec<std::ops::Range<usize>> {
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (i, r) in records.iter().enumerate() {
+        let s = r.encoded_size_bound();
+        if i > start && size + s > FRAME_TARGET_BYTES {
+            bounds.push(start..i);
+            start = i;
+            size = 0;
+        }
+        size += s;
+    }
+    if start < records.len() {
+        bounds.push(start..records.len());
+    }
+    bounds
+}
+
+/// Appends one encoded frame to `out`, compressed when that pays off
+/// (line protocol typically shrinks 3-6x, and every byte saved is a byte
+/// sled does not rewrite on its page splits). `scratch` is reused between
+/// calls.
+pub(crate) fn encode_frame(
+    records: &[RecordRef<'_>],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), bincode::error::EncodeError> {
+    scratch.clear();
+    bincode::serde::encode_into_std_write(records, scratch, ENCODE)?;
+    let start = out.len();
+    out.push(FORMAT_V1_LZ4);
+    out.extend_from_slice(&(scratch.len() as u32).to_le_bytes());
+    let header = out.len();
+    out.resize(
+        header + lz4_flex::block::get_maximum_output_size(scratch.len()),
+        0,
+    );
+    match lz4_flex::block::compress_into(scratch, &mut out[header..]) {
+        Ok(n) if n + 5 + scratch.len() / MIN_COMPRESSED_SAVING <= scratch.len() => {
+            out.truncate(header + n);
+        }
+        _ => {
+            out.truncate(start);
+            out.push(FORMAT_V1);
+            out.extend_from_slice(scratch);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a frame, checking it holds exactly `count` records and nothing
+/// after them. The error is a reason for the quarantine log line.
+pub(crate) fn decode_frame(bytes: &[u8], count: u32) -> Result<Vec<Record>, String> {
+    let decompressed;
+    let body = match bytes.split_first() {
+        Some((&FORMAT_V1_LZ4, rest)) => {
+            let (len, block) = rest
+                .split_first_chunk::<4>()
+                .ok_or("compressed frame shorter than its header")?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if len > MAX_FRAME_RAW_BYTES {
+                return Err(format!("compressed frame claims {len} bytes"));
+            }
+            decompressed = lz4_flex::block::decompress(block, len)
+                .map_err(|e| format!("compressed frame does not decompress: {e}"))?;
+            if decompressed.len() != len {
+                return Err(format!(
+                    "compressed frame decompresses to {} bytes, its header says {len}",
+                    decompressed.len()
+                ));
+            }
+            &decompressed[..]
+        }
+        _ => versioned_body(bytes, "frame")?,
+    };
+    let (records, used): (Vec<Record>, usize) = bincode::serde::decode_from_slice(body, DECODE)
+        .map_err(|e| format!("undecodable frame: {e}"))?;
+    if used != body.len() {
+        return Err(format!(
+            "{} trailing bytes after {} records",
+            body.len() - used,
+            records.len()
+        ));
+    }
+    if records.len() != count as usize {
+        return Err(format!(
+            "frame holds {} records, its key says {count}",
+            records.len()
+        ));
+    }
+    Ok(records)
+}
+
+fn versioned_body<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8], String> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => Ok(body),
+        Some((v, _)) => Err(format!("{what} has unknown format byte {v}")),
+        None => Err(format!("{what} is empty")),
+    }
+}
+
+/// The commit record: written once per append after its frames, in the same
+/// sled log, so its presence after a crash proves every frame before it
+/// survived. Frames at or above `next_id` belong to an append that never
+/// finished and are dropped at open. It also carries the offsets of that
+/// append, because the per-name offset entries are written after it and may
+/// be lost by a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Commit {
+    pub next_id: u64,
+    pub offsets: Vec<(String, i64)>,
+}
+
+pub(crate) fn encode_commit(commit: &Commit) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    let mut out = vec![FORMAT_V1];
+    bincode::serde::encode_into_std_write(commit, &mut out, ENCODE)?;
+    Ok(out)
+}
+
+pub(crate) fn decode_commit(bytes: &[u8]) -> Result<Commit, String> {
+    let body = versioned_body(bytes, "commit record")?;
+    let (commit, used): (Commit, usize) = bincode::serde::decode_from_slice(body, DECODE)
+        .map_err(|e| format!("undecodable commit record: {e}"))?;
+    if used != body.len() {
+        return Err("trailing bytes after the commit record".into());
+    }
+    Ok(commit)
+}
+
+/// A stored offset: the next offset to read, 8 bytes big-endian.
+pub(crate) fn encode_offset(offset: i64) -> [u8; 8] {
+    offset.to_be_bytes()
+}
+
+pub(crate) fn decode_offset(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// Which records of a frame are acknowledged, one bit each (bit i of byte
+/// i/8 for record `first + i`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AckBits {
+    bits: Vec<u8>,
+}
+
+impl AckBits {
+    pub(crate) fn new(count: u32) -> AckBits {
+        AckBits {
+            bits: vec![0; (count as usize).div_ceil(8)],
+        }
+    }
+
+    pub(crate) fn is_set(&self, i: u32) -> bool {
+        self.bits
+            .get(i as usize / 8)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Sets bit `i`; returns false when it was already set.
+    pub(crate) fn set(&mut self, i: u32) -> bool {
+        match self.bits.get_mut(i as usize / 8) {
+            Some(b) if *b & (1 << (i % 8)) == 0 => {
+                *b |= 1 << (i % 8);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn count_set(&self, count: u32) -> u32 {
+        (0..count).filter(|&i| self.is_set(i)).count() as u32
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.bits.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&self.bits);
+        out
+    }
+
+    /// `None` for a bitmap that does not fit a frame of `count` records.
+    pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<AckBits> {
+        let body = versioned_body(bytes, "ack bitmap").ok()?;
+        (body.len() == (count as usize).div_ceil(8)).then(|| AckBits {
+            bits: body.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(db: &str, n: usize) -> (String, Vec<u8>) {
+        (db.to_string(), vec![b'x'; n])
+    }
+
+    #[test]
+    fn frame_round_trips_and_checks_count() {
+        let owned = [rec("mon", 10), rec("mon_t1", 0), rec("", 300)];
+        let refs: Vec<RecordRef<'_>> = owned
+            .iter()
+            .enumerate()
+            .map(|(i, (d, p))| RecordRef {
+                database: d,
+                kind: i as u8,
+                points: 7 * i as u32,
+                payload: p,
+            })
+            .collect();
+        let mut buf = Vec::new();
+        encode_frame(&refs, &mut Vec::new(), &mut buf).unwrap();
+        assert_eq!(buf[0], FORMAT_V1_LZ4, "repetitive payloads are compressed");
+        let back = decode_frame(&buf, 3).unwrap();
+        assert_eq!(back.iter().map(|r| r.as_ref()).collect::<Vec<_>>(), refs);
+        assert!(decode_frame(&buf, 2).is_err());
+        let mut bad = buf.clone();
+        bad[0] = 9;
+        assert!(decode_frame(&bad, 3).unwrap_err().contains("format byte 9"));
+        assert!(decode_frame(&buf[..buf.len() - 5], 3).is_err());
+        bad = buf.clone();
+        bad[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_frame(&bad, 3).unwrap_err().contains("claims"));
+        // Corrupt bytes inside the compressed block never panic.
+        for i in 5..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x5A;
+            let _ = decode_frame(&bad, 3);
+        }
+    }
+
+    #[test]
+    fn incompressible_frames_are_stored_plain() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let payload: Vec<u8> = (0..3000).map(|_| rng.u8(..)).collect();
+        let refs = [RecordRef {
+            database: "mon",
+            kind: 1,
+            points: 2,
+            payload: &payload,
+        }];
+        let mut buf = vec![0xAA];
+        encode_frame(&refs, &mut Vec::new(), &mut buf).unwrap();
+        assert_eq!(buf[1], FORMAT_V1, "appended after what was there");
+        let back = decode_frame(&buf[1..], 1).unwrap();
+        assert_eq!(back[0].as_ref(), refs[0]);
+        let mut bad = buf[1..].to_vec();
+        bad.push(0);
+        assert!(decode_frame(&bad, 1).unwrap_err().contains("trailing"));
+    }
+
+    #[test]
+    fn frame_key_orders_by_first_id() {
+        assert!(frame_key(1, 500) < frame_key(2, 1));
+        assert!(frame_key(255, 1) < frame_key(256, 1));
+        assert_eq!(parse_frame_key(&frame_key(77, 3)), Some((77, 3)));
+        assert_eq!(parse_frame_key(b"short"), None);
+    }
+
+    #[test]
+    fn frames_are_cut_near_the_target_size() {
+        let payload = vec![0u8; 1000];
+        let big = vec![0u8; 3 * FRAME_TARGET_BYTES];
+        let mut refs = vec![
+            RecordRef {
+                database: "d",
+                kind: 0,
+                points: 1,
+                payload: &payload
+            };
+            20
+        ];
+        refs.insert(
+            3,
+            RecordRef {
+                database: "d",
+                kind: 0,
+                points: 1,
+                payload: &big,
+            },
+        );
+        let bounds = frame_bounds(&refs);
+        assert_eq!(bounds.first().map(|b| b.start), Some(0));
+        assert_eq!(bounds.last().map(|b| b.end), Some(refs.len()));
+        assert!(bounds.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(bounds.contains(&(3..4)), "{bounds:?}");
+        for b in &bounds {
+            let size: usize = refs[b.clone()].iter().map(|r| r.encoded_size_bound()).sum();
+            assert!(b.len() == 1 || size <= FRAME_TARGET_BYTES, "{b:?} {size}");
+        }
+        assert!(frame_bounds(&[]).is_empty());
+    }
+
+    #[test]
+    fn ack_bits() {
+        let mut bits = AckBits::new(10);
+        assert!(bits.set(9));
+        assert!(!bits.set(9));
+        assert!(!bits.set(16), "beyond the bitmap");
+        assert!(bits.is_set(9) && !bits.is_set(0));
+        assert_eq!(bits.count_set(10), 1);
+        assert_eq!(AckBits::decode(&bits.encode(), 10), Some(bits.clone()));
+        assert_eq!(AckBits::decode(&bits.encode(), 20), None);
+    }
+
+    #[test]
+    fn commit_round_trips() {
+        let c = Commit {
+            next_id: 42,
+            offsets: vec![("metrics/3".into(), 1200)],
+        };
+        assert_eq!(decode_commit(&encode_commit(&c).unwrap()).unwrap(), c);
+        assert!(decode_commit(&[2, 0]).is_err());
+    }
+}
