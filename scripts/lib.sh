@@ -7,6 +7,8 @@
 
 # The script's name, for messages.
 lib_name="${lib_name:-$(basename "$0")}"
+# Decimal points in printf and awk whatever the locale.
+export LC_NUMERIC=C
 
 die() {
     echo "$lib_name: $*" >&2

@@ -44,14 +44,16 @@ impl Influx {
     }
 
     /// Points in `db`: metrics (`value` fields, all measurements) plus alarm
-    /// transitions (`new_state` in alarm_state_history). 0 for a missing database.
+    /// transitions (`new_state` in alarm_state_history). 0 for a missing
+    /// database (which InfluxDB 1.6 reports as "not executed" for a
+    /// multi-statement query).
     pub fn count_points(&self, db: &str) -> anyhow::Result<u64> {
         let answer = match self.query(
             db,
             "SELECT count(value) FROM /.*/; SELECT count(new_state) FROM alarm_state_history",
         ) {
             Ok(a) => a,
-            Err(e) if e.to_string().contains("database not found") => return Ok(0),
+            Err(e) if is_missing_database(&e) => return Ok(0),
             Err(e) => return Err(e),
         };
         let mut total = 0;
@@ -109,4 +111,10 @@ impl Influx {
             .build()
             .into()
     }
+}
+
+/// True when `error` says the database does not exist (yet).
+pub fn is_missing_database(error: &anyhow::Error) -> bool {
+    let text = error.to_string();
+    text.contains("database not found") || text.ends_with(": not executed")
 }

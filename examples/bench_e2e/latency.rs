@@ -81,7 +81,15 @@ struct Pending {
 #[derive(Default)]
 struct Samples {
     pending: HashMap<i64, Pending>,
+    /// Send → end of the first query that returned the point (upper bounds).
     latencies: Vec<Duration>,
+    /// Send → start of the query before it, which did not return the point
+    /// yet (lower bounds; zero when it was sent after that query started).
+    lower: Vec<Duration>,
+    /// Start of the previous query.
+    previous_start: Option<Instant>,
+    /// How long the queries took.
+    query_times: Vec<Duration>,
     lost: u64,
     seen_any: bool,
 }
@@ -101,18 +109,21 @@ fn sample_once(
     let Some(oldest) = oldest else {
         return Ok(());
     };
+    let started = Instant::now();
     let rows = match influx.rows(
         db,
         &format!("SELECT \"value\" FROM /.*/ WHERE time >= {oldest}ms"),
     ) {
         Ok(rows) => rows,
-        Err(e) if e.to_string().contains("database not found") => Vec::new(),
+        Err(e) if super::influx::is_missing_database(&e) => Vec::new(),
         Err(e) => return Err(e),
     };
     let answered = Instant::now();
     let Ok(mut s) = samples.lock() else {
         bail!("sampler state poisoned");
     };
+    let previous_start = s.previous_start.replace(started).unwrap_or(started);
+    s.query_times.push(answered - started);
     for row in rows {
         let Some(ts) = row.first().and_then(|t| t.as_i64()) else {
             continue;
@@ -121,6 +132,8 @@ fn sample_once(
             s.seen_any = true;
             if p.measured {
                 s.latencies.push(answered.duration_since(p.sent));
+                s.lower
+                    .push(previous_start.saturating_duration_since(p.sent));
             }
         }
     }
@@ -240,6 +253,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         "bench: measuring latency at {}/s for {}s",
         args.rate, args.seconds
     );
+    let before = settle.generator.metrics();
     let mut measured = LoadRun {
         generator: settle.generator,
         destination,
@@ -276,17 +290,25 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
     };
     let mut sorted = s.latencies.clone();
     sorted.sort();
+    let mut lower = s.lower.clone();
+    lower.sort();
     let lost = s.lost + s.pending.values().filter(|p| p.measured).count() as u64;
-    println!("latency_sent={}", outcome.metrics);
+    let sent = outcome.metrics - before;
+    println!("latency_sent={sent}");
     println!("latency_seen={}", sorted.len());
     println!("latency_lost={lost}");
     println!(
         "latency_rate={:.0}",
-        outcome.metrics as f64 / outcome.elapsed.as_secs_f64().max(1e-9)
+        sent as f64 / outcome.elapsed.as_secs_f64().max(1e-9)
     );
     println!("latency_poll_ms={}", args.poll_ms);
+    let mut queries = s.query_times.clone();
+    queries.sort();
+    println!("latency_query_p50_ms={}", percentile(&queries, 0, 0.5));
+    println!("latency_query_p99_ms={}", percentile(&queries, 0, 0.99));
     for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
         println!("latency_{name}_ms={}", percentile(&sorted, lost, q));
+        println!("latency_{name}_lower_ms={}", percentile(&lower, lost, q));
     }
     println!(
         "latency_max_ms={}",

@@ -221,7 +221,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
                 args.expect
             );
         }
-        std::thread::sleep(Duration::from_millis(if metrics_seen { 10 } else { 25 }));
+        std::thread::sleep(Duration::from_millis(if metrics_seen { 20 } else { 25 }));
     };
     let tree = process_tree(args.pid);
     let cpu: f64 = tree.iter().map(|p| cpu_seconds(*p)).sum();
