@@ -167,6 +167,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
     let mut last_shown = Instant::now();
     let mut counters = Counters::default();
     let mut metrics_seen = false;
+    let mut queryable = 0;
     let (end, points) = loop {
         if Instant::now() > deadline {
             bail!(
@@ -204,6 +205,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
             let n = influx
                 .count_points(&args.database)
                 .context("count the points in InfluxDB")?;
+            queryable = n;
             if n > 0 && first_queryable.is_none() {
                 first_queryable = Some(start.elapsed());
             }
@@ -213,13 +215,21 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
         }
         if last_shown.elapsed() >= Duration::from_secs(2) {
             last_shown = Instant::now();
-            eprintln!(
-                "bench: {:.0}s consumed {} written {} of {}",
-                start.elapsed().as_secs_f64(),
-                counters.consumed,
-                counters.written,
-                args.expect
-            );
+            if metrics_seen {
+                eprintln!(
+                    "bench: {:.0}s consumed {} written {} of {}",
+                    start.elapsed().as_secs_f64(),
+                    counters.consumed,
+                    counters.written,
+                    args.expect
+                );
+            } else {
+                eprintln!(
+                    "bench: {:.0}s queryable {queryable} of {}",
+                    start.elapsed().as_secs_f64(),
+                    args.expect
+                );
+            }
         }
         std::thread::sleep(Duration::from_millis(if metrics_seen { 20 } else { 25 }));
     };
