@@ -13,6 +13,7 @@ use crate::pipeline::Shared;
 use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
 
 /// Settings the endpoint needs besides the shared state.
+#[derive(Debug, Clone)]
 pub struct HealthSettings {
     /// InfluxDB failing longer than this makes the service unhealthy.
     pub influxdb_unhealthy_after: Duration,
@@ -22,10 +23,35 @@ pub struct HealthSettings {
     pub wal_max_bytes: u64,
 }
 
+impl HealthSettings {
+    /// The settings `config` implies.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        HealthSettings {
+            influxdb_unhealthy_after: Duration::from_secs(
+                config.health.influxdb_unhealthy_after_seconds,
+            ),
+            topics: [
+                (&config.kafka_metrics, TopicKind::Metrics),
+                (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+            ]
+            .into_iter()
+            .filter(|(s, _)| s.enabled)
+            .map(|(s, k)| (k, s.topic.clone()))
+            .collect(),
+            wal_max_bytes: config.wal.max_size_mb * 1024 * 1024,
+        }
+    }
+}
+
+/// How often the prober pings InfluxDB when no write succeeded lately.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// A running health server.
 pub struct HealthServer {
     server: Arc<tiny_http::Server>,
     thread: Option<std::thread::JoinHandle<()>>,
+    probe_stop: Option<crossbeam_channel::Sender<()>>,
+    probe: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HealthServer {
@@ -43,6 +69,7 @@ impl HealthServer {
                 })?,
         );
         let s = server.clone();
+        let probe_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("health".into())
             .spawn(move || {
@@ -77,10 +104,17 @@ impl HealthServer {
                 }
             })
             .context("spawning the health endpoint thread")?;
+        let (probe_stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let probe = std::thread::Builder::new()
+            .name("influxdb-probe".into())
+            .spawn(move || probe_influxdb(&probe_shared, &stop_rx))
+            .context("spawning the InfluxDB probe thread")?;
         log::info!("health endpoint on http://{bind}/healthcheck and /metrics");
         Ok(HealthServer {
             server,
             thread: Some(thread),
+            probe_stop: Some(probe_stop),
+            probe: Some(probe),
         })
     }
 }
@@ -88,8 +122,37 @@ impl HealthServer {
 impl Drop for HealthServer {
     fn drop(&mut self) {
         self.server.unblock();
-        if let Some(t) = self.thread.take() {
+        self.probe_stop.take();
+        for t in [self.thread.take(), self.probe.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
+        }
+    }
+}
+
+/// While no write has succeeded recently (an idle stream, or writes
+/// failing), pings InfluxDB so the health check sees an outage even when
+/// there is nothing to write.
+fn probe_influxdb(shared: &Shared, stop: &crossbeam_channel::Receiver<()>) {
+    let stats = &shared.stats;
+    while crate::retry::sleep_unless_stopped(PROBE_INTERVAL, stop) {
+        let last_ok = stats.last_write_ok_ms.load(Relaxed);
+        if last_ok > 0 && Stats::now_ms() - last_ok < PROBE_INTERVAL.as_millis() as i64 {
+            stats.influx_ping_failing_since_ms.store(0, Relaxed);
+            continue;
+        }
+        match shared.influx.client().ping() {
+            Ok(_) => stats.influx_ping_failing_since_ms.store(0, Relaxed),
+            Err(_) => {
+                let _ = stats.influx_ping_failing_since_ms.compare_exchange(
+                    0,
+                    Stats::now_ms(),
+                    Relaxed,
+                    Relaxed,
+                );
+            }
         }
     }
 }
@@ -117,7 +180,15 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
             }),
         );
     }
-    let failing_since = stats.influx_failing_since_ms.load(Relaxed);
+    // The older of the two failure starts: writes failing, or pings failing while idle.
+    let failing_since = [
+        stats.influx_failing_since_ms.load(Relaxed),
+        stats.influx_ping_failing_since_ms.load(Relaxed),
+    ]
+    .into_iter()
+    .filter(|t| *t > 0)
+    .min()
+    .unwrap_or(0);
     let failing_for = age_seconds(failing_since);
     let influx_ok = failing_for.is_none_or(|s| s < settings.influxdb_unhealthy_after.as_secs_f64());
     let wal_bytes = shared.wal.pending_bytes();

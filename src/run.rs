@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::health::{HealthServer, HealthSettings};
 use crate::pipeline::{Control, Pipeline};
-use crate::stats::{Stats, TopicKind};
+use crate::stats::Stats;
 
 /// Runs the persister. Returns Err for fatal conditions (the caller exits non-zero).
 pub fn run(config: &Config) -> anyhow::Result<()> {
@@ -16,20 +16,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     crate::signals::install(control.clone())?;
     let pipeline = Pipeline::start(config, stats.clone(), control.clone())?;
     let _health = if config.health.enabled {
-        let settings = HealthSettings {
-            influxdb_unhealthy_after: Duration::from_secs(
-                config.health.influxdb_unhealthy_after_seconds,
-            ),
-            topics: [
-                (&config.kafka_metrics, TopicKind::Metrics),
-                (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
-            ]
-            .into_iter()
-            .filter(|(s, _)| s.enabled)
-            .map(|(s, k)| (k, s.topic.clone()))
-            .collect(),
-            wal_max_bytes: config.wal.max_size_mb * 1024 * 1024,
-        };
+        let settings = HealthSettings::from_config(config);
         match HealthServer::start(config.health.bind, pipeline.shared().clone(), settings) {
             Ok(server) => Some(server),
             Err(e) => {

@@ -147,6 +147,8 @@ pub struct Stats {
     pub last_write_ok_ms: AtomicI64,
     /// Unix ms when the current run of InfluxDB failures began (0 = not failing).
     pub influx_failing_since_ms: AtomicI64,
+    /// Unix ms when pings of an idle InfluxDB began to fail (0 = not failing).
+    pub influx_ping_failing_since_ms: AtomicI64,
     /// Consecutive failed write attempts.
     pub influx_consecutive_failures: AtomicU64,
     /// Databases created by the persister.
@@ -191,6 +193,7 @@ impl Stats {
             write_retries: AtomicU64::new(0),
             last_write_ok_ms: AtomicI64::new(0),
             influx_failing_since_ms: AtomicI64::new(0),
+            influx_ping_failing_since_ms: AtomicI64::new(0),
             influx_consecutive_failures: AtomicU64::new(0),
             databases_created: AtomicU64::new(0),
             wal_appends: AtomicU64::new(0),

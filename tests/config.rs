@@ -767,16 +767,19 @@ fn check_config_fails_with_the_reason_and_exit_1() {
 #[test]
 fn the_persister_logs_no_secret_even_at_debug() {
     let tmp = tempfile::tempdir().unwrap();
+    // A WAL path below a regular file cannot be opened: the run stops at
+    // start-up with a fatal error, after logging the configuration.
+    let blocker = write(tmp.path(), "not-a-directory", "");
     let conf = secret_config(
         tmp.path(),
         &format!(
-            "debug = true\nlog_dir = {}\nlog_file = persister.log\nuse_stderr = true",
-            tmp.path().display()
+            "debug = true\nlog_dir = {}\nlog_file = persister.log\nuse_stderr = true\n[wal]\npath = {}/wal\n[health]\nenabled = false",
+            tmp.path().display(),
+            blocker.display()
         ),
     );
     let out = run_binary(&["--config-file", &conf.to_string_lossy()]);
     let stderr = text(&out.stderr);
-    // the pipeline is not wired in yet: the run ends with that error
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let log = fs::read_to_string(tmp.path().join("persister.log")).unwrap();
     assert!(
@@ -785,7 +788,10 @@ fn the_persister_logs_no_secret_even_at_debug() {
     );
     assert!(log.contains(" WARNING monasca_persister.cli [-] "), "{log}");
     assert!(
-        log.contains(" ERROR monasca_persister.cli [-] pipeline not built yet\n"),
+        log.contains(&format!(
+            " ERROR monasca_persister.cli [-] opening the WAL at {}/wal",
+            blocker.display()
+        )),
         "{log}"
     );
     assert_eq!(stderr, log, "use_stderr = true copies the log to stderr");

@@ -13,29 +13,9 @@ use wal::{Wal, WalError, WalOptions};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_wal-crash-helper");
 
-/// Same as the helper's.
-fn batch_len(k: u64) -> u64 {
-    if k % 2 == 0 {
-        1 + (k * 7919) % 3000
-    } else {
-        1 + (k * 7919) % 200
-    }
-}
-
-/// Same as the helper's.
-fn payload(t: u64, k: u64, i: u64) -> Vec<u8> {
-    let mut p = format!("t{t}b{k}r{i}:").into_bytes();
-    // Pseudo-random letters: incompressible enough that a batch stays
-    // large on disk after the WAL's LZ4 compression.
-    let mut x = ((t << 48) | (k << 16) | i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for _ in 0..(k * 7 + i * 13) % 400 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p.push(b'a' + (x % 26) as u8);
-    }
-    p
-}
+#[path = "common/workload.rs"]
+mod workload;
+use workload::{batch_len, payload};
 
 /// (thread, batch, record) from a payload.
 fn parse_payload(p: &[u8]) -> (u64, u64, u64) {
