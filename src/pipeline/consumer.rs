@@ -37,10 +37,13 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
         Some(id) if !id.is_empty() => format!("{}-{}", section.client_id, id),
         _ => section.client_id.clone(),
     };
+    // The legacy client's fetch sizes (32 KiB by default) would starve
+    // librdkafka, whose own default is 1 MiB per partition: they may only raise it.
     let partition_fetch = section
         .max_buffer_size
         .max(section.fetch_size_bytes)
-        .max(section.buffer_size.unwrap_or(0));
+        .max(section.buffer_size.unwrap_or(0))
+        .max(1 << 20);
     c.set("bootstrap.servers", section.uri.join(","))
         .set("group.id", &section.group_id)
         .set("client.id", format!("{client_id}-{member}"))
@@ -50,6 +53,11 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
         .set("enable.partition.eof", "false")
         .set("max.partition.fetch.bytes", partition_fetch.to_string())
         .set("statistics.interval.ms", "2000")
+        // A broker holds an empty fetch this long: bounds the latency at low load.
+        .set("fetch.wait.max.ms", "100")
+        // librdkafka prefetches up to 64 MiB per consumer by default; 16 MiB
+        // keeps the pipeline fed and the process small.
+        .set("queued.max.messages.kbytes", "16384")
         .set("log_level", "4");
     // Operators' raw librdkafka properties win: TLS, SASL, tuning.
     for (k, v) in &config.kafka_client.properties {
@@ -577,12 +585,20 @@ fn run(
     let idle_timeout = interval.min(Duration::from_millis(100));
     let mut timeout = idle_timeout;
     let mut last_recommit = Instant::now();
+    // Timers, commits and back-pressure are checked when the consumer goes
+    // idle, when the batch is full, and every CHECK_EVERY messages: not per message.
+    const CHECK_EVERY: u32 = 256;
+    let mut since_check = 0u32;
     while !shared.control.stopping() {
+        let mut full = false;
         match consumer.poll(timeout) {
             None => timeout = idle_timeout,
             Some(Ok(msg)) => {
                 shared.stats.consumed(kind, 1);
-                ctx.handle(msg.partition(), msg.offset(), msg.payload(), &mut scratch);
+                let buffered =
+                    ctx.handle(msg.partition(), msg.offset(), msg.payload(), &mut scratch);
+                full = buffered >= batch_size;
+                since_check += 1;
                 // Drain what librdkafka already fetched without waiting.
                 timeout = Duration::ZERO;
             }
@@ -591,8 +607,12 @@ fn run(
                 timeout = idle_timeout;
             }
         }
+        if !(full || since_check >= CHECK_EVERY || timeout != Duration::ZERO) {
+            continue;
+        }
+        since_check = 0;
         shared.stats.polled(kind);
-        if ctx.flush_due(batch_size, interval) {
+        if full || ctx.flush_due(batch_size, interval) {
             ctx.flush(&consumer, Some(CommitMode::Async));
         } else if last_recommit.elapsed() >= Duration::from_secs(1)
             && ctx.commit_failed.swap(false, Ordering::Relaxed)

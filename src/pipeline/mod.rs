@@ -23,7 +23,7 @@ pub use control::Control;
 use handoff::HandoffQueue;
 
 /// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
-const HANDOFF_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+const HANDOFF_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
 /// Everything the pipeline threads share.
 pub struct Shared {
