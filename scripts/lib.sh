@@ -43,7 +43,7 @@ ensure_packages() {
 # The packages every script needs: InfluxDB 1.x (the tests and demos start
 # their own influxd), the C toolchain and OpenSSL headers librdkafka builds
 # with, and curl/jq for talking to the servers.
-BASE_PACKAGES=(influxdb libssl-dev pkg-config build-essential curl jq)
+BASE_PACKAGES=(influxdb libssl-dev pkg-config build-essential curl jq openssl)
 
 # ensure_cargo: puts cargo on PATH or explains how to get it.
 ensure_cargo() {
