@@ -6,6 +6,7 @@ mod batch;
 pub mod consumer;
 pub mod control;
 mod handoff;
+mod replay;
 mod writer_pool;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::Control;
 use handoff::HandoffQueue;
+use replay::Replay;
 
 /// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
 const HANDOFF_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
@@ -35,6 +37,8 @@ pub struct Shared {
     pub dead_letters: DeadLetterStore,
     /// Records on their way to writers.
     handoff: HandoffQueue,
+    /// The backlog found in the WAL at start-up.
+    replay: Replay,
     /// Messages to lines.
     pub transformer: Transformer,
     /// The InfluxDB sink.
@@ -77,7 +81,6 @@ pub struct Pipeline {
     consumers: Vec<consumer::ConsumerThread>,
     writers: Vec<writer_pool::WriterThread>,
     drain_timeout: Duration,
-    replayed: u64,
 }
 
 impl Pipeline {
@@ -112,6 +115,7 @@ impl Pipeline {
             wal,
             dead_letters,
             handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
+            replay: Replay::default(),
             transformer: Transformer::new(&config.influxdb),
             influx,
             influx_batch_size: config.influxdb.batch_size.max(1),
@@ -120,31 +124,10 @@ impl Pipeline {
             config: config.clone(),
         });
 
-        // Replay: everything the WAL holds goes to the writers first. Past
-        // the hand-off memory budget only ids travel and writers read the
-        // records back from disk when they get to them.
-        let mut replayed = 0u64;
-        for item in shared.wal.pending_from(None) {
-            let (id, record) = item.with_context(|| {
-                format!(
-                    "reading pending records of the WAL at {}",
-                    config.wal.path.display()
-                )
-            })?;
-            shared
-                .handoff
-                .offer(id, record.database, record.points, record.payload);
-            replayed += 1;
-        }
+        let replayed = shared.replay.queue_backlog(&shared)?;
         stats
             .wal_replayed_records
             .store(replayed, std::sync::atomic::Ordering::Relaxed);
-        if replayed > 0 {
-            log::info!(
-                "replaying {replayed} WAL record(s) ({} bytes) left by the previous run",
-                shared.wal.pending_bytes()
-            );
-        }
 
         let mut writers = Vec::new();
         for n in 0..config.wal.writer_threads.max(1) {
@@ -184,7 +167,6 @@ impl Pipeline {
             consumers,
             writers,
             drain_timeout: Duration::from_secs(config.wal.drain_timeout_seconds),
-            replayed,
         })
     }
 
@@ -229,7 +211,7 @@ impl Pipeline {
         }
         let stats = &shared.stats;
         Summary {
-            replayed_records: self.replayed,
+            replayed_records: shared.replay.records(),
             points_written: stats
                 .points_written
                 .load(std::sync::atomic::Ordering::Relaxed),
