@@ -27,6 +27,13 @@ use replay::Replay;
 /// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
 const HANDOFF_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
 
+/// How long shutdown still waits for writers told to give up at the drain
+/// deadline: one may be inside an HTTP request to a hung InfluxDB (up to
+/// `[influxdb] timeout_seconds`). Its records are not acknowledged, so they
+/// stay in the WAL; waiting longer would only push the exit past the stop
+/// timeout of the service manager.
+const WRITERS_GIVE_UP_GRACE: Duration = Duration::from_secs(2);
+
 /// Everything the pipeline threads share.
 pub struct Shared {
     /// The durable log.
@@ -69,6 +76,8 @@ pub struct Summary {
     pub replayed_records: u64,
     /// Points InfluxDB stored during this run.
     pub points_written: u64,
+    /// Points InfluxDB stored after the stop was requested.
+    pub points_drained: u64,
     /// Records still in the WAL at exit.
     pub records_left: u64,
     /// Dead letters written during this run.
@@ -176,13 +185,17 @@ impl Pipeline {
     }
 
     /// Stops consuming (flush, commit, leave the group), then lets the writers
-    /// drain the WAL until it is empty or the drain timeout passes.
+    /// drain the WAL until it is empty or the drain timeout passes. Leaving
+    /// the group runs alongside the drain and is given up at the same deadline
+    /// (it waits for the session timeout when Kafka is unreachable).
     pub fn shutdown(self) -> Summary {
+        use std::sync::atomic::Ordering::Relaxed;
         let shared = self.shared;
         let started = Instant::now();
+        let written_before_stop = shared.stats.points_written.load(Relaxed);
         shared.control.stop();
-        for c in self.consumers {
-            c.join();
+        for c in &self.consumers {
+            c.wait_flushed();
         }
         log::info!(
             "consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s",
@@ -192,16 +205,47 @@ impl Pipeline {
         );
         shared.control.start_drain();
         let deadline = Instant::now() + self.drain_timeout;
-        while self.writers.iter().any(|w| !w.is_finished()) {
-            if Instant::now() >= deadline {
-                log::warn!("drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start", self.drain_timeout.as_secs(), shared.wal.pending_records());
-                shared.control.stop_writers();
+        let mut give_up_at = None;
+        loop {
+            let writers_left = self.writers.iter().filter(|w| !w.is_finished()).count();
+            let consumers_left = self.consumers.iter().filter(|c| !c.is_finished()).count();
+            if writers_left == 0 && consumers_left == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if give_up_at.is_none() && now >= deadline {
+                let mut grace = Duration::ZERO;
+                if writers_left > 0 {
+                    log::warn!(
+                        "drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start",
+                        self.drain_timeout.as_secs(),
+                        shared.wal.pending_records()
+                    );
+                    shared.control.stop_writers();
+                    grace = WRITERS_GIVE_UP_GRACE;
+                }
+                give_up_at = Some(now + grace);
+            }
+            if give_up_at.is_some_and(|t| now >= t) {
+                if writers_left > 0 {
+                    log::warn!("{writers_left} writer(s) still inside a request to InfluxDB; exiting without them (their records stay in the WAL)");
+                }
+                if consumers_left > 0 {
+                    log::warn!("{consumers_left} consumer(s) still committing offsets or leaving the Kafka group (is Kafka reachable?); exiting without them: the WAL holds everything read and its offsets, and other members get the partitions after the session timeout");
+                }
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        for c in self.consumers {
+            if c.is_finished() {
+                c.join();
+            }
+        }
         for w in self.writers {
-            w.join();
+            if w.is_finished() {
+                w.join();
+            }
         }
         if let Err(e) = shared.dead_letters.sync() {
             log::error!("syncing the dead-letter file at shutdown: {e}");
@@ -210,15 +254,13 @@ impl Pipeline {
             log::error!("flushing the WAL at shutdown: {e}");
         }
         let stats = &shared.stats;
+        let points_written = stats.points_written.load(Relaxed);
         Summary {
             replayed_records: shared.replay.records(),
-            points_written: stats
-                .points_written
-                .load(std::sync::atomic::Ordering::Relaxed),
+            points_written,
+            points_drained: points_written.saturating_sub(written_before_stop),
             records_left: shared.wal.pending_records(),
-            dead_letters: stats
-                .dead_letters
-                .load(std::sync::atomic::Ordering::Relaxed),
+            dead_letters: stats.dead_letters.load(Relaxed),
         }
     }
 }
