@@ -34,11 +34,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     }
     let summary = pipeline.shutdown();
     log::info!(
-        "stopped: {} point(s) written this run, {} WAL record(s) replayed at start, {} record(s) left in the WAL, {} dead letter(s)",
+        "stopped: {} point(s) drained after the stop signal, {} record(s) left in the WAL, {} dead letter(s); {} point(s) written this run, {} WAL record(s) replayed at start",
+        summary.points_drained,
+        summary.records_left,
+        summary.dead_letters,
         summary.points_written,
         summary.replayed_records,
-        summary.records_left,
-        summary.dead_letters
     );
     match control.fatal_error() {
         Some(e) => anyhow::bail!("fatal: {e}"),

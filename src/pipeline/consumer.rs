@@ -511,9 +511,23 @@ pub struct ConsumerThread {
     /// `kafka_metrics#0`.
     pub name: String,
     handle: std::thread::JoinHandle<()>,
+    /// Disconnected once the final flush point is durable (or the thread died).
+    flushed: crossbeam_channel::Receiver<()>,
 }
 
 impl ConsumerThread {
+    /// Waits until everything the thread read is durable in the WAL (its
+    /// final flush point after a stop). Local disk work only: it does not
+    /// wait for Kafka.
+    pub fn wait_flushed(&self) {
+        let _ = self.flushed.recv();
+    }
+
+    /// True once the thread returned (offsets committed, group left).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Waits for the thread to finish its final flush and leave the group.
     pub fn join(self) {
         if self.handle.join().is_err() {
@@ -565,11 +579,16 @@ pub fn spawn(
             .min(section.max_wait_time_seconds.saturating_mul(1000))
             .max(1),
     );
+    let (flushed_tx, flushed) = crossbeam_channel::bounded(0);
     let handle = std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || run(consumer, kind, batch_size, interval, shared))
+        .spawn(move || run(consumer, kind, batch_size, interval, shared, flushed_tx))
         .context("spawning a consumer thread")?;
-    Ok(ConsumerThread { name, handle })
+    Ok(ConsumerThread {
+        name,
+        handle,
+        flushed,
+    })
 }
 
 fn run(
@@ -578,6 +597,7 @@ fn run(
     batch_size: usize,
     interval: Duration,
     shared: Arc<Shared>,
+    flushed: crossbeam_channel::Sender<()>,
 ) {
     let ctx = consumer.context().clone();
     let mut scratch = Vec::with_capacity(1024);
@@ -626,6 +646,10 @@ fn run(
     // (dropping the consumer closes it) so the partitions move at once.
     let hard = shared.control.fatal_error().is_some();
     ctx.flush(&consumer, None);
+    // Everything read is durable now. What follows needs the group
+    // coordinator and can take up to the session timeout when Kafka is
+    // unreachable, so shutdown stops waiting for it at the drain deadline.
+    drop(flushed);
     if !hard {
         ctx.commit_durable(&consumer, CommitMode::Sync);
     }

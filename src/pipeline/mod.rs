@@ -6,6 +6,7 @@ mod batch;
 pub mod consumer;
 pub mod control;
 mod handoff;
+mod replay;
 mod writer_pool;
 
 use std::sync::Arc;
@@ -21,9 +22,17 @@ use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::Control;
 use handoff::HandoffQueue;
+use replay::Replay;
 
 /// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
 const HANDOFF_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
+
+/// How long shutdown still waits for writers told to give up at the drain
+/// deadline: one may be inside an HTTP request to a hung InfluxDB (up to
+/// `[influxdb] timeout_seconds`). Its records are not acknowledged, so they
+/// stay in the WAL; waiting longer would only push the exit past the stop
+/// timeout of the service manager.
+const WRITERS_GIVE_UP_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything the pipeline threads share.
 pub struct Shared {
@@ -35,6 +44,8 @@ pub struct Shared {
     pub dead_letters: DeadLetterStore,
     /// Records on their way to writers.
     handoff: HandoffQueue,
+    /// The backlog found in the WAL at start-up.
+    replay: Replay,
     /// Messages to lines.
     pub transformer: Transformer,
     /// The InfluxDB sink.
@@ -65,6 +76,8 @@ pub struct Summary {
     pub replayed_records: u64,
     /// Points InfluxDB stored during this run.
     pub points_written: u64,
+    /// Points InfluxDB stored after the stop was requested.
+    pub points_drained: u64,
     /// Records still in the WAL at exit.
     pub records_left: u64,
     /// Dead letters written during this run.
@@ -77,7 +90,6 @@ pub struct Pipeline {
     consumers: Vec<consumer::ConsumerThread>,
     writers: Vec<writer_pool::WriterThread>,
     drain_timeout: Duration,
-    replayed: u64,
 }
 
 impl Pipeline {
@@ -112,6 +124,7 @@ impl Pipeline {
             wal,
             dead_letters,
             handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
+            replay: Replay::default(),
             transformer: Transformer::new(&config.influxdb),
             influx,
             influx_batch_size: config.influxdb.batch_size.max(1),
@@ -120,31 +133,10 @@ impl Pipeline {
             config: config.clone(),
         });
 
-        // Replay: everything the WAL holds goes to the writers first. Past
-        // the hand-off memory budget only ids travel and writers read the
-        // records back from disk when they get to them.
-        let mut replayed = 0u64;
-        for item in shared.wal.pending_from(None) {
-            let (id, record) = item.with_context(|| {
-                format!(
-                    "reading pending records of the WAL at {}",
-                    config.wal.path.display()
-                )
-            })?;
-            shared
-                .handoff
-                .offer(id, record.database, record.points, record.payload);
-            replayed += 1;
-        }
+        let replayed = shared.replay.queue_backlog(&shared)?;
         stats
             .wal_replayed_records
             .store(replayed, std::sync::atomic::Ordering::Relaxed);
-        if replayed > 0 {
-            log::info!(
-                "replaying {replayed} WAL record(s) ({} bytes) left by the previous run",
-                shared.wal.pending_bytes()
-            );
-        }
 
         let mut writers = Vec::new();
         for n in 0..config.wal.writer_threads.max(1) {
@@ -184,7 +176,6 @@ impl Pipeline {
             consumers,
             writers,
             drain_timeout: Duration::from_secs(config.wal.drain_timeout_seconds),
-            replayed,
         })
     }
 
@@ -194,13 +185,17 @@ impl Pipeline {
     }
 
     /// Stops consuming (flush, commit, leave the group), then lets the writers
-    /// drain the WAL until it is empty or the drain timeout passes.
+    /// drain the WAL until it is empty or the drain timeout passes. Leaving
+    /// the group runs alongside the drain and is given up at the same deadline
+    /// (it waits for the session timeout when Kafka is unreachable).
     pub fn shutdown(self) -> Summary {
+        use std::sync::atomic::Ordering::Relaxed;
         let shared = self.shared;
         let started = Instant::now();
+        let written_before_stop = shared.stats.points_written.load(Relaxed);
         shared.control.stop();
-        for c in self.consumers {
-            c.join();
+        for c in &self.consumers {
+            c.wait_flushed();
         }
         log::info!(
             "consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s",
@@ -210,16 +205,47 @@ impl Pipeline {
         );
         shared.control.start_drain();
         let deadline = Instant::now() + self.drain_timeout;
-        while self.writers.iter().any(|w| !w.is_finished()) {
-            if Instant::now() >= deadline {
-                log::warn!("drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start", self.drain_timeout.as_secs(), shared.wal.pending_records());
-                shared.control.stop_writers();
+        let mut give_up_at = None;
+        loop {
+            let writers_left = self.writers.iter().filter(|w| !w.is_finished()).count();
+            let consumers_left = self.consumers.iter().filter(|c| !c.is_finished()).count();
+            if writers_left == 0 && consumers_left == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if give_up_at.is_none() && now >= deadline {
+                let mut grace = Duration::ZERO;
+                if writers_left > 0 {
+                    log::warn!(
+                        "drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start",
+                        self.drain_timeout.as_secs(),
+                        shared.wal.pending_records()
+                    );
+                    shared.control.stop_writers();
+                    grace = WRITERS_GIVE_UP_GRACE;
+                }
+                give_up_at = Some(now + grace);
+            }
+            if give_up_at.is_some_and(|t| now >= t) {
+                if writers_left > 0 {
+                    log::warn!("{writers_left} writer(s) still inside a request to InfluxDB; exiting without them (their records stay in the WAL)");
+                }
+                if consumers_left > 0 {
+                    log::warn!("{consumers_left} consumer(s) still committing offsets or leaving the Kafka group (is Kafka reachable?); exiting without them: the WAL holds everything read and its offsets, and other members get the partitions after the session timeout");
+                }
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        for c in self.consumers {
+            if c.is_finished() {
+                c.join();
+            }
+        }
         for w in self.writers {
-            w.join();
+            if w.is_finished() {
+                w.join();
+            }
         }
         if let Err(e) = shared.dead_letters.sync() {
             log::error!("syncing the dead-letter file at shutdown: {e}");
@@ -228,15 +254,13 @@ impl Pipeline {
             log::error!("flushing the WAL at shutdown: {e}");
         }
         let stats = &shared.stats;
+        let points_written = stats.points_written.load(Relaxed);
         Summary {
-            replayed_records: self.replayed,
-            points_written: stats
-                .points_written
-                .load(std::sync::atomic::Ordering::Relaxed),
+            replayed_records: shared.replay.records(),
+            points_written,
+            points_drained: points_written.saturating_sub(written_before_stop),
             records_left: shared.wal.pending_records(),
-            dead_letters: stats
-                .dead_letters
-                .load(std::sync::atomic::Ordering::Relaxed),
+            dead_letters: stats.dead_letters.load(Relaxed),
         }
     }
 }

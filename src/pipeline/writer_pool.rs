@@ -163,12 +163,13 @@ fn write_job(shared: &Shared, job: WriteJob, retry: &mut crate::retry::Retry) {
                     WriteOutcome::Partial
                 });
                 retry.succeeded();
-                if let Err(e) = shared.wal.ack(&job.ids) {
-                    shared.control.fatal(format!(
+                match shared.wal.ack(&job.ids) {
+                    Ok(()) => shared.replay.acked(&job.ids),
+                    Err(e) => shared.control.fatal(format!(
                         "acknowledging {} WAL record(s) for {}: {e}",
                         job.ids.len(),
                         job.database
-                    ));
+                    )),
                 }
                 return;
             }

@@ -268,6 +268,23 @@ bind-address = "127.0.0.1:{rpc_port}"
         }
     }
 
+    /// Freezes influxd (SIGSTOP): connections are accepted by the kernel but
+    /// nothing is answered, like a server stalled on its disk.
+    pub fn pause(&self) {
+        self.send(libc::SIGSTOP);
+    }
+
+    /// Lets a paused influxd run again (SIGCONT).
+    pub fn resume(&self) {
+        self.send(libc::SIGCONT);
+    }
+
+    fn send(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("influxd is running");
+        let rc = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(rc, 0, "signal {signal} to influxd");
+    }
+
     fn kill(&mut self) {
         self.stop(true);
     }

@@ -7,7 +7,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
+};
 
 /// An in-process mock Kafka cluster reachable over TCP.
 pub struct Kafka {
@@ -20,6 +22,44 @@ impl Kafka {
     /// Starts a mock cluster with `brokers` brokers and the given `(topic, partitions)`.
     pub fn start(brokers: i32, topics: &[(&str, i32)]) -> Kafka {
         let cluster = MockCluster::new(brokers).expect("start librdkafka mock cluster");
+        Self::with_cluster(cluster, topics)
+    }
+
+    /// Like [`Kafka::start`], but a group's first rebalance waits only
+    /// `delay` instead of the mock's 3 s `group.initial.rebalance.delay.ms`.
+    /// Members whose session timeout is shorter than that delay time out
+    /// while waiting in it and never get an assignment, so tests with short
+    /// sessions (fast hand-over after a SIGKILL) need this. The cluster is
+    /// owned by a client that lives until the test process exits: rdkafka
+    /// exposes the setting only through the raw handle of such a client.
+    pub fn start_with_rebalance_delay(
+        brokers: i32,
+        topics: &[(&str, i32)],
+        delay: Duration,
+    ) -> Kafka {
+        let owner: &'static BaseProducer = Box::leak(Box::new(
+            ClientConfig::new()
+                .set("test.mock.num.brokers", brokers.to_string())
+                .create()
+                .expect("create the client owning a mock cluster"),
+        ));
+        let raw =
+            unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr()) };
+        assert!(!raw.is_null(), "the client has no mock cluster");
+        unsafe {
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(
+                raw,
+                delay.as_millis() as i32,
+            )
+        };
+        let cluster = owner.client().mock_cluster().expect("mock cluster handle");
+        Self::with_cluster(cluster, topics)
+    }
+
+    fn with_cluster(
+        cluster: MockCluster<'static, DefaultProducerContext>,
+        topics: &[(&str, i32)],
+    ) -> Kafka {
         for (t, p) in topics {
             cluster
                 .create_topic(t, *p, 1)
