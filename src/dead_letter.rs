@@ -284,15 +284,7 @@ impl DeadLetterStore {
         if !state.unsynced {
             return Ok(());
         }
-        state
-            .file
-            .flush()
-            .map_err(|source| self.io_error("flushing", source))?;
-        state
-            .file
-            .get_ref()
-            .sync_data()
-            .map_err(|source| self.io_error("fsyncing", source))?;
+        self.flush_and_sync(&mut state, false)?;
         state.unsynced = false;
         Ok(())
     }
@@ -300,6 +292,22 @@ impl DeadLetterStore {
     /// Letters counted since the store was opened.
     pub fn counts(&self) -> DeadLetterCounts {
         self.lock().counts.clone()
+    }
+
+    /// Writes out the buffer and fsyncs the file (with its metadata when
+    /// `all`, as before a rename).
+    fn flush_and_sync(&self, state: &mut State, all: bool) -> Result<(), DeadLetterError> {
+        state
+            .file
+            .flush()
+            .map_err(|source| self.io_error("flushing", source))?;
+        let file = state.file.get_ref();
+        if all {
+            file.sync_all()
+        } else {
+            file.sync_data()
+        }
+        .map_err(|source| self.io_error("fsyncing", source))
     }
 
     fn io_error(&self, action: &'static str, source: io::Error) -> DeadLetterError {
@@ -314,15 +322,7 @@ impl DeadLetterStore {
     /// acknowledged), shifts the rotated ones and starts an empty file.
     fn rotate(&self, state: &mut State) -> Result<(), DeadLetterError> {
         let path = &self.config.path;
-        state
-            .file
-            .flush()
-            .map_err(|source| self.io_error("flushing", source))?;
-        state
-            .file
-            .get_ref()
-            .sync_all()
-            .map_err(|source| self.io_error("fsyncing", source))?;
+        self.flush_and_sync(state, true)?;
         let rename = |from: &Path, to: &Path| {
             std::fs::rename(from, to).map_err(|source| DeadLetterError::Io {
                 action: "rotating",

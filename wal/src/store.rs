@@ -119,6 +119,21 @@ impl Generation {
         }
     }
 
+    /// Removes a frame and its acknowledgement bitmap. Frame first: a crash
+    /// in between leaves a stale bitmap, which open discards.
+    pub(crate) fn remove_frame(
+        &self,
+        key: impl AsRef<[u8]>,
+        action: String,
+    ) -> Result<(), WalError> {
+        let key = key.as_ref();
+        self.frames
+            .remove(key)
+            .map_err(self.storage_err(action.clone()))?;
+        self.acks.remove(key).map_err(self.storage_err(action))?;
+        Ok(())
+    }
+
     /// Makes every insert and removal done so far durable.
     pub(crate) fn sync(&self) -> Result<(), WalError> {
         self.db

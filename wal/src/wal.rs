@@ -439,14 +439,7 @@ impl Wal {
             .quarantine
             .insert(key, value)
             .map_err(generation.storage_err(action.clone()))?;
-        generation
-            .frames
-            .remove(key)
-            .map_err(generation.storage_err(action.clone()))?;
-        generation
-            .acks
-            .remove(key)
-            .map_err(generation.storage_err(action))?;
+        generation.remove_frame(key, action)?;
         self.counters
             .quarantined
             .fetch_add(count as u64, Ordering::Relaxed);
@@ -482,16 +475,7 @@ impl Wal {
                     "removing acknowledged records {first}..{}",
                     first + *count as u64
                 );
-                // Frame first: a crash in between leaves a stale bitmap,
-                // which open discards.
-                generation
-                    .frames
-                    .remove(key)
-                    .map_err(generation.storage_err(action.clone()))?;
-                generation
-                    .acks
-                    .remove(key)
-                    .map_err(generation.storage_err(action))?;
+                generation.remove_frame(key, action)?;
             }
         }
         self.maybe_reclaim()
