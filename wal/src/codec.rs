@@ -78,36 +78,89 @@ pub(crate) fn frame_bounds(records: &[RecordRef<'_>]) -> Vec<std::ops::Range<usi
     bounds
 }
 
-/// Appends one encoded frame to `out`, compressed when that pays off
-/// (line protocol typically shrinks 3-6x, and every byte saved is a byte
-/// sled does not rewrite on its page splits). `scratch` is reused between
-/// calls.
-pub(crate) fn encode_frame(
-    records: &[RecordRef<'_>],
-    scratch: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) -> Result<(), bincode::error::EncodeError> {
-    scratch.clear();
-    bincode::serde::encode_into_std_write(records, scratch, ENCODE)?;
-    let start = out.len();
-    out.push(FORMAT_V1_LZ4);
-    out.extend_from_slice(&(scratch.len() as u32).to_le_bytes());
-    let header = out.len();
-    out.resize(
-        header + lz4_flex::block::get_maximum_output_size(scratch.len()),
-        0,
-    );
-    match lz4_flex::block::compress_into(scratch, &mut out[header..]) {
-        Ok(n) if n + 5 + scratch.len() / MIN_COMPRESSED_SAVING <= scratch.len() => {
-            out.truncate(header + n);
+/// Buffers reused from one append to the next: fresh multi-megabyte
+/// buffers per append cost page faults and zero-filling comparable to the
+/// compression itself.
+#[derive(Default)]
+pub(crate) struct FrameEncoder {
+    /// The bincode body of the frame being encoded.
+    raw: Vec<u8>,
+    /// LZ4 output; its length only grows, so it is zero-filled once.
+    compressed: Vec<u8>,
+    /// The frames of an append, back to back: lent to the append's
+    /// `EncodedBatch` and given back with the encoder.
+    pub(crate) frames: Vec<u8>,
+}
+
+/// Encoders kept between appends, one per appender running at once.
+const MAX_IDLE_ENCODERS: usize = 4;
+
+/// Encoders' buffers are dropped rather than kept above this size, so one
+/// unusually large append does not pin its memory.
+const MAX_KEPT_ENCODER_BYTES: usize = 16 << 20;
+
+impl FrameEncoder {
+    /// Appends one encoded frame to `out`, compressed when that pays off
+    /// (line protocol typically shrinks 3-6x, and every byte saved is a
+    /// byte sled does not rewrite on its page splits).
+    pub(crate) fn encode(
+        &mut self,
+        records: &[RecordRef<'_>],
+        out: &mut Vec<u8>,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.raw.clear();
+        bincode::serde::encode_into_std_write(records, &mut self.raw, ENCODE)?;
+        let raw = &self.raw;
+        let bound = lz4_flex::block::get_maximum_output_size(raw.len());
+        if self.compressed.len() < bound {
+            self.compressed.resize(bound, 0);
         }
-        _ => {
-            out.truncate(start);
-            out.push(FORMAT_V1);
-            out.extend_from_slice(scratch);
+        match lz4_flex::block::compress_into(raw, &mut self.compressed) {
+            Ok(n) if n + 5 + raw.len() / MIN_COMPRESSED_SAVING <= raw.len() => {
+                out.push(FORMAT_V1_LZ4);
+                out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+                out.extend_from_slice(&self.compressed[..n]);
+            }
+            _ => {
+                out.push(FORMAT_V1);
+                out.extend_from_slice(raw);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the buffers are small enough to keep for the next append.
+    pub(crate) fn worth_keeping(&self) -> bool {
+        self.raw.capacity() + self.compressed.capacity() + self.frames.capacity()
+            <= MAX_KEPT_ENCODER_BYTES
+    }
+}
+
+/// A small pool of [`FrameEncoder`]s for concurrent appenders.
+#[derive(Default)]
+pub(crate) struct EncoderPool(std::sync::Mutex<Vec<FrameEncoder>>);
+
+impl EncoderPool {
+    /// An idle encoder, or a fresh one.
+    pub(crate) fn get(&self) -> FrameEncoder {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.pop())
+            .unwrap_or_default()
+    }
+
+    /// Gives an encoder back for a later append.
+    pub(crate) fn put(&self, encoder: FrameEncoder) {
+        if !encoder.worth_keeping() {
+            return;
+        }
+        if let Ok(mut idle) = self.0.lock() {
+            if idle.len() < MAX_IDLE_ENCODERS {
+                idle.push(encoder);
+            }
         }
     }
-    Ok(())
 }
 
 /// Decodes a frame, checking it holds exactly `count` records and nothing
@@ -271,7 +324,7 @@ mod tests {
             })
             .collect();
         let mut buf = Vec::new();
-        encode_frame(&refs, &mut Vec::new(), &mut buf).unwrap();
+        FrameEncoder::default().encode(&refs, &mut buf).unwrap();
         assert_eq!(buf[0], FORMAT_V1_LZ4, "repetitive payloads are compressed");
         let back = decode_frame(&buf, 3).unwrap();
         assert_eq!(back.iter().map(|r| r.as_ref()).collect::<Vec<_>>(), refs);
@@ -302,13 +355,45 @@ mod tests {
             payload: &payload,
         }];
         let mut buf = vec![0xAA];
-        encode_frame(&refs, &mut Vec::new(), &mut buf).unwrap();
+        FrameEncoder::default().encode(&refs, &mut buf).unwrap();
         assert_eq!(buf[1], FORMAT_V1, "appended after what was there");
         let back = decode_frame(&buf[1..], 1).unwrap();
         assert_eq!(back[0].as_ref(), refs[0]);
         let mut bad = buf[1..].to_vec();
         bad.push(0);
         assert!(decode_frame(&bad, 1).unwrap_err().contains("trailing"));
+    }
+
+    #[test]
+    fn a_reused_encoder_encodes_each_frame_on_its_own() {
+        let big = b"cpu,host=a value=1 1\n".repeat(2000);
+        let small = b"mem,host=b value=2 2\n".repeat(3);
+        let mut encoder = FrameEncoder::default();
+        let mut frames = Vec::new();
+        for payload in [&big, &small, &big] {
+            let refs = [RecordRef {
+                database: "mon",
+                kind: 0,
+                points: 1,
+                payload,
+            }];
+            let mut buf = Vec::new();
+            encoder.encode(&refs, &mut buf).unwrap();
+            frames.push(buf);
+        }
+        assert_eq!(
+            frames[0], frames[2],
+            "no state leaks from one frame into the next"
+        );
+        for (frame, payload) in frames.iter().zip([&big, &small, &big]) {
+            assert_eq!(&decode_frame(frame, 1).unwrap()[0].payload, payload);
+        }
+        let pool = EncoderPool::default();
+        pool.put(encoder);
+        assert!(
+            pool.get().compressed.len() >= big.len() / 2,
+            "the pool hands the buffers back"
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ struct EncodedBatch {
     bytes: Vec<u8>,
     /// Per frame: its records (positions in the append) and its bytes.
     frames: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// The buffers' owner, returned to the pool after the append.
+    encoder: codec::FrameEncoder,
 }
 
 /// A durable local log of opaque records plus named offsets.
@@ -77,6 +79,7 @@ pub struct Wal {
     index: Mutex<FrameIndex>,
     counters: Counters,
     flush: FlushCoordinator,
+    encoders: codec::EncoderPool,
     /// Records below this id are visible to readers: their append returned
     /// (and so, with fsync, is durable).
     visible_through: AtomicU64,
@@ -172,6 +175,7 @@ impl Wal {
             index: Mutex::new(recovered.index),
             counters,
             flush: FlushCoordinator::new(),
+            encoders: codec::EncoderPool::default(),
             visible_through: AtomicU64::new(recovered.next_id),
             appends_done: AtomicU64::new(0),
             _lock: lock,
@@ -240,6 +244,7 @@ impl Wal {
             self.flush.inserted(state.appended);
             (start, end, state.appended)
         };
+        self.recycle(batch);
         if self.opts.fsync {
             self.flush.wait_durable(seq, || generation.sync())?;
         }
@@ -250,23 +255,35 @@ impl Wal {
 
     fn encode(&self, records: &[RecordRef<'_>]) -> Result<EncodedBatch, WalError> {
         let bounds = codec::frame_bounds(records);
-        let mut batch = EncodedBatch {
-            bytes: Vec::new(),
-            frames: Vec::with_capacity(bounds.len()),
-        };
-        let mut scratch = Vec::new();
+        let mut encoder = self.encoders.get();
+        let mut bytes = std::mem::take(&mut encoder.frames);
+        bytes.clear();
+        let mut frames = Vec::with_capacity(bounds.len());
         for range in bounds {
-            let start = batch.bytes.len();
-            codec::encode_frame(&records[range.clone()], &mut scratch, &mut batch.bytes).map_err(
-                |source| WalError::Encode {
+            let start = bytes.len();
+            encoder
+                .encode(&records[range.clone()], &mut bytes)
+                .map_err(|source| WalError::Encode {
                     path: self.dir.clone(),
                     what: format!("records {}..{} of an append", range.start, range.end),
                     source,
-                },
-            )?;
-            batch.frames.push((range, start..batch.bytes.len()));
+                })?;
+            frames.push((range, start..bytes.len()));
         }
-        Ok(batch)
+        Ok(EncodedBatch {
+            bytes,
+            frames,
+            encoder,
+        })
+    }
+
+    /// Returns an append's encoding buffers to the pool.
+    fn recycle(&self, batch: EncodedBatch) {
+        let EncodedBatch {
+            bytes, mut encoder, ..
+        } = batch;
+        encoder.frames = bytes;
+        self.encoders.put(encoder);
     }
 
     /// Inserts the frames, then the commit record, then the offsets, in this

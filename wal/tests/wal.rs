@@ -201,13 +201,27 @@ fn counters_are_exact_across_restarts() {
     );
 }
 
-/// Opens generation 1's sled database directly, as a disk fault would.
+/// Opens generation 1's sled database directly (as a disk fault or a crash
+/// would leave it). sled's background flusher may hold the file lock for a
+/// moment after the WAL is dropped: poll until it lets go.
+fn open_first_generation(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match sled::Config::new()
+            .path(dir.join("gen-1"))
+            .segment_size(1 << 20)
+            .open()
+        {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("opening {}/gen-1 directly: {e}", dir.display()),
+        }
+    }
+}
+
+/// Corrupts the first frame of generation 1, as a disk fault would.
 fn corrupt_first_frame(dir: &Path, corrupt: impl FnOnce(&mut Vec<u8>)) -> (u64, u32) {
-    let db = sled::Config::new()
-        .path(dir.join("gen-1"))
-        .segment_size(1 << 20)
-        .open()
-        .unwrap();
+    let db = open_first_generation(dir);
     let frames = db.open_tree("frames").unwrap();
     let (key, value) = frames.iter().next().unwrap().unwrap();
     let mut bytes = value.to_vec();
@@ -276,11 +290,7 @@ fn records_of_an_unfinished_append_are_dropped_at_open() {
     }
     {
         // A frame beyond the commit record, as a crash mid-append leaves.
-        let db = sled::Config::new()
-            .path(dir.join("gen-1"))
-            .segment_size(1 << 20)
-            .open()
-            .unwrap();
+        let db = open_first_generation(&dir);
         let frames = db.open_tree("frames").unwrap();
         let (_, value) = frames.iter().next().unwrap().unwrap();
         let mut key = 10u64.to_be_bytes().to_vec();
@@ -311,11 +321,7 @@ fn offsets_of_the_last_append_survive_losing_their_separate_entries() {
     {
         // A crash between the commit record and the per-name entries
         // written after it leaves the older value in the offsets tree.
-        let db = sled::Config::new()
-            .path(dir.join("gen-1"))
-            .segment_size(1 << 20)
-            .open()
-            .unwrap();
+        let db = open_first_generation(&dir);
         let offsets = db.open_tree("offsets").unwrap();
         offsets.insert("p", &10i64.to_be_bytes()).unwrap();
         db.flush().unwrap();
