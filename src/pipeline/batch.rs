@@ -2,9 +2,15 @@
 //! offset of every partition they came from, and the dead letters of rejected
 //! messages. It is made durable as one unit (dead letters fsynced, then one
 //! atomic WAL append with the offsets) before any offset reaches Kafka.
+//!
+//! A database's lines are sealed into a record of their own every
+//! `seal_at` points (the InfluxDB batch size), so writers send a record as
+//! one request without scanning it for line ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
+
+use crate::transform::Target;
 
 /// Lines for one database.
 #[derive(Default)]
@@ -15,22 +21,64 @@ pub struct DatabaseLines {
     pub points: u32,
 }
 
+/// A database's open buffer.
+struct OpenBuffer {
+    database: String,
+    buffer: DatabaseLines,
+    /// Capacity to give the next buffer once this one is sealed: a database
+    /// that fills whole records will fill the next one too.
+    next_capacity: usize,
+}
+
+/// Most bytes preallocated for a database's next record.
+const MAX_PREALLOCATED_BYTES: usize = 8 << 20;
+
 /// What a consumer has read since its last flush point.
-#[derive(Default)]
 pub struct PendingBatch {
-    /// Database name → lines.
-    pub databases: HashMap<String, DatabaseLines>,
-    /// Partition → next offset to read (last buffered offset + 1).
-    pub next_offsets: BTreeMap<i32, i64>,
+    /// Open buffers, one per database seen since the last flush point.
+    open: Vec<OpenBuffer>,
+    /// The shared database's slot in `open`.
+    shared_slot: Option<usize>,
+    /// Tenant → slot in `open` (`db_per_tenant`).
+    tenant_slots: HashMap<String, usize>,
+    /// Full records, in the order they filled up.
+    sealed: Vec<(String, DatabaseLines)>,
+    /// Database → capacity for its first buffer, for the databases that
+    /// filled a record in the last flush period.
+    capacity_hints: HashMap<String, usize>,
+    /// Points per record.
+    seal_at: u32,
+    /// `(partition, next offset to read)`, in first-seen order.
+    next_offsets: Vec<(i32, i64)>,
+    /// Where the last partition seen sits in `next_offsets`: messages come
+    /// in runs from one partition, so this is nearly always the one.
+    last_partition_slot: usize,
     /// Rejected messages, written to the dead-letter file at the flush point.
     pub dead_letters: Vec<RejectedMessage>,
-    /// Points buffered in `databases`.
+    /// Points buffered (open and sealed).
     pub points: usize,
     /// When the oldest buffered message was read (None when empty).
     pub oldest: Option<Instant>,
 }
 
 impl PendingBatch {
+    /// An empty batch sealing a record every `seal_at` points of a database.
+    pub fn new(seal_at: usize) -> Self {
+        PendingBatch {
+            open: Vec::new(),
+            shared_slot: None,
+            tenant_slots: HashMap::new(),
+            sealed: Vec::new(),
+            capacity_hints: HashMap::new(),
+            seal_at: u32::try_from(seal_at.max(1)).unwrap_or(u32::MAX),
+            next_offsets: Vec::new(),
+            last_partition_slot: 0,
+            dead_letters: Vec::new(),
+            points: 0,
+            oldest: None,
+        }
+    }
+
     /// True when there is nothing to make durable.
     pub fn is_empty(&self) -> bool {
         self.next_offsets.is_empty() && self.dead_letters.is_empty() && self.points == 0
@@ -38,41 +86,106 @@ impl PendingBatch {
 
     /// Notes that the message at `offset` of `partition` has been handled.
     pub fn advance(&mut self, partition: i32, offset: i64) {
-        let next = self.next_offsets.entry(partition).or_insert(offset + 1);
-        if *next < offset + 1 {
-            *next = offset + 1;
-        }
+        let slot = match self.next_offsets.get(self.last_partition_slot) {
+            Some((p, _)) if *p == partition => self.last_partition_slot,
+            _ => match self.next_offsets.iter().position(|(p, _)| *p == partition) {
+                Some(slot) => slot,
+                None => {
+                    self.next_offsets.push((partition, offset + 1));
+                    self.next_offsets.len() - 1
+                }
+            },
+        };
+        self.last_partition_slot = slot;
+        let next = &mut self.next_offsets[slot].1;
+        *next = (*next).max(offset + 1);
         if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
     }
 
-    /// The buffer for `database`, created on first use. The common path (a
-    /// database seen before) does not allocate.
-    pub fn lines_for(&mut self, database: &str) -> &mut DatabaseLines {
-        if !self.databases.contains_key(database) {
-            self.databases
-                .insert(database.to_string(), DatabaseLines::default());
+    /// Appends one line (newline-terminated) for `target`, whose database
+    /// name `database` gives, asked only the first time the target is seen
+    /// since the last flush point.
+    pub fn push_line(
+        &mut self,
+        target: &Target<'_>,
+        line: &[u8],
+        database: impl FnOnce() -> String,
+    ) {
+        let slot = match target {
+            Target::Shared => match self.shared_slot {
+                Some(slot) => slot,
+                None => {
+                    let slot = self.open_buffer(database());
+                    self.shared_slot = Some(slot);
+                    slot
+                }
+            },
+            Target::Tenant(tenant) => match self.tenant_slots.get(tenant.as_ref()) {
+                Some(&slot) => slot,
+                None => {
+                    let slot = self.open_buffer(database());
+                    self.tenant_slots.insert(tenant.to_string(), slot);
+                    slot
+                }
+            },
+        };
+        let open = &mut self.open[slot];
+        open.buffer.lines.extend_from_slice(line);
+        open.buffer.points += 1;
+        self.points += 1;
+        if open.buffer.points >= self.seal_at {
+            let full = std::mem::replace(
+                &mut open.buffer,
+                DatabaseLines {
+                    lines: Vec::with_capacity(open.next_capacity),
+                    points: 0,
+                },
+            );
+            open.next_capacity =
+                (full.lines.len() + full.lines.len() / 8).min(MAX_PREALLOCATED_BYTES);
+            self.sealed.push((open.database.clone(), full));
         }
-        // Just inserted or already present.
-        self.databases
-            .get_mut(database)
-            .expect("database buffer present")
     }
 
-    /// Takes the buffered content, leaving an empty batch. Called at most a
-    /// few times a second, so the fresh map per flush point costs nothing.
+    fn open_buffer(&mut self, database: String) -> usize {
+        let capacity = self.capacity_hints.get(&database).copied().unwrap_or(0);
+        self.open.push(OpenBuffer {
+            database,
+            buffer: DatabaseLines {
+                lines: Vec::with_capacity(capacity),
+                points: 0,
+            },
+            next_capacity: capacity,
+        });
+        self.open.len() - 1
+    }
+
+    /// Takes the buffered content, leaving an empty batch.
     pub fn take(&mut self) -> TakenBatch {
-        let records = std::mem::take(&mut self.databases)
+        let mut records: Vec<(String, Vec<u8>, u32)> = std::mem::take(&mut self.sealed)
             .into_iter()
-            .filter(|(_, b)| b.points > 0)
             .map(|(db, b)| (db, b.lines, b.points))
             .collect();
+        self.capacity_hints.clear();
+        for open in std::mem::take(&mut self.open) {
+            if open.next_capacity > 0 {
+                self.capacity_hints
+                    .insert(open.database.clone(), open.next_capacity);
+            }
+            if open.buffer.points > 0 {
+                records.push((open.database, open.buffer.lines, open.buffer.points));
+            }
+        }
+        self.shared_slot = None;
+        self.tenant_slots.clear();
         self.points = 0;
         self.oldest = None;
+        self.last_partition_slot = 0;
         TakenBatch {
             records,
-            next_offsets: std::mem::take(&mut self.next_offsets),
+            next_offsets: std::mem::take(&mut self.next_offsets).into_iter().collect(),
             dead_letters: std::mem::take(&mut self.dead_letters),
         }
     }
@@ -80,7 +193,8 @@ impl PendingBatch {
 
 /// The content of a flush point, detached from the consumer's buffer.
 pub struct TakenBatch {
-    /// `(database, lines, points)`.
+    /// `(database, lines, points)`: sealed records first, in the order they
+    /// filled up, then each database's partial record.
     pub records: Vec<(String, Vec<u8>, u32)>,
     /// Partition → next offset.
     pub next_offsets: BTreeMap<i32, i64>,
@@ -100,4 +214,68 @@ pub struct RejectedMessage {
     pub reason: String,
     /// The raw message.
     pub payload: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn tenant(t: &str) -> Target<'_> {
+        Target::Tenant(Cow::Borrowed(t))
+    }
+
+    #[test]
+    fn records_are_sealed_every_seal_at_points_per_database() {
+        let mut b = PendingBatch::new(2);
+        for (i, t) in ["a", "b", "a", "a", "b", "a", "c"].iter().enumerate() {
+            b.push_line(&tenant(t), format!("{t}{i}\n").as_bytes(), || {
+                format!("mon_{t}")
+            });
+            b.advance(i as i32 % 2, i as i64);
+        }
+        assert_eq!(b.points, 7);
+        let taken = b.take();
+        let records: Vec<(&str, &[u8], u32)> = taken
+            .records
+            .iter()
+            .map(|(d, l, p)| (d.as_str(), l.as_slice(), *p))
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                ("mon_a", &b"a0\na2\n"[..], 2),
+                ("mon_b", &b"b1\nb4\n"[..], 2),
+                ("mon_a", &b"a3\na5\n"[..], 2),
+                ("mon_c", &b"c6\n"[..], 1),
+            ]
+        );
+        assert_eq!(taken.next_offsets, BTreeMap::from([(0, 7), (1, 6)]));
+        assert!(b.is_empty());
+        assert!(b.oldest.is_none());
+    }
+
+    #[test]
+    fn the_shared_database_is_named_once_and_offsets_only_move_forward() {
+        let mut b = PendingBatch::new(100);
+        let mut named = 0;
+        for offset in [5, 3, 9] {
+            b.push_line(&Target::Shared, b"x\n", || {
+                named += 1;
+                "mon".to_string()
+            });
+            b.advance(4, offset);
+        }
+        b.advance(7, 1);
+        let taken = b.take();
+        assert_eq!(named, 1);
+        assert_eq!(
+            taken.records,
+            vec![("mon".to_string(), b"x\nx\nx\n".to_vec(), 3)]
+        );
+        assert_eq!(taken.next_offsets, BTreeMap::from([(4, 10), (7, 2)]));
+        // A fresh flush period names the database again.
+        b.push_line(&Target::Shared, b"y\n", || "mon".to_string());
+        assert_eq!(b.take().records.len(), 1);
+    }
 }
