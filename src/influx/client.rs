@@ -28,17 +28,20 @@ const MESSAGE_SHOWN: usize = 400;
 
 /// A failed exchange with InfluxDB. Every variant names what was being done
 /// and the server URL (which never holds credentials).
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum InfluxError {
     /// The request did not complete: connection refused, DNS, TLS, reset.
-    #[error("{action} at {url}: cannot reach InfluxDB: {source}")]
+    #[error("{action} at {url}: cannot reach InfluxDB: {cause}")]
     Transport {
         /// What was being done.
         action: String,
         /// Server URL.
         url: String,
         /// The HTTP client's error.
-        source: ureq::Error,
+        cause: ureq::Error,
     },
     /// No complete answer within `[influxdb] timeout_seconds`.
     #[error("{action} at {url}: no answer within {seconds} s ([influxdb] timeout_seconds)")]
@@ -165,12 +168,12 @@ impl InfluxError {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// `ca_file` could not be read.
-    #[error("reading [influxdb] ca_file {path}: {source}")]
+    #[error("reading [influxdb] ca_file {path}: {cause}")]
     CaFileUnreadable {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// `ca_file` holds no usable PEM certificate.
     #[error("reading [influxdb] ca_file {path}: {detail}")]
@@ -480,7 +483,7 @@ impl InfluxClient {
             InfluxError::Transport {
                 action,
                 url,
-                source: error,
+                cause: error,
             }
         }
     }
@@ -509,9 +512,9 @@ fn tls_config(config: &InfluxSection, base_url: &str) -> Result<TlsConfig, Setup
         // Mozilla's roots, as bundled: a private CA needs ca_file.
         return Ok(builder.root_certs(RootCerts::WebPki).build());
     };
-    let pem = std::fs::read(path).map_err(|source| SetupError::CaFileUnreadable {
+    let pem = std::fs::read(path).map_err(|cause| SetupError::CaFileUnreadable {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {

@@ -22,10 +22,10 @@ const FORMAT: u32 = 1;
 
 fn io(path: &Path, action: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError + '_ {
     let action = action.into();
-    move |source| WalError::Io {
+    move |cause| WalError::Io {
         path: path.to_path_buf(),
         action,
-        source,
+        cause,
     }
 }
 

@@ -5,17 +5,20 @@
 use std::path::PathBuf;
 
 /// Errors of the WAL.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     /// A file-system operation on the WAL directory failed.
-    #[error("WAL {path}: {action}: {source}")]
+    #[error("WAL {path}: {action}: {cause}")]
     Io {
         /// File or directory the operation was on.
         path: PathBuf,
         /// What was being done.
         action: String,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// The directory exists and holds something other than a WAL.
@@ -46,25 +49,25 @@ pub enum WalError {
     },
 
     /// The storage engine (sled) failed.
-    #[error("WAL {path}: {action}: {source}")]
+    #[error("WAL {path}: {action}: {cause}")]
     Storage {
         /// The sled database directory.
         path: PathBuf,
         /// What was being done, with the record ids involved.
         action: String,
         /// The sled error.
-        source: sled::Error,
+        cause: sled::Error,
     },
 
     /// A record could not be encoded for storage.
-    #[error("WAL {path}: encoding {what}: {source}")]
+    #[error("WAL {path}: encoding {what}: {cause}")]
     Encode {
         /// The WAL directory.
         path: PathBuf,
         /// What was being encoded, with record ids.
         what: String,
         /// The bincode error.
-        source: bincode::error::EncodeError,
+        cause: bincode::error::EncodeError,
     },
 
     /// A record is too large to store.

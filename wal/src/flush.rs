@@ -137,7 +137,7 @@ mod tests {
             Err(WalError::Io {
                 path: "x".into(),
                 action: "test".into(),
-                source: std::io::Error::other("disk gone"),
+                cause: std::io::Error::other("disk gone"),
             })
         });
         assert!(err.is_err());

@@ -59,16 +59,16 @@ impl Generation {
             .segment_size(SEGMENT_SIZE)
             .mode(sled::Mode::LowSpace)
             .open()
-            .map_err(|source| WalError::Storage {
+            .map_err(|cause| WalError::Storage {
                 path: path.clone(),
                 action: "opening the sled database".into(),
-                source,
+                cause,
             })?;
         let tree = |name: &str| {
-            db.open_tree(name).map_err(|source| WalError::Storage {
+            db.open_tree(name).map_err(|cause| WalError::Storage {
                 path: path.clone(),
                 action: format!("opening tree {name}"),
-                source,
+                cause,
             })
         };
         let (frames, acks, offsets, meta, quarantine) = (
@@ -79,10 +79,10 @@ impl Generation {
             tree(QUARANTINE)?,
         );
         let log_path = path.join("db");
-        let log_file = File::open(&log_path).map_err(|source| WalError::Io {
+        let log_file = File::open(&log_path).map_err(|cause| WalError::Io {
             path: log_path.clone(),
             action: "opening sled's log file for fdatasync".into(),
-            source,
+            cause,
         })?;
         if fresh {
             // sled creates its files without syncing the directories.
@@ -112,10 +112,10 @@ impl Generation {
     ) -> impl FnOnce(sled::Error) -> WalError {
         let path = self.path.clone();
         let action = action.into();
-        move |source| WalError::Storage {
+        move |cause| WalError::Storage {
             path,
             action,
-            source,
+            cause,
         }
     }
 
@@ -140,10 +140,10 @@ impl Generation {
             .flush()
             .map_err(self.storage_err("flushing sled's log"))?;
         self.sync_blobs()?;
-        self.log_file.sync_data().map_err(|source| WalError::Io {
+        self.log_file.sync_data().map_err(|cause| WalError::Io {
             path: self.path.join("db"),
             action: "fdatasync of sled's log file".into(),
-            source,
+            cause,
         })
     }
 
@@ -154,10 +154,10 @@ impl Generation {
         let io = |path: &Path, action: &str| {
             let path = path.to_path_buf();
             let action = action.to_string();
-            move |source| WalError::Io {
+            move |cause| WalError::Io {
                 path,
                 action,
-                source,
+                cause,
             }
         };
         let mut any = false;

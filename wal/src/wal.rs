@@ -126,10 +126,10 @@ impl Wal {
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
         let existed = dir.exists();
         dir::check_is_wal_or_empty(dir)?;
-        std::fs::create_dir_all(dir).map_err(|source| WalError::Io {
+        std::fs::create_dir_all(dir).map_err(|cause| WalError::Io {
             path: dir.to_path_buf(),
             action: "creating the WAL directory".into(),
-            source,
+            cause,
         })?;
         if !existed {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -263,10 +263,10 @@ impl Wal {
             let start = bytes.len();
             encoder
                 .encode(&records[range.clone()], &mut bytes)
-                .map_err(|source| WalError::Encode {
+                .map_err(|cause| WalError::Encode {
                     path: self.dir.clone(),
                     what: format!("records {}..{} of an append", range.start, range.end),
-                    source,
+                    cause,
                 })?;
             frames.push((range, start..bytes.len()));
         }
@@ -321,10 +321,10 @@ impl Wal {
             next_id: end,
             offsets,
         };
-        let bytes = codec::encode_commit(&commit).map_err(|source| WalError::Encode {
+        let bytes = codec::encode_commit(&commit).map_err(|cause| WalError::Encode {
             path: self.dir.clone(),
             what: format!("the commit record of the append {start}..{end}"),
-            source,
+            cause,
         })?;
         generation
             .meta
@@ -578,10 +578,10 @@ impl Wal {
         let number = generation.number + 1;
         let path = dir::generation_dir(&self.dir, number);
         if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|source| WalError::Io {
+            std::fs::remove_dir_all(&path).map_err(|cause| WalError::Io {
                 path: path.clone(),
                 action: "removing a leftover generation directory".into(),
-                source,
+                cause,
             })?;
         }
         let fresh = Generation::open(path, number, self.opts.cache_capacity_bytes)?;
@@ -610,10 +610,10 @@ impl Wal {
             next_id,
             offsets: Vec::new(),
         })
-        .map_err(|source| WalError::Encode {
+        .map_err(|cause| WalError::Encode {
             path: self.dir.clone(),
             what: "the commit record of a new generation".into(),
-            source,
+            cause,
         })?;
         fresh
             .meta
@@ -874,10 +874,10 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
 
 fn disk_usage(path: &Path) -> Result<u64, WalError> {
     use std::os::unix::fs::MetadataExt;
-    let io = |source| WalError::Io {
+    let io = |cause| WalError::Io {
         path: path.to_path_buf(),
         action: "measuring disk usage".into(),
-        source,
+        cause,
     };
     let meta = std::fs::symlink_metadata(path).map_err(io)?;
     let mut total = meta.blocks() * 512;
@@ -887,8 +887,8 @@ fn disk_usage(path: &Path) -> Result<u64, WalError> {
             match disk_usage(&entry.path()) {
                 Ok(n) => total += n,
                 // sled creates and removes files while we walk.
-                Err(WalError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(WalError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                }
                 Err(e) => return Err(e),
             }
         }
