@@ -5,6 +5,9 @@
 //!   points were queryable, its CPU time and its peak RSS.
 //! - `ceiling`: posts the same N metric lines straight to InfluxDB (10 000
 //!   points per request, 2 threads): what InfluxDB alone can take.
+//! - `kafka-ceiling`: a bare consumer with the persister's librdkafka
+//!   settings reads the same N messages and drops them: what the broker and
+//!   librdkafka alone deliver.
 //! - `latency`: produces at a low rate and measures, per message, the time
 //!   from handing it to the Kafka producer to it being queryable.
 //!
@@ -12,6 +15,7 @@
 
 mod ceiling;
 mod influx;
+mod kafka_ceiling;
 mod latency;
 mod watch;
 
@@ -33,6 +37,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Post the same lines directly to InfluxDB.
     Ceiling(ceiling::CeilingArgs),
+    /// Read the preloaded messages with a bare consumer.
+    KafkaCeiling(kafka_ceiling::KafkaCeilingArgs),
     /// Produce at a low rate; report produce-to-queryable latency.
     Latency(latency::LatencyArgs),
 }
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Watch(args) => watch::run(args),
         Command::Ceiling(args) => ceiling::run(args),
+        Command::KafkaCeiling(args) => kafka_ceiling::run(args),
         Command::Latency(args) => latency::run(args),
     };
     match result {

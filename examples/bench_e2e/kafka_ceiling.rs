@@ -1,0 +1,70 @@
+//! `kafka-ceiling`: a bare consumer with the persister's librdkafka settings
+//! reads N preloaded messages and does nothing with them — what the broker
+//! and librdkafka alone deliver on this machine, the other bound (besides
+//! InfluxDB's) a persister's throughput is compared with. The time runs from
+//! the first message to the N-th.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use monasca_persister::config::Config;
+use monasca_persister::loadgen::cli::parse_count;
+use monasca_persister::pipeline::consumer::client_config;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+
+/// Options of `kafka-ceiling`.
+#[derive(Debug, clap::Args)]
+pub struct KafkaCeilingArgs {
+    /// Bootstrap brokers, `host:port`.
+    #[arg(long)]
+    brokers: String,
+    /// Topic the messages are in.
+    #[arg(long, default_value = "metrics")]
+    topic: String,
+    /// Messages to read.
+    #[arg(long, value_parser = parse_count)]
+    count: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_seconds: u64,
+}
+
+/// Runs `kafka-ceiling`.
+pub fn run(args: KafkaCeilingArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    config.kafka_metrics.uri = vec![args.brokers.clone()];
+    // A group of its own, so the persister's group starts from scratch.
+    config.kafka_metrics.group_id = format!("bench-kafka-ceiling-{}", std::process::id());
+    config.kafka_metrics.topic = args.topic.clone();
+    let consumer: BaseConsumer = client_config(&config, &config.kafka_metrics, 0)
+        .create()
+        .with_context(|| format!("creating a consumer for {}", args.brokers))?;
+    consumer
+        .subscribe(&[&args.topic])
+        .with_context(|| format!("subscribing to {}", args.topic))?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let mut first: Option<Instant> = None;
+    let mut read = 0u64;
+    let mut bytes = 0u64;
+    while read < args.count {
+        if Instant::now() > deadline {
+            bail!("read {read} of {} messages in {} s", args.count, args.timeout_seconds);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                first.get_or_insert_with(Instant::now);
+                bytes += message.payload().map_or(0, |p| p.len() as u64);
+                read += 1;
+            }
+            Some(Err(e)) => eprintln!("bench_e2e kafka-ceiling: {e}"),
+            None => {}
+        }
+    }
+    let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    println!("kafka_ceiling_messages={read}");
+    println!("kafka_ceiling_bytes={bytes}");
+    println!("kafka_ceiling_seconds={seconds:.3}");
+    println!("kafka_ceiling_msgs_per_s={:.0}", read as f64 / seconds.max(1e-9));
+    Ok(())
+}
