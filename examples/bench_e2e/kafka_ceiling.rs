@@ -49,7 +49,11 @@ pub fn run(args: KafkaCeilingArgs) -> anyhow::Result<()> {
     let mut bytes = 0u64;
     while read < args.count {
         if Instant::now() > deadline {
-            bail!("read {read} of {} messages in {} s", args.count, args.timeout_seconds);
+            bail!(
+                "read {read} of {} messages in {} s",
+                args.count,
+                args.timeout_seconds
+            );
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
@@ -65,6 +69,9 @@ pub fn run(args: KafkaCeilingArgs) -> anyhow::Result<()> {
     println!("kafka_ceiling_messages={read}");
     println!("kafka_ceiling_bytes={bytes}");
     println!("kafka_ceiling_seconds={seconds:.3}");
-    println!("kafka_ceiling_msgs_per_s={:.0}", read as f64 / seconds.max(1e-9));
+    println!(
+        "kafka_ceiling_msgs_per_s={:.0}",
+        read as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }

@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use super::batch::{PendingBatch, RejectedMessage};
-use super::fetch_queue::{FetchQueue, FetchQueueSlot, Fetched};
+use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
 use super::Shared;
 use crate::config::{Config, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
@@ -229,6 +229,27 @@ impl PersisterContext {
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0) as i64;
         self.shared.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)]
             .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`fetch_queue::rewind_after_error`]; failing that while the
+    /// partition is still assigned is fatal.
+    fn rewind_after_error(&self, consumer: &BaseConsumer<Self>, partition: i32, offset: i64) {
+        let Err(e) = fetch_queue::rewind_after_error(consumer, &self.topic, partition, offset)
+        else {
+            return;
+        };
+        let assigned = consumer
+            .assignment()
+            .map(|a| a.find_partition(&self.topic, partition).is_some())
+            .unwrap_or(true);
+        if assigned {
+            // A pause now would restart the partition one message too far
+            // on: stop instead; a restart resumes from the committed offsets.
+            self.shared.control.fatal(format!(
+                "{}/{partition}: cannot seek back to offset {offset} after a consume error: {e}",
+                self.topic
+            ));
+        }
     }
 
     /// Forwards newly assigned partitions to the fetch queue, before they
@@ -650,6 +671,7 @@ fn run(
     let _slot_guard = EmptySlotOnDrop(&ctx.fetch_queue);
     let queue = ctx.fetch_queue.get();
     let mut fetched = Vec::with_capacity(DRAIN_MAX);
+    let mut rewind: Vec<(i32, i64)> = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
     let mut last_error_log: Option<Instant> = None;
     let idle_timeout = interval.min(Duration::from_millis(100));
@@ -694,13 +716,25 @@ fn run(
                             ctx.handle(&mut batch, partition, offset, payload, &mut scratch);
                             consumed += 1;
                         }
-                        Fetched::Error(e) => log_poll_error(&ctx.topic, &e, &mut last_error_log),
+                        Fetched::Error {
+                            partition,
+                            offset,
+                            error,
+                        } => {
+                            log_poll_error(&ctx.topic, &error, &mut last_error_log);
+                            if let Some(p) = partition.filter(|_| offset >= 0) {
+                                rewind.push((p, offset));
+                            }
+                        }
                     });
                 }
                 batch.points >= batch_size
             }
             Err(_) => false,
         };
+        for (partition, offset) in rewind.drain(..) {
+            ctx.rewind_after_error(&consumer, partition, offset);
+        }
         idle = consumed == 0;
         if consumed > 0 {
             shared.stats.consumed(kind, consumed);

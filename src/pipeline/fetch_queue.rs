@@ -16,7 +16,9 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::Offset;
 
 /// One fetched message, valid for the duration of the callback.
 pub enum Fetched<'m> {
@@ -30,7 +32,14 @@ pub enum Fetched<'m> {
         payload: Option<&'m [u8]>,
     },
     /// A consume error librdkafka reports in the message stream.
-    Error(KafkaError),
+    Error {
+        /// The partition it is about, if any.
+        partition: Option<i32>,
+        /// The fetch offset it was reported at (may be a logical offset).
+        offset: i64,
+        /// What went wrong.
+        error: KafkaError,
+    },
 }
 
 /// A librdkafka queue the assigned partitions are forwarded to.
@@ -87,6 +96,12 @@ impl FetchQueue {
 
     /// Hands up to `max` messages to `each`, waiting up to `timeout` for the
     /// first one. Returns how many were handed over.
+    ///
+    /// Unlike the one-message poll, librdkafka's batch consume moves a
+    /// partition's application position past the offset of an *error* too
+    /// (`rd_kafka_q_serve_rkmessages`). A later pause restarts fetching
+    /// there, which would skip the message at that offset: the caller must
+    /// seek the partition back to an error's offset (see `Fetched::Error`).
     pub fn drain(
         &self,
         timeout: Duration,
@@ -119,15 +134,35 @@ impl FetchQueue {
                         payload,
                     });
                 } else {
-                    each(Fetched::Error(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::from(m.err),
-                    )));
+                    each(Fetched::Error {
+                        partition: (m.partition >= 0).then_some(m.partition),
+                        offset: m.offset,
+                        error: KafkaError::MessageConsumption(RDKafkaErrorCode::from(m.err)),
+                    });
                 }
                 rd::rd_kafka_message_destroy(message);
             }
         }
         n
     }
+}
+
+/// Puts `partition` of `topic` back to `offset`, where a consume error was
+/// reported (the next message to read), undoing the batch consume moving
+/// its position one past (see [`FetchQueue::drain`]). Messages already
+/// fetched beyond it are fetched again, not skipped.
+pub fn rewind_after_error<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), KafkaError> {
+    consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(offset),
+        Duration::from_secs(10),
+    )
 }
 
 impl Drop for FetchQueue {
@@ -162,5 +197,111 @@ impl FetchQueueSlot {
     /// Empties the slot and returns the queue for the caller to drop.
     pub fn take(&self) -> Option<std::sync::Arc<FetchQueue>> {
         self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use rdkafka::TopicPartitionList;
+
+    const TOPIC: &str = "metrics";
+
+    fn produce(producer: &BaseProducer, from: usize, to: usize) {
+        for i in from..to {
+            let payload = format!("m{i}");
+            producer
+                .send(
+                    BaseRecord::<(), _>::to(TOPIC)
+                        .partition(0)
+                        .payload(&payload),
+                )
+                .expect("queue a message");
+        }
+        producer.flush(Duration::from_secs(10)).expect("deliver");
+    }
+
+    /// Drains until `until` says stop (or 30 s pass), collecting what came.
+    fn drain_until(
+        queue: &FetchQueue,
+        consumer: &BaseConsumer,
+        until: impl Fn(&[Result<i64, i64>]) -> bool,
+    ) -> Vec<Result<i64, i64>> {
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !until(&seen) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "drained only {seen:?}"
+            );
+            let _ = consumer.poll(Duration::ZERO);
+            queue.drain(Duration::from_millis(50), 100, &mut buf, |m| match m {
+                Fetched::Message { offset, .. } => seen.push(Ok(offset)),
+                Fetched::Error { offset, .. } => seen.push(Err(offset)),
+            });
+        }
+        seen
+    }
+
+    /// Messages, then a consume error, then a pause and resume: with the
+    /// rewind, reading resumes at the error's offset; without it librdkafka
+    /// would resume one past it (checked too, so the test shows the hazard).
+    #[test]
+    fn a_consume_error_then_a_pause_skips_nothing_after_the_rewind() {
+        for rewind in [true, false] {
+            let cluster = MockCluster::new(1).expect("mock cluster");
+            cluster.create_topic(TOPIC, 1, 1).expect("topic");
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", cluster.bootstrap_servers())
+                .create()
+                .expect("producer");
+            produce(&producer, 0, 5);
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", cluster.bootstrap_servers())
+                .set("group.id", "fetch-queue-test")
+                .set("enable.auto.commit", "false")
+                .set("fetch.error.backoff.ms", "2000")
+                .create()
+                .expect("consumer");
+            let queue = FetchQueue::new(consumer.client().native_ptr()).expect("queue");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(TOPIC, 0, Offset::Beginning)
+                .expect("tpl");
+            assert!(queue.route(TOPIC, 0));
+            consumer.assign(&tpl).expect("assign");
+            let first = drain_until(&queue, &consumer, |s| s.len() >= 5);
+            assert_eq!(first, (0..5).map(Ok).collect::<Vec<_>>());
+
+            cluster.request_errors(
+                RDKafkaApiKey::Fetch,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN],
+            );
+            produce(&producer, 5, 10);
+            let error = drain_until(&queue, &consumer, |s| !s.is_empty());
+            assert_eq!(
+                error,
+                vec![Err(5)],
+                "the error names the next offset to read"
+            );
+            if rewind {
+                rewind_after_error(&consumer, TOPIC, 0, 5).expect("rewind");
+            }
+            let assignment = consumer.assignment().expect("assignment");
+            consumer.pause(&assignment).expect("pause");
+            consumer.resume(&assignment).expect("resume");
+            let after = drain_until(&queue, &consumer, |s| s.iter().any(|m| m == &Ok(9)));
+            let expected_first = if rewind { 5 } else { 6 };
+            assert_eq!(
+                after.first(),
+                Some(&Ok(expected_first)),
+                "rewind={rewind}: read after the pause: {after:?}"
+            );
+            drop(queue);
+        }
     }
 }
