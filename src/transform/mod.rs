@@ -13,6 +13,7 @@ mod line;
 mod message;
 mod pyjson;
 mod pynum;
+mod scan;
 
 use std::borrow::Cow;
 
@@ -129,6 +130,22 @@ fn utf8(payload: &[u8]) -> Result<&str, Rejection> {
     std::str::from_utf8(payload).map_err(|e| Rejection::Malformed(format!("not UTF-8: {e}")))
 }
 
+/// Whether a metric message may take the fast scanner (`scan.rs`), which
+/// hands anything unusual to serde anyway.
+#[derive(Debug, Clone, Copy)]
+enum Decoder {
+    Fast,
+    Serde,
+}
+
+/// Whether the fast scanner decodes `payload` by itself (a test hook:
+/// generated cases must actually exercise the fast path).
+#[doc(hidden)]
+pub fn metric_takes_fast_path(payload: &[u8]) -> bool {
+    std::str::from_utf8(payload)
+        .is_ok_and(|text| scan::decode_metric(text, &mut DimensionList::new()).is_some())
+}
+
 /// Turns Monasca messages into InfluxDB lines for one `[influxdb]` setup.
 /// Cheap to share between consumer threads (`&self` everywhere).
 #[derive(Debug, Clone)]
@@ -163,7 +180,23 @@ impl Transformer {
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
         let start = out.len();
-        let result = self.encode_metric(payload, out);
+        let result = self.encode_metric(payload, out, Decoder::Fast);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// [`Transformer::metric`] with the fast scanner switched off: the
+    /// reference the fast path is tested against.
+    #[doc(hidden)]
+    pub fn metric_via_serde<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Target<'p>, Rejection> {
+        let start = out.len();
+        let result = self.encode_metric(payload, out, Decoder::Serde);
         if result.is_err() {
             out.truncate(start);
         }
@@ -227,10 +260,21 @@ impl Transformer {
         &self,
         payload: &'p [u8],
         out: &mut Vec<u8>,
+        decoder: Decoder,
     ) -> Result<Target<'p>, Rejection> {
         let text = utf8(payload)?;
         let mut tags = DimensionList::new();
-        let envelope = message::decode_metric(text, &mut tags).map_err(malformed)?;
+        let fast = match decoder {
+            Decoder::Fast => scan::decode_metric(text, &mut tags),
+            Decoder::Serde => None,
+        };
+        let envelope = match fast {
+            Some(envelope) => envelope,
+            None => {
+                tags.clear();
+                message::decode_metric(text, &mut tags).map_err(malformed)?
+            }
+        };
         let metric = envelope.metric.ok_or(Rejection::MissingField("metric"))?;
         let name = metric.name.ok_or(Rejection::MissingField("metric.name"))?.0;
         let meta = envelope.meta.ok_or(Rejection::MissingField("meta"))?;
@@ -292,8 +336,8 @@ impl Transformer {
         out.extend_from_slice(FloatRepr::new(value).as_str().as_bytes());
         out.extend_from_slice(b",value_meta=\"");
         match metric.value_meta {
-            Some(raw) if !pyjson::is_falsy(raw.get()) => {
-                pyjson::write(raw.get(), &[], &mut StringFieldSink(out))
+            Some(raw) if !pyjson::is_falsy(raw) => {
+                pyjson::write(raw, &[], &mut StringFieldSink(out))
                     .map_err(|e| bad_value("metric.value_meta", e.to_string()))?;
             }
             _ => out.extend_from_slice(b"{}"),
@@ -326,7 +370,10 @@ impl Transformer {
             "alarm-transitioned.stateChangeReason",
         )?;
         let tenant = required(alarm.tenant_id, "alarm-transitioned.tenantId")?;
-        let timestamp = timestamp_ms(alarm.timestamp, "alarm-transitioned.timestamp")?;
+        let timestamp = timestamp_ms(
+            alarm.timestamp.map(RawValue::get),
+            "alarm-transitioned.timestamp",
+        )?;
         let sub_alarms = alarm
             .sub_alarms
             .ok_or(Rejection::MissingField("alarm-transitioned.subAlarms"))?;
@@ -437,17 +484,17 @@ fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
 }
 
 /// Decodes a raw JSON string value (already known to be a string).
-fn json_text<'p>(raw: &'p RawValue, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
-    serde_json::from_str::<Text<'p>>(raw.get())
+fn json_text<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
+    serde_json::from_str::<Text<'p>>(raw)
         .map(|t| t.0)
         .map_err(|e| bad_value(field, e.to_string()))
 }
 
 /// The reference's `int(timestamp)`, limited to InfluxDB's time range.
-fn timestamp_ms(raw: Option<&RawValue>, field: &'static str) -> Result<i64, Rejection> {
+fn timestamp_ms(raw: Option<&str>, field: &'static str) -> Result<i64, Rejection> {
     let raw = raw.ok_or(Rejection::MissingField(field))?;
     let ms = match JsonKind::of(raw) {
-        JsonKind::Number => pynum::int_from_json_number(raw.get()),
+        JsonKind::Number => pynum::int_from_json_number(raw),
         JsonKind::String => pynum::int_from_text(&json_text(raw, field)?),
         JsonKind::Bool(b) => Ok(i64::from(b)),
         kind => {
@@ -463,24 +510,21 @@ fn timestamp_ms(raw: Option<&RawValue>, field: &'static str) -> Result<i64, Reje
             field,
             format!(
                 "{} is outside InfluxDB's range of {MIN_TIMESTAMP_MS}..={MAX_TIMESTAMP_MS} ms",
-                raw.get()
+                raw
             ),
         )),
-        Err(IntError::NotInteger) => {
-            Err(bad_value(field, format!("{} is not an integer", raw.get())))
-        }
+        Err(IntError::NotInteger) => Err(bad_value(field, format!("{} is not an integer", raw))),
     }
 }
 
 /// The reference's `float(value)`, refusing what InfluxDB cannot store.
-fn metric_value(raw: Option<&RawValue>) -> Result<f64, Rejection> {
+fn metric_value(raw: Option<&str>) -> Result<f64, Rejection> {
     const FIELD: &str = "metric.value";
     let raw = raw.ok_or(Rejection::MissingField(FIELD))?;
     let value = match JsonKind::of(raw) {
         JsonKind::Number => raw
-            .get()
             .parse::<f64>()
-            .map_err(|e| bad_value(FIELD, format!("{}: {e}", raw.get())))?,
+            .map_err(|e| bad_value(FIELD, format!("{raw}: {e}")))?,
         JsonKind::String => {
             let text = json_text(raw, FIELD)?;
             pynum::float_from_text(&text).ok_or_else(|| {
