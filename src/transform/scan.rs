@@ -35,6 +35,12 @@ pub(crate) fn decode_metric<'p>(
     (scanner.pos == scanner.bytes.len()).then_some(envelope)
 }
 
+/// An object key: the index of one the caller named, or another string.
+enum Key<'p> {
+    Known(usize),
+    Other(Cow<'p, str>),
+}
+
 struct Scanner<'p> {
     text: &'p str,
     bytes: &'p [u8],
@@ -44,10 +50,10 @@ struct Scanner<'p> {
 impl<'p> Scanner<'p> {
     fn envelope(&mut self, dimensions: &mut DimensionList<'p>) -> Option<MetricEnvelope<'p>> {
         let mut envelope = MetricEnvelope::default();
-        self.object(|s, key| {
-            match &*key {
-                "metric" => envelope.metric = s.metric(dimensions)?,
-                "meta" => envelope.meta = s.meta()?,
+        self.object(&["metric", "meta"], |s, key| {
+            match key {
+                Key::Known(0) => envelope.metric = s.metric(dimensions)?,
+                Key::Known(1) => envelope.meta = s.meta()?,
                 _ => {
                     s.skip_value()?;
                 }
@@ -64,16 +70,17 @@ impl<'p> Scanner<'p> {
         // A repeated `metric` object replaces the earlier one whole.
         dimensions.clear();
         let mut metric = Metric::default();
-        self.object(|s, key| {
-            match &*key {
-                "name" => metric.name = s.optional_text()?,
-                "dimensions" => {
+        let names = ["name", "dimensions", "timestamp", "value", "value_meta"];
+        self.object(&names, |s, key| {
+            match key {
+                Key::Known(0) => metric.name = s.optional_text()?,
+                Key::Known(1) => {
                     dimensions.clear();
                     s.dimensions(dimensions)?;
                 }
-                "timestamp" => metric.timestamp = Some(s.skip_value()?),
-                "value" => metric.value = Some(s.skip_value()?),
-                "value_meta" => metric.value_meta = Some(s.skip_value()?),
+                Key::Known(2) => metric.timestamp = Some(s.skip_value()?),
+                Key::Known(3) => metric.value = Some(s.skip_value()?),
+                Key::Known(4) => metric.value_meta = Some(s.skip_value()?),
                 _ => {
                     s.skip_value()?;
                 }
@@ -87,7 +94,8 @@ impl<'p> Scanner<'p> {
         if self.null() {
             return Some(());
         }
-        self.object(|s, key| {
+        self.object(&[], |s, key| {
+            let Key::Other(key) = key else { return None };
             s.skip_whitespace();
             let value = s.string()?;
             dimensions.push((key, value));
@@ -102,12 +110,12 @@ impl<'p> Scanner<'p> {
         // The derived serde struct refuses a repeated field, even `null`.
         let mut region = None;
         let mut tenant_id = None;
-        self.object(|s, key| {
-            match &*key {
-                "region" if region.is_none() => region = Some(s.optional_text()?),
-                "tenantId" if tenant_id.is_none() => tenant_id = Some(s.optional_text()?),
-                "region" | "tenantId" => return None,
-                _ => {
+        self.object(&["region", "tenantId"], |s, key| {
+            match key {
+                Key::Known(0) if region.is_none() => region = Some(s.optional_text()?),
+                Key::Known(1) if tenant_id.is_none() => tenant_id = Some(s.optional_text()?),
+                Key::Known(_) => return None,
+                Key::Other(_) => {
                     s.skip_value()?;
                 }
             }
@@ -119,11 +127,13 @@ impl<'p> Scanner<'p> {
         }))
     }
 
-    /// A JSON object; `field` consumes each value (whitespace before it not
-    /// yet skipped).
-    fn object(
+    /// A JSON object whose keys are matched against `names`; `field`
+    /// consumes each value (whitespace before it not yet skipped).
+    #[inline(always)]
+    fn object<const N: usize>(
         &mut self,
-        mut field: impl FnMut(&mut Self, Cow<'p, str>) -> Option<()>,
+        names: &[&'static str; N],
+        mut field: impl FnMut(&mut Self, Key<'p>) -> Option<()>,
     ) -> Option<()> {
         self.skip_whitespace();
         self.eat(b'{')?;
@@ -133,7 +143,7 @@ impl<'p> Scanner<'p> {
             return Some(());
         }
         loop {
-            let key = self.string()?;
+            let key = self.key(names)?;
             self.skip_whitespace();
             self.eat(b':')?;
             field(self, key)?;
@@ -144,6 +154,31 @@ impl<'p> Scanner<'p> {
                 _ => return None,
             }
         }
+    }
+
+    /// An object key: one of `names` or another string.
+    #[inline(always)]
+    fn key<const N: usize>(&mut self, names: &[&'static str; N]) -> Option<Key<'p>> {
+        // Known keys written without escapes are compared in place (a few
+        // word compares each) rather than scanned for their end.
+        if let Some(rest) = self.bytes.get(self.pos..) {
+            for (i, name) in names.iter().enumerate() {
+                let n = name.len();
+                if rest.len() > n + 1
+                    && rest[0] == b'"'
+                    && &rest[1..n + 1] == name.as_bytes()
+                    && rest[n + 1] == b'"'
+                {
+                    self.pos += n + 2;
+                    return Some(Key::Known(i));
+                }
+            }
+        }
+        let key = self.string()?;
+        Some(match names.iter().position(|name| *name == key) {
+            Some(i) => Key::Known(i),
+            None => Key::Other(key),
+        })
     }
 
     /// `null` (consumed) or something else (left in place).
