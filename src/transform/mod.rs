@@ -14,6 +14,7 @@ mod message;
 mod pyjson;
 mod pynum;
 mod scan;
+mod tags;
 
 use std::borrow::Cow;
 
@@ -290,42 +291,11 @@ impl Transformer {
         let series_start = out.len();
         push_measurement(out, name)?;
 
-        let mut reserved_key = false;
-        tags.retain(|(key, value)| {
-            *key = normalise_tag_text(std::mem::take(key));
-            *value = trim_trailing_backslashes(std::mem::take(value));
-            // InfluxDB refuses a point with a tag key `time`.
-            reserved_key |= key == "time";
-            // An empty key or value cannot be written (InfluxDB treats an
-            // empty value as absent); the meta tags override dimensions of
-            // the same name, as in the reference.
-            !key.is_empty() && !value.is_empty() && key != "_region" && key != "_tenant_id"
-        });
-        if reserved_key {
-            return Err(bad_value(
-                "metric.dimensions",
-                "a dimension named `time`, which InfluxDB refuses as a tag key",
-            ));
-        }
-        for (key, text) in [("_region", region), ("_tenant_id", tenant)] {
-            let text = trim_trailing_backslashes(text);
-            if !text.is_empty() {
-                tags.push((Cow::Borrowed(key), text));
-            }
-        }
-        // Stable, so that among repeated names the last one wins (a Python
-        // dict keeps the last value); tags are sorted by key as the
-        // reference does.
-        tags.sort_by(|a, b| a.0.cmp(&b.0));
-        for (i, (key, value)) in tags.iter().enumerate() {
-            if tags.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
-            }
-            out.push(b',');
-            push_tag_text(out, key);
-            out.push(b'=');
-            push_tag_text(out, value);
-        }
+        tags::push_metric_tags(
+            out,
+            &mut tags,
+            [("_region", region), ("_tenant_id", tenant)],
+        )?;
         check_series_key(
             out.len() - series_start,
             METRIC_LONGEST_FIELD_KEY,
@@ -333,7 +303,7 @@ impl Transformer {
         )?;
 
         out.extend_from_slice(b" value=");
-        out.extend_from_slice(FloatRepr::new(value).as_str().as_bytes());
+        out.extend_from_slice(value.as_str().as_bytes());
         out.extend_from_slice(b",value_meta=\"");
         match metric.value_meta {
             Some(raw) if !pyjson::is_falsy(raw) => {
@@ -433,8 +403,8 @@ impl Transformer {
 /// and NULs it skips at the start of a line), and ones with a backslash
 /// right before a space, comma, `=` or `"` — InfluxDB 1.6 stores those
 /// under a name that no query finds again.
-fn push_measurement(out: &mut Vec<u8>, name: Cow<'_, str>) -> Result<(), Rejection> {
-    let name = normalise_tag_text(name);
+fn push_measurement(out: &mut Vec<u8>, mut name: Cow<'_, str>) -> Result<(), Rejection> {
+    tags::make_writable(&mut name, normalise_tag_text);
     if name
         .as_bytes()
         .windows(2)
@@ -494,7 +464,9 @@ fn json_text<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Reje
 fn timestamp_ms(raw: Option<&str>, field: &'static str) -> Result<i64, Rejection> {
     let raw = raw.ok_or(Rejection::MissingField(field))?;
     let ms = match JsonKind::of(raw) {
-        JsonKind::Number => pynum::int_from_json_number(raw),
+        JsonKind::Number => {
+            pynum::small_json_int(raw).map_or_else(|| pynum::int_from_json_number(raw), Ok)
+        }
         JsonKind::String => pynum::int_from_text(&json_text(raw, field)?),
         JsonKind::Bool(b) => Ok(i64::from(b)),
         kind => {
@@ -518,13 +490,17 @@ fn timestamp_ms(raw: Option<&str>, field: &'static str) -> Result<i64, Rejection
 }
 
 /// The reference's `float(value)`, refusing what InfluxDB cannot store.
-fn metric_value(raw: Option<&str>) -> Result<f64, Rejection> {
+fn metric_value(raw: Option<&str>) -> Result<FloatRepr, Rejection> {
     const FIELD: &str = "metric.value";
     let raw = raw.ok_or(Rejection::MissingField(FIELD))?;
     let value = match JsonKind::of(raw) {
-        JsonKind::Number => raw
-            .parse::<f64>()
-            .map_err(|e| bad_value(FIELD, format!("{raw}: {e}")))?,
+        JsonKind::Number => {
+            if let Some(repr) = FloatRepr::from_short_decimal(raw) {
+                return Ok(repr);
+            }
+            raw.parse::<f64>()
+                .map_err(|e| bad_value(FIELD, format!("{raw}: {e}")))?
+        }
         JsonKind::String => {
             let text = json_text(raw, FIELD)?;
             pynum::float_from_text(&text).ok_or_else(|| {
@@ -548,7 +524,7 @@ fn metric_value(raw: Option<&str>) -> Result<f64, Rejection> {
             value,
         });
     }
-    Ok(value)
+    Ok(FloatRepr::new(value))
 }
 
 #[cfg(test)]
