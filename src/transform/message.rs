@@ -15,6 +15,9 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 /// A JSON string, borrowed from the payload unless it contained escapes.
+/// Both decoders (this one and `scan.rs`) keep to that: borrowed text is raw
+/// JSON string content, so it holds no backslash and no control character,
+/// which `tags.rs` relies on to skip normalising it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text<'p>(pub Cow<'p, str>);
 

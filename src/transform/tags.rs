@@ -18,10 +18,9 @@ pub(crate) fn push_metric_tags<'p>(
     dimensions: &mut DimensionList<'p>,
     meta: [(&'static str, Cow<'p, str>); 2],
 ) -> Result<(), Rejection> {
-    let meta = meta.map(|(key, mut text)| {
-        make_writable(&mut text, trim_trailing_backslashes);
-        (key, text)
-    });
+    let [mut region, mut tenant] = meta;
+    make_writable(&mut region.1, trim_trailing_backslashes);
+    make_writable(&mut tenant.1, trim_trailing_backslashes);
     let mut tags: SmallVec<[Tag<'_>; 16]> = SmallVec::new();
     let mut reserved_key = false;
     for (key, value) in dimensions.iter_mut() {
@@ -44,7 +43,7 @@ pub(crate) fn push_metric_tags<'p>(
             "a dimension named `time`, which InfluxDB refuses as a tag key",
         ));
     }
-    for (key, text) in &meta {
+    for (key, text) in [&region, &tenant] {
         if !text.is_empty() {
             tags.push(Tag::new(key, text));
         }
