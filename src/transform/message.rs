@@ -15,6 +15,9 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 /// A JSON string, borrowed from the payload unless it contained escapes.
+/// Both decoders (this one and `scan.rs`) keep to that: borrowed text is raw
+/// JSON string content, so it holds no backslash and no control character,
+/// which `tags.rs` relies on to skip normalising it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text<'p>(pub Cow<'p, str>);
 
@@ -64,9 +67,9 @@ pub(crate) struct MetricEnvelope<'p> {
 #[derive(Debug, Default)]
 pub(crate) struct Metric<'p> {
     pub name: Option<Text<'p>>,
-    pub timestamp: Option<&'p RawValue>,
-    pub value: Option<&'p RawValue>,
-    pub value_meta: Option<&'p RawValue>,
+    pub timestamp: Option<&'p str>,
+    pub value: Option<&'p str>,
+    pub value_meta: Option<&'p str>,
 }
 
 /// Decodes a metric message, appending its dimensions to `dimensions`.
@@ -144,9 +147,11 @@ impl<'de: 'p, 'p> Visitor<'de> for MetricSeed<'_, 'p> {
                     self.0.clear();
                     map.next_value_seed(DimensionsSeed(&mut *self.0))?;
                 }
-                "timestamp" => metric.timestamp = Some(map.next_value()?),
-                "value" => metric.value = Some(map.next_value()?),
-                "value_meta" => metric.value_meta = Some(map.next_value()?),
+                "timestamp" => metric.timestamp = Some(map.next_value::<&RawValue>()?.get()),
+                "value" => metric.value = Some(map.next_value::<&RawValue>()?.get()),
+                "value_meta" => {
+                    metric.value_meta = Some(map.next_value::<&RawValue>()?.get());
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -264,9 +269,9 @@ pub(crate) enum JsonKind {
 }
 
 impl JsonKind {
-    /// Classifies raw JSON text that serde_json has already validated.
-    pub(crate) fn of(raw: &RawValue) -> JsonKind {
-        match raw.get().as_bytes().first() {
+    /// Classifies raw JSON text that has already been validated.
+    pub(crate) fn of(raw: &str) -> JsonKind {
+        match raw.as_bytes().first() {
             Some(b'n') => JsonKind::Null,
             Some(b't') => JsonKind::Bool(true),
             Some(b'f') => JsonKind::Bool(false),

@@ -13,6 +13,8 @@ mod line;
 mod message;
 mod pyjson;
 mod pynum;
+mod scan;
+mod tags;
 
 use std::borrow::Cow;
 
@@ -129,6 +131,22 @@ fn utf8(payload: &[u8]) -> Result<&str, Rejection> {
     std::str::from_utf8(payload).map_err(|e| Rejection::Malformed(format!("not UTF-8: {e}")))
 }
 
+/// Whether a metric message may take the fast scanner (`scan.rs`), which
+/// hands anything unusual to serde anyway.
+#[derive(Debug, Clone, Copy)]
+enum Decoder {
+    Fast,
+    Serde,
+}
+
+/// Whether the fast scanner decodes `payload` by itself (a test hook:
+/// generated cases must actually exercise the fast path).
+#[doc(hidden)]
+pub fn metric_takes_fast_path(payload: &[u8]) -> bool {
+    std::str::from_utf8(payload)
+        .is_ok_and(|text| scan::decode_metric(text, &mut DimensionList::new()).is_some())
+}
+
 /// Turns Monasca messages into InfluxDB lines for one `[influxdb]` setup.
 /// Cheap to share between consumer threads (`&self` everywhere).
 #[derive(Debug, Clone)]
@@ -163,7 +181,23 @@ impl Transformer {
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
         let start = out.len();
-        let result = self.encode_metric(payload, out);
+        let result = self.encode_metric(payload, out, Decoder::Fast);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// [`Transformer::metric`] with the fast scanner switched off: the
+    /// reference the fast path is tested against.
+    #[doc(hidden)]
+    pub fn metric_via_serde<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Target<'p>, Rejection> {
+        let start = out.len();
+        let result = self.encode_metric(payload, out, Decoder::Serde);
         if result.is_err() {
             out.truncate(start);
         }
@@ -227,10 +261,21 @@ impl Transformer {
         &self,
         payload: &'p [u8],
         out: &mut Vec<u8>,
+        decoder: Decoder,
     ) -> Result<Target<'p>, Rejection> {
         let text = utf8(payload)?;
         let mut tags = DimensionList::new();
-        let envelope = message::decode_metric(text, &mut tags).map_err(malformed)?;
+        let fast = match decoder {
+            Decoder::Fast => scan::decode_metric(text, &mut tags),
+            Decoder::Serde => None,
+        };
+        let envelope = match fast {
+            Some(envelope) => envelope,
+            None => {
+                tags.clear();
+                message::decode_metric(text, &mut tags).map_err(malformed)?
+            }
+        };
         let metric = envelope.metric.ok_or(Rejection::MissingField("metric"))?;
         let name = metric.name.ok_or(Rejection::MissingField("metric.name"))?.0;
         let meta = envelope.meta.ok_or(Rejection::MissingField("meta"))?;
@@ -246,42 +291,11 @@ impl Transformer {
         let series_start = out.len();
         push_measurement(out, name)?;
 
-        let mut reserved_key = false;
-        tags.retain(|(key, value)| {
-            *key = normalise_tag_text(std::mem::take(key));
-            *value = trim_trailing_backslashes(std::mem::take(value));
-            // InfluxDB refuses a point with a tag key `time`.
-            reserved_key |= key == "time";
-            // An empty key or value cannot be written (InfluxDB treats an
-            // empty value as absent); the meta tags override dimensions of
-            // the same name, as in the reference.
-            !key.is_empty() && !value.is_empty() && key != "_region" && key != "_tenant_id"
-        });
-        if reserved_key {
-            return Err(bad_value(
-                "metric.dimensions",
-                "a dimension named `time`, which InfluxDB refuses as a tag key",
-            ));
-        }
-        for (key, text) in [("_region", region), ("_tenant_id", tenant)] {
-            let text = trim_trailing_backslashes(text);
-            if !text.is_empty() {
-                tags.push((Cow::Borrowed(key), text));
-            }
-        }
-        // Stable, so that among repeated names the last one wins (a Python
-        // dict keeps the last value); tags are sorted by key as the
-        // reference does.
-        tags.sort_by(|a, b| a.0.cmp(&b.0));
-        for (i, (key, value)) in tags.iter().enumerate() {
-            if tags.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
-            }
-            out.push(b',');
-            push_tag_text(out, key);
-            out.push(b'=');
-            push_tag_text(out, value);
-        }
+        tags::push_metric_tags(
+            out,
+            &mut tags,
+            [("_region", region), ("_tenant_id", tenant)],
+        )?;
         check_series_key(
             out.len() - series_start,
             METRIC_LONGEST_FIELD_KEY,
@@ -289,11 +303,11 @@ impl Transformer {
         )?;
 
         out.extend_from_slice(b" value=");
-        out.extend_from_slice(FloatRepr::new(value).as_str().as_bytes());
+        out.extend_from_slice(value.as_str().as_bytes());
         out.extend_from_slice(b",value_meta=\"");
         match metric.value_meta {
-            Some(raw) if !pyjson::is_falsy(raw.get()) => {
-                pyjson::write(raw.get(), &[], &mut StringFieldSink(out))
+            Some(raw) if !pyjson::is_falsy(raw) => {
+                pyjson::write(raw, &[], &mut StringFieldSink(out))
                     .map_err(|e| bad_value("metric.value_meta", e.to_string()))?;
             }
             _ => out.extend_from_slice(b"{}"),
@@ -326,7 +340,10 @@ impl Transformer {
             "alarm-transitioned.stateChangeReason",
         )?;
         let tenant = required(alarm.tenant_id, "alarm-transitioned.tenantId")?;
-        let timestamp = timestamp_ms(alarm.timestamp, "alarm-transitioned.timestamp")?;
+        let timestamp = timestamp_ms(
+            alarm.timestamp.map(RawValue::get),
+            "alarm-transitioned.timestamp",
+        )?;
         let sub_alarms = alarm
             .sub_alarms
             .ok_or(Rejection::MissingField("alarm-transitioned.subAlarms"))?;
@@ -386,8 +403,8 @@ impl Transformer {
 /// and NULs it skips at the start of a line), and ones with a backslash
 /// right before a space, comma, `=` or `"` — InfluxDB 1.6 stores those
 /// under a name that no query finds again.
-fn push_measurement(out: &mut Vec<u8>, name: Cow<'_, str>) -> Result<(), Rejection> {
-    let name = normalise_tag_text(name);
+fn push_measurement(out: &mut Vec<u8>, mut name: Cow<'_, str>) -> Result<(), Rejection> {
+    tags::make_writable(&mut name, normalise_tag_text);
     if name
         .as_bytes()
         .windows(2)
@@ -437,17 +454,19 @@ fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
 }
 
 /// Decodes a raw JSON string value (already known to be a string).
-fn json_text<'p>(raw: &'p RawValue, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
-    serde_json::from_str::<Text<'p>>(raw.get())
+fn json_text<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
+    serde_json::from_str::<Text<'p>>(raw)
         .map(|t| t.0)
         .map_err(|e| bad_value(field, e.to_string()))
 }
 
 /// The reference's `int(timestamp)`, limited to InfluxDB's time range.
-fn timestamp_ms(raw: Option<&RawValue>, field: &'static str) -> Result<i64, Rejection> {
+fn timestamp_ms(raw: Option<&str>, field: &'static str) -> Result<i64, Rejection> {
     let raw = raw.ok_or(Rejection::MissingField(field))?;
     let ms = match JsonKind::of(raw) {
-        JsonKind::Number => pynum::int_from_json_number(raw.get()),
+        JsonKind::Number => {
+            pynum::small_json_int(raw).map_or_else(|| pynum::int_from_json_number(raw), Ok)
+        }
         JsonKind::String => pynum::int_from_text(&json_text(raw, field)?),
         JsonKind::Bool(b) => Ok(i64::from(b)),
         kind => {
@@ -463,24 +482,25 @@ fn timestamp_ms(raw: Option<&RawValue>, field: &'static str) -> Result<i64, Reje
             field,
             format!(
                 "{} is outside InfluxDB's range of {MIN_TIMESTAMP_MS}..={MAX_TIMESTAMP_MS} ms",
-                raw.get()
+                raw
             ),
         )),
-        Err(IntError::NotInteger) => {
-            Err(bad_value(field, format!("{} is not an integer", raw.get())))
-        }
+        Err(IntError::NotInteger) => Err(bad_value(field, format!("{} is not an integer", raw))),
     }
 }
 
 /// The reference's `float(value)`, refusing what InfluxDB cannot store.
-fn metric_value(raw: Option<&RawValue>) -> Result<f64, Rejection> {
+fn metric_value(raw: Option<&str>) -> Result<FloatRepr, Rejection> {
     const FIELD: &str = "metric.value";
     let raw = raw.ok_or(Rejection::MissingField(FIELD))?;
     let value = match JsonKind::of(raw) {
-        JsonKind::Number => raw
-            .get()
-            .parse::<f64>()
-            .map_err(|e| bad_value(FIELD, format!("{}: {e}", raw.get())))?,
+        JsonKind::Number => {
+            if let Some(repr) = FloatRepr::from_short_decimal(raw) {
+                return Ok(repr);
+            }
+            raw.parse::<f64>()
+                .map_err(|e| bad_value(FIELD, format!("{raw}: {e}")))?
+        }
         JsonKind::String => {
             let text = json_text(raw, FIELD)?;
             pynum::float_from_text(&text).ok_or_else(|| {
@@ -504,7 +524,7 @@ fn metric_value(raw: Option<&RawValue>) -> Result<f64, Rejection> {
             value,
         });
     }
-    Ok(value)
+    Ok(FloatRepr::new(value))
 }
 
 #[cfg(test)]

@@ -89,6 +89,27 @@ pub(crate) fn int_from_json_number(text: &str) -> Result<i64, IntError> {
     }
 }
 
+/// `int()` of a JSON integer of up to 18 digits (no fraction, no exponent),
+/// the common timestamp, without the general parse; `None` for anything
+/// else. 18 digits cannot overflow an `i64`.
+pub(crate) fn small_json_int(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -value } else { value })
+}
+
 /// Copies `text` without the `_` separators Python allows between digits;
 /// `None` when an underscore is anywhere else.
 fn strip_digit_separators(text: &str, into: &mut String) -> Option<()> {
@@ -220,6 +241,55 @@ impl FloatRepr {
         repr
     }
 
+    /// `repr(float(text))` for a JSON number (already validated) written
+    /// in fixed notation with at most 15 significant digits and a
+    /// magnitude in 1e-4..1e16, without parsing or formatting a float;
+    /// `None` for any other number.
+    ///
+    /// A decimal of at most 15 significant digits is the only one of that
+    /// length that rounds to its nearest double (15 is `DBL_DIG`), so it is
+    /// exactly the shortest round-tripping text `repr` writes; only its
+    /// spelling needs normalising (trailing fraction zeros dropped, at least
+    /// one fraction digit).
+    pub(crate) fn from_short_decimal(text: &str) -> Option<FloatRepr> {
+        let bytes = text.as_bytes();
+        let unsigned = bytes.strip_prefix(b"-").unwrap_or(bytes);
+        let (int_part, fraction) = match unsigned.iter().position(|&b| b == b'.') {
+            Some(dot) => (&unsigned[..dot], &unsigned[dot + 1..]),
+            None => (unsigned, &[][..]),
+        };
+        if int_part.is_empty() || int_part.len() > 16 {
+            return None;
+        }
+        let kept = fraction.len() - fraction.iter().rev().take_while(|&&d| d == b'0').count();
+        let fraction = &fraction[..kept];
+        if !int_part.iter().chain(fraction).all(u8::is_ascii_digit) {
+            return None;
+        }
+        let significant = if int_part == b"0" {
+            let leading = fraction.iter().take_while(|&&d| d == b'0').count();
+            // Below 1e-4 Python switches to exponent notation.
+            if leading >= 4 && leading < fraction.len() {
+                return None;
+            }
+            fraction.len() - leading
+        } else {
+            int_part.len() + fraction.len()
+        };
+        if significant > 15 {
+            return None;
+        }
+        let mut repr = FloatRepr {
+            buf: [0; 32],
+            len: 0,
+        };
+        repr.push(&bytes[..bytes.len() - unsigned.len()]);
+        repr.push(int_part);
+        repr.push(b".");
+        repr.push(if fraction.is_empty() { b"0" } else { fraction });
+        Some(repr)
+    }
+
     fn push(&mut self, bytes: &[u8]) {
         let end = (self.len + bytes.len()).min(self.buf.len());
         self.buf[self.len..end].copy_from_slice(&bytes[..end - self.len]);
@@ -296,6 +366,110 @@ mod tests {
         ];
         for &(x, want) in cases {
             assert_eq!(repr(x), want, "repr({x:e})");
+        }
+    }
+
+    #[test]
+    fn short_decimals_are_their_own_repr() {
+        let cases = [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "0.0",
+            "-0.0",
+            "0.000",
+            "1.50",
+            "100",
+            "120.0",
+            "0.1",
+            "0.05",
+            "0.0001",
+            "0.000123",
+            "0.00001",
+            "0.00001234",
+            "1.37",
+            "123456789012345",
+            "1234567890123456",
+            "9999999999999999",
+            "12345678901234567",
+            "0.123456789012345",
+            "0.1234567890123456",
+            "4.109999999999999",
+            "1554725987408.105",
+            "99.999999999999",
+            "1e3",
+            "1.5E-2",
+            "-12.25",
+        ];
+        for text in cases {
+            let want = repr(text.parse().unwrap_or(f64::NAN));
+            if let Some(fast) = FloatRepr::from_short_decimal(text) {
+                assert_eq!(fast.as_str(), want, "{text}");
+            }
+        }
+        for text in ["0", "-0.0", "1.50", "0.0001", "123456789012345", "-12.25"] {
+            assert!(FloatRepr::from_short_decimal(text).is_some(), "{text}");
+        }
+        for text in ["0.00001", "1234567890123456", "4.109999999999999", "1e3"] {
+            assert!(FloatRepr::from_short_decimal(text).is_none(), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 20_000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn short_decimals_match_parse_and_repr(
+            text in "-?(0|[1-9][0-9]{0,17})(\\.[0-9]{1,18})?",
+        ) {
+            if let Some(fast) = FloatRepr::from_short_decimal(&text) {
+                let x: f64 = text.parse().unwrap_or(f64::NAN);
+                proptest::prop_assert_eq!(fast.as_str(), repr(x));
+            }
+        }
+
+        #[test]
+        fn short_decimals_with_zeros_match_parse_and_repr(
+            text in "-?(0|[1-9][0-9]{0,6}0{0,9})(\\.0{0,5}[0-9]{0,6}0{0,3})?",
+        ) {
+            if let Some(fast) = FloatRepr::from_short_decimal(&text) {
+                let x: f64 = text.parse().unwrap_or(f64::NAN);
+                proptest::prop_assert_eq!(fast.as_str(), repr(x));
+            }
+        }
+
+        #[test]
+        fn small_json_ints_match_int_from_json_number(text in "-?(0|[1-9][0-9]{0,19})") {
+            if let Some(fast) = small_json_int(&text) {
+                proptest::prop_assert_eq!(Ok(fast), int_from_json_number(&text));
+            }
+        }
+    }
+
+    #[test]
+    fn small_json_ints_match_the_general_parse() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "1554725987408",
+            "999999999999999999",
+            "-999999999999999999",
+        ] {
+            assert_eq!(
+                small_json_int(text).map(Ok),
+                Some(int_from_json_number(text)),
+                "{text}"
+            );
+        }
+        for text in ["1.5", "1e3", "9999999999999999999", "", "-"] {
+            assert_eq!(small_json_int(text), None, "{text}");
         }
     }
 
