@@ -84,6 +84,14 @@ impl PendingBatch {
         self.next_offsets.is_empty() && self.dead_letters.is_empty() && self.points == 0
     }
 
+    /// Whether this is a flush point: `batch_size` points buffered, the
+    /// oldest message waited `interval`, or there are only dead letters.
+    pub fn flush_due(&self, batch_size: usize, interval: std::time::Duration) -> bool {
+        self.points >= batch_size
+            || self.oldest.is_some_and(|t| t.elapsed() >= interval)
+            || (!self.dead_letters.is_empty() && self.oldest.is_none())
+    }
+
     /// Notes that the message at `offset` of `partition` has been handled.
     pub fn advance(&mut self, partition: i32, offset: i64) {
         let slot = match self.next_offsets.get(self.last_partition_slot) {

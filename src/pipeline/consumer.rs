@@ -496,27 +496,11 @@ impl PersisterContext {
         let kind = rejection.kind();
         let now = Instant::now();
         match last.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, t)) if now.duration_since(*t) < Duration::from_secs(60) => {}
-            Some((_, t)) => {
-                *t = now;
-                log::warn!("rejected message {}/{partition}@{offset}: {rejection} (more of this kind are counted, not logged, for a minute)", self.topic);
-            }
-            None => {
-                last.push((kind, now));
-                log::warn!("rejected message {}/{partition}@{offset}: {rejection} (more of this kind are counted, not logged, for a minute)", self.topic);
-            }
+            Some((_, t)) if now.duration_since(*t) < Duration::from_secs(60) => return,
+            Some((_, t)) => *t = now,
+            None => last.push((kind, now)),
         }
-    }
-
-    fn flush_due(&self, batch_size: usize, interval: Duration) -> bool {
-        match self.batch.lock() {
-            Ok(b) => {
-                b.points >= batch_size
-                    || b.oldest.is_some_and(|t| t.elapsed() >= interval)
-                    || (!b.dead_letters.is_empty() && b.oldest.is_none())
-            }
-            Err(_) => false,
-        }
+        log::warn!("rejected message {}/{partition}@{offset}: {rejection} (more of this kind are counted, not logged, for a minute)", self.topic);
     }
 
     /// Pauses the assignment while the WAL is over its limit; resumes below 80 % of it.
@@ -525,33 +509,35 @@ impl PersisterContext {
             return;
         };
         let wal = &self.shared.wal;
-        if !*paused && wal.over_limit() {
-            if let Ok(a) = consumer.assignment() {
-                if consumer.pause(&a).is_ok() {
-                    *paused = true;
-                    self.shared
-                        .stats
-                        .paused_consumers
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    log::warn!("WAL holds {} bytes, over its limit: pausing {} partition(s) of {} until InfluxDB catches up", wal.pending_bytes(), a.count(), self.topic);
-                }
-            }
+        let pause = if !*paused && wal.over_limit() {
+            true
         } else if *paused && wal.pending_bytes() <= self.shared.wal_low_water_bytes {
-            if let Ok(a) = consumer.assignment() {
-                if consumer.resume(&a).is_ok() {
-                    *paused = false;
-                    self.shared
-                        .stats
-                        .paused_consumers
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    log::info!(
-                        "WAL down to {} bytes: resuming {} partition(s) of {}",
-                        wal.pending_bytes(),
-                        a.count(),
-                        self.topic
-                    );
-                }
-            }
+            false
+        } else {
+            return;
+        };
+        let Ok(a) = consumer.assignment() else { return };
+        let done = if pause {
+            consumer.pause(&a)
+        } else {
+            consumer.resume(&a)
+        };
+        if done.is_err() {
+            return;
+        }
+        *paused = pause;
+        let gauge = &self.shared.stats.paused_consumers;
+        if pause {
+            gauge.fetch_add(1, Ordering::Relaxed);
+            log::warn!("WAL holds {} bytes, over its limit: pausing {} partition(s) of {} until InfluxDB catches up", wal.pending_bytes(), a.count(), self.topic);
+        } else {
+            gauge.fetch_sub(1, Ordering::Relaxed);
+            log::info!(
+                "WAL down to {} bytes: resuming {} partition(s) of {}",
+                wal.pending_bytes(),
+                a.count(),
+                self.topic
+            );
         }
     }
 }
@@ -697,7 +683,7 @@ fn run(
             }
             Some(Err(e)) => log_poll_error(&ctx.topic, &e, &mut last_error_log),
         }
-        let full = match ctx.batch.lock() {
+        let due = match ctx.batch.lock() {
             Ok(mut batch) => {
                 if let Some(queue) = &queue {
                     // Wait for messages only when there was nothing to do.
@@ -728,7 +714,7 @@ fn run(
                         }
                     });
                 }
-                batch.points >= batch_size
+                batch.flush_due(batch_size, interval)
             }
             Err(_) => false,
         };
@@ -740,7 +726,7 @@ fn run(
             shared.stats.consumed(kind, consumed);
         }
         shared.stats.polled(kind);
-        if full || ctx.flush_due(batch_size, interval) {
+        if due {
             ctx.flush(&consumer, Some(CommitMode::Async));
         } else if last_recommit.elapsed() >= Duration::from_secs(1)
             && ctx.commit_failed.swap(false, Ordering::Relaxed)

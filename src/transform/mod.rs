@@ -147,6 +147,19 @@ pub fn metric_takes_fast_path(payload: &[u8]) -> bool {
         .is_ok_and(|text| scan::decode_metric(text, &mut DimensionList::new()).is_some())
 }
 
+/// Runs `encode` on `out`; on rejection `out` is left as it was.
+fn rolled_back_on_error<T>(
+    out: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<T, Rejection>,
+) -> Result<T, Rejection> {
+    let start = out.len();
+    let result = encode(out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
 /// Turns Monasca messages into InfluxDB lines for one `[influxdb]` setup.
 /// Cheap to share between consumer threads (`&self` everywhere).
 #[derive(Debug, Clone)]
@@ -180,12 +193,7 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        let start = out.len();
-        let result = self.encode_metric(payload, out, Decoder::Fast);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        rolled_back_on_error(out, |out| self.encode_metric(payload, out, Decoder::Fast))
     }
 
     /// [`Transformer::metric`] with the fast scanner switched off: the
@@ -196,12 +204,7 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        let start = out.len();
-        let result = self.encode_metric(payload, out, Decoder::Serde);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        rolled_back_on_error(out, |out| self.encode_metric(payload, out, Decoder::Serde))
     }
 
     /// Decodes an `alarm-transitioned` message and appends its
@@ -212,12 +215,7 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        let start = out.len();
-        let result = self.encode_alarm_transition(payload, out);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        rolled_back_on_error(out, |out| self.encode_alarm_transition(payload, out))
     }
 
     /// Decodes and validates an event message (there is no events store yet).

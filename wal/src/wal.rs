@@ -748,20 +748,24 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
     let mut index = FrameIndex::default();
     let mut max_end = committed_through.unwrap_or(0);
     let mut dropped = 0u64;
+    let move_to_quarantine = |key: &[u8], value: sled::IVec| -> Result<(), WalError> {
+        generation
+            .quarantine
+            .insert(key, value)
+            .map_err(err("quarantining a frame"))?;
+        generation
+            .frames
+            .remove(key)
+            .map_err(err("quarantining a frame"))?;
+        Ok(())
+    };
     for item in generation.frames.iter() {
         let (key, value) = item.map_err(err("reading records"))?;
         let Some((first, count)) = codec::parse_frame_key(&key) else {
             log::error!(
                 "WAL {path}: a stored frame has a malformed key {key:?}; moving it to quarantine"
             );
-            generation
-                .quarantine
-                .insert(&key, value)
-                .map_err(err("quarantining a frame"))?;
-            generation
-                .frames
-                .remove(&key)
-                .map_err(err("quarantining a frame"))?;
+            move_to_quarantine(&key, value)?;
             continue;
         };
         let end = first + count as u64;
@@ -794,14 +798,7 @@ fn recover(generation: &Generation, counters: &Counters) -> Result<Recovered, Wa
                     "WAL {path}: records {first}..{end} fail to decode ({reason}); moved {} bytes to quarantine",
                     value.len()
                 );
-                generation
-                    .quarantine
-                    .insert(&key, value)
-                    .map_err(err("quarantining a frame"))?;
-                generation
-                    .frames
-                    .remove(&key)
-                    .map_err(err("quarantining a frame"))?;
+                move_to_quarantine(&key, value)?;
             }
         }
     }
