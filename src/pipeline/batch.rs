@@ -121,7 +121,30 @@ impl PendingBatch {
         line: &[u8],
         database: impl FnOnce() -> String,
     ) {
-        let slot = match target {
+        let slot = self.slot(target, database);
+        self.open[slot].buffer.lines.extend_from_slice(line);
+        self.line_added(slot);
+    }
+
+    /// The open buffer of the shared database, for encoding a line straight
+    /// into it (saving a copy per message when every line goes there);
+    /// follow with [`PendingBatch::shared_line_added`] once a whole line was
+    /// appended, and leave it as it was otherwise.
+    pub fn shared_lines(&mut self, database: impl FnOnce() -> String) -> &mut Vec<u8> {
+        let slot = self.slot(&Target::Shared, database);
+        &mut self.open[slot].buffer.lines
+    }
+
+    /// Counts the line just appended to [`PendingBatch::shared_lines`].
+    pub fn shared_line_added(&mut self) {
+        if let Some(slot) = self.shared_slot {
+            self.line_added(slot);
+        }
+    }
+
+    /// The slot of `target`'s open buffer, opened if need be.
+    fn slot(&mut self, target: &Target<'_>, database: impl FnOnce() -> String) -> usize {
+        match target {
             Target::Shared => match self.shared_slot {
                 Some(slot) => slot,
                 None => {
@@ -138,9 +161,13 @@ impl PendingBatch {
                     slot
                 }
             },
-        };
+        }
+    }
+
+    /// Counts a line appended to the buffer in `slot`, sealing the buffer
+    /// into a record when it is full.
+    fn line_added(&mut self, slot: usize) {
         let open = &mut self.open[slot];
-        open.buffer.lines.extend_from_slice(line);
         open.buffer.points += 1;
         self.points += 1;
         if open.buffer.points >= self.seal_at {
@@ -285,5 +312,24 @@ mod tests {
         // A fresh flush period names the database again.
         b.push_line(&Target::Shared, b"y\n", || "mon".to_string());
         assert_eq!(b.take().records.len(), 1);
+    }
+
+    #[test]
+    fn lines_encoded_in_place_are_counted_and_sealed_like_pushed_ones() {
+        let mut b = PendingBatch::new(2);
+        for line in ["p0\n", "p1\n", "p2\n"] {
+            b.shared_lines(|| "mon".to_string())
+                .extend_from_slice(line.as_bytes());
+            b.shared_line_added();
+        }
+        b.push_line(&Target::Shared, b"q3\n", || unreachable!("named once"));
+        assert_eq!(b.points, 4);
+        assert_eq!(
+            b.take().records,
+            vec![
+                ("mon".to_string(), b"p0\np1\n".to_vec(), 2),
+                ("mon".to_string(), b"p2\nq3\n".to_vec(), 2),
+            ]
+        );
     }
 }

@@ -24,7 +24,7 @@ use super::Shared;
 use crate::config::{Config, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
 use crate::stats::TopicKind;
-use crate::transform::Rejection;
+use crate::transform::{Rejection, Target};
 
 /// The WAL offset name of a partition: `topic/partition`.
 pub fn offset_name(topic: &str, partition: i32) -> String {
@@ -462,18 +462,32 @@ impl PersisterContext {
         scratch: &mut Vec<u8>,
     ) {
         let shared = &self.shared;
+        let transformer = &shared.transformer;
         let payload = payload.unwrap_or(&[]);
-        scratch.clear();
         let result = match self.kind {
-            TopicKind::Metrics => shared.transformer.metric(payload, scratch),
-            TopicKind::AlarmTransitions => shared.transformer.alarm_transition(payload, scratch),
+            // Every metric goes to the one database: encode it in place.
+            TopicKind::Metrics if !transformer.db_per_tenant() => {
+                let lines =
+                    batch.shared_lines(|| transformer.database(&Target::Shared).into_owned());
+                transformer
+                    .metric(payload, lines)
+                    .map(|_| batch.shared_line_added())
+            }
+            TopicKind::Metrics | TopicKind::AlarmTransitions => {
+                scratch.clear();
+                let target = match self.kind {
+                    TopicKind::Metrics => transformer.metric(payload, scratch),
+                    TopicKind::AlarmTransitions => transformer.alarm_transition(payload, scratch),
+                };
+                target.map(|target| {
+                    batch.push_line(&target, scratch, || {
+                        transformer.database(&target).into_owned()
+                    })
+                })
+            }
         };
         match result {
-            Ok(target) => {
-                batch.push_line(&target, scratch, || {
-                    shared.transformer.database(&target).into_owned()
-                });
-            }
+            Ok(()) => {}
             Err(rejection) => {
                 shared.stats.rejected(self.kind, rejection.kind());
                 self.log_rejection(partition, offset, &rejection);

@@ -178,6 +178,12 @@ impl Transformer {
         }
     }
 
+    /// Whether metrics and alarm transitions go to a database per tenant
+    /// (`[influxdb] db_per_tenant`) rather than all to the shared one.
+    pub fn db_per_tenant(&self) -> bool {
+        self.db_per_tenant
+    }
+
     /// The database name for `target`; borrowed for the shared database.
     pub fn database<'a>(&'a self, target: &Target<'_>) -> Cow<'a, str> {
         match target {
