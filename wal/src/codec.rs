@@ -28,10 +28,6 @@ type PayloadHeader<S> = (S, u8, u32, u32, u32);
 /// A frame is stored compressed only when that saves at least 1/8.
 const MIN_COMPRESSED_SAVING: usize = 8;
 
-/// LZ4's acceleration: on line protocol, 8 compresses ~1.4x faster than 1
-/// for ~4 % more bytes, and the compression is most of an append's CPU.
-const LZ4_ACCELERATION: i32 = 8;
-
 /// Bound on the uncompressed size a frame may claim, so a corrupt length
 /// cannot make the decoder allocate without limit.
 const MAX_FRAME_RAW_BYTES: usize = 64 << 20;
@@ -142,12 +138,8 @@ impl FrameEncoder {
         self.stored.clear();
         let mut at = 0;
         for r in records {
-            let stored = match lz4::block::compress_to_buffer(
-                r.payload,
-                Some(lz4::block::CompressionMode::FAST(LZ4_ACCELERATION)),
-                false,
-                &mut self.compressed[at..],
-            ) {
+            let stored = match lz4_flex::block::compress_into(r.payload, &mut self.compressed[at..])
+            {
                 Ok(len) if len + r.payload.len() / MIN_COMPRESSED_SAVING <= r.payload.len() => {
                     StoredPayload::Compressed { at, len }
                 }
