@@ -1,14 +1,15 @@
-//! The fast metric scanner against the serde path it stands in for: on
-//! generated metric messages (any key order, repeated keys, escapes, unicode,
-//! every JSON number shape, nulls, wrong types, deep nesting) and on random
-//! byte mutations and truncations of them, `Transformer::metric` and
-//! `Transformer::metric_via_serde` give the same line bytes or the same
+//! The fast metric paths (the direct encoder and the scanner) against the
+//! serde path they stand in for: on generated metric messages (any key
+//! order, repeated keys, escapes, unicode, every JSON number shape, nulls,
+//! wrong types, deep nesting), on plain messages with tricky tag text, and
+//! on random byte mutations and truncations of them, `Transformer::metric`
+//! and `Transformer::metric_via_serde` give the same line bytes or the same
 //! `Rejection`. No influxd needed.
 
 use std::cell::Cell;
 
 use monasca_persister::config::InfluxSection;
-use monasca_persister::transform::{metric_takes_fast_path, Transformer};
+use monasca_persister::transform::{metric_takes_direct_path, metric_takes_fast_path, Transformer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -420,11 +421,13 @@ fn runner(cases: u32) -> TestRunner {
 fn generated_messages_give_the_same_result_on_both_paths() {
     let transformers = transformers();
     let fast = Cell::new(0u32);
+    let direct = Cell::new(0u32);
     let accepted = Cell::new(0u32);
     let cases = 4000;
     let mut runner = runner(cases);
     let result = runner.run(&message(), |m| {
         fast.set(fast.get() + u32::from(metric_takes_fast_path(m.as_bytes())));
+        direct.set(direct.get() + u32::from(metric_takes_direct_path(m.as_bytes())));
         let ok = transformers[0]
             .metric(m.as_bytes(), &mut Vec::new())
             .is_ok();
@@ -434,10 +437,11 @@ fn generated_messages_give_the_same_result_on_both_paths() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    let (fast, accepted) = (fast.get(), accepted.get());
-    println!("fast path {fast}/{cases}, accepted {accepted}/{cases}");
-    // The generator must reach the fast path and lines, not just rejections.
+    let (fast, direct, accepted) = (fast.get(), direct.get(), accepted.get());
+    println!("fast path {fast}/{cases}, direct path {direct}/{cases}, accepted {accepted}/{cases}");
+    // The generator must reach the fast paths and lines, not just rejections.
     assert!(fast > cases / 4, "fast path taken {fast}/{cases}");
+    assert!(direct > cases / 40, "direct path taken {direct}/{cases}");
     assert!(accepted > cases / 10, "accepted {accepted}/{cases}");
 }
 
@@ -484,5 +488,86 @@ fn nesting_around_serde_limits_gives_the_same_result() {
                 }
             }
         }
+    }
+}
+
+/// Tag text of the plain shape (no escapes) that stresses the direct
+/// path: bytes tag text escapes, non-ASCII, lengths around its 8, 16 and
+/// 32-byte words, names it treats specially and names sharing an
+/// eight-byte prefix.
+fn plain_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-z_./ ,=é名😀-]{0,40}",
+        2 => "[a-z]{1,3}[ ,=]?[a-z]{0,20}",
+        2 => prop::sample::select(&[
+            "time", "_region", "_tenant_id", "_tenant_", "_tenant_a", "_tenant_z", "_regio",
+            "_region2", "", "#x", "hostname", "hostname2", "hostnam", "hostnamf", "a", "b",
+            "\u{7f}", "x y", "x,y", "x=y", " ", "service", "component",
+        ][..])
+            .prop_map(String::from),
+    ]
+}
+
+fn plain_message() -> impl Strategy<Value = String> {
+    (
+        plain_text(),
+        prop::collection::vec((plain_text(), plain_text()), 0..20),
+        prop::sample::select(&[
+            "1554725987408", "0", "-0", "7", "-12", "9223372036854", "9223372036855",
+            "-9223372036854", "-9223372036855", "9999999999999", "10000000000000", "01",
+            "1.0", "1e3", "123456789012345678",
+        ][..]),
+        prop::sample::select(NUMBERS),
+        prop::sample::select(&[
+            "null", "{}", "[]", "0", "false", "\"\"", "{\"a\": [1, 2.50, \"x y\"]}",
+            "{ }", "[ ]", "0.0", "\"x\"", "true", "{\"é\": \"名\"}",
+        ][..]),
+        (plain_text(), plain_text()),
+        prop::sample::select(&["", " ", "  ", "\n"][..]),
+    )
+        .prop_map(|(name, dimensions, timestamp, value, value_meta, (region, tenant), space)| {
+            let quoted = |s: &str| format!("\"{s}\"");
+            let dimensions = dimensions
+                .iter()
+                .map(|(k, v)| format!("{}:{space}{}", quoted(k), quoted(v)))
+                .collect::<Vec<_>>()
+                .join(&format!(",{space}"));
+            format!(
+                "{space}{{\"metric\":{space}{{\"name\":{space}{},{space}\"dimensions\":{space}{{{dimensions}}},{space}\"timestamp\":{space}{timestamp},{space}\"value\":{space}{value},{space}\"value_meta\":{space}{value_meta}}},{space}\"meta\":{space}{{\"region\":{space}{},{space}\"tenantId\":{space}{}}},{space}\"creation_time\":{space}1554725988}}{space}",
+                quoted(&name),
+                quoted(&region),
+                quoted(&tenant),
+            )
+        })
+}
+
+#[test]
+fn plain_messages_give_the_same_result_on_both_paths() {
+    let transformers = transformers();
+    let direct = Cell::new(0u32);
+    let cases = 4000;
+    let result = runner(cases).run(&plain_message(), |m| {
+        direct.set(direct.get() + u32::from(metric_takes_direct_path(m.as_bytes())));
+        same_result(&transformers, m.as_bytes())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let direct = direct.get();
+    println!("direct path {direct}/{cases}");
+    // Most generated messages hold something the direct path leaves to the
+    // full path (a name or key it refuses, an odd number, many dimensions).
+    assert!(direct > cases / 20, "direct path taken {direct}/{cases}");
+}
+
+#[test]
+fn mutated_plain_messages_give_the_same_result_on_both_paths() {
+    let transformers = transformers();
+    let strategy = (plain_message(), prop::collection::vec(mutation(), 1..3));
+    let result = runner(4000).run(&strategy, |(m, mutations)| {
+        same_result(&transformers, &mutate(&m, &mutations))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -21,7 +21,7 @@ const STORAGE_KEY_SEPARATOR_LEN: usize = 4;
 
 /// The longest series key (measurement and tags as written in the line) for
 /// which every field key up to `longest_field_key` bytes is accepted.
-pub(crate) fn max_series_key_len(longest_field_key: usize) -> usize {
+pub(crate) const fn max_series_key_len(longest_field_key: usize) -> usize {
     MAX_STORAGE_KEY_LEN - STORAGE_KEY_SEPARATOR_LEN - longest_field_key
 }
 
@@ -29,7 +29,7 @@ pub(crate) fn max_series_key_len(longest_field_key: usize) -> usize {
 /// whole string is classified in one branch-free pass.
 const LINE_BREAK: u8 = 1;
 const TAG_ESCAPED: u8 = 2;
-const TAG_BYTE_CLASS: [u8; 256] = {
+pub(crate) const TAG_BYTE_CLASS: [u8; 256] = {
     let mut table = [0u8; 256];
     table[b'\n' as usize] = LINE_BREAK;
     table[b'\r' as usize] = LINE_BREAK;
@@ -81,32 +81,91 @@ pub(crate) fn trim_trailing_backslashes(mut text: Cow<'_, str>) -> Cow<'_, str> 
 /// a newline or carriage return written as an escaped
 /// [`LINE_BREAK_REPLACEMENT`].
 pub(crate) fn push_tag_text(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    if tag_byte_classes(text) == 0 {
+    push_tag_bytes(out, text.as_bytes());
+}
+
+/// [`push_tag_text`] on the bytes of UTF-8 text.
+pub(crate) fn push_tag_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Almost all tag text needs no escape: settle that a word at a time and
+    // copy it whole.
+    if !may_need_tag_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
+    escape_tag_bytes(bytes, |piece| out.extend_from_slice(piece));
+}
+
+/// Tag text escaped, as pieces handed to `push` in order: runs of bytes as
+/// they are, and what replaces each byte that needs escaping.
+pub(crate) fn escape_tag_bytes(bytes: &[u8], mut push: impl FnMut(&[u8])) {
+    const _: () = assert!(LINE_BREAK_REPLACEMENT.is_ascii());
+    const LINE_BREAK_ESCAPE: [u8; 2] = [b'\\', LINE_BREAK_REPLACEMENT as u8];
     let mut run_start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let class = TAG_BYTE_CLASS[usize::from(b)];
         if class == 0 {
             continue;
         }
-        out.extend_from_slice(&bytes[run_start..i]);
-        out.push(b'\\');
+        push(&bytes[run_start..i]);
         if class == LINE_BREAK {
-            let mut replacement = [0; 4];
-            out.extend_from_slice(
-                LINE_BREAK_REPLACEMENT
-                    .encode_utf8(&mut replacement)
-                    .as_bytes(),
-            );
+            push(&LINE_BREAK_ESCAPE);
             run_start = i + 1;
         } else {
+            push(b"\\");
             run_start = i;
         }
     }
-    out.extend_from_slice(&bytes[run_start..]);
+    push(&bytes[run_start..]);
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether `bytes` may hold a byte [`push_tag_bytes`] escapes: exact for
+/// "no", and "yes" also for other control characters (the escaping loop
+/// then copies them as they are).
+fn may_need_tag_escape(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    if n < 4 {
+        return bytes.iter().any(|&b| TAG_BYTE_CLASS[usize::from(b)] != 0);
+    }
+    if n <= 8 {
+        // Two overlapping four-byte halves cover the text in one word.
+        let low = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let high = u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]);
+        return tag_escape_bytes(u64::from(low) | u64::from(high) << 32) != 0;
+    }
+    let mut words = bytes.chunks_exact(8);
+    let mut found = words
+        .by_ref()
+        .any(|chunk| tag_escape_bytes(word(chunk)) != 0);
+    if !words.remainder().is_empty() {
+        // The last eight bytes, overlapping the words already seen.
+        found |= tag_escape_bytes(word(&bytes[n - 8..])) != 0;
+    }
+    found
+}
+
+fn word(chunk: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(chunk);
+    u64::from_le_bytes(bytes)
+}
+
+/// High bit set in each byte of `word` that is below `!` (space, line
+/// breaks, other control characters), `,`, `=` or `\`; exact for "none".
+#[inline(always)]
+fn tag_escape_bytes(word: u64) -> u64 {
+    let below = word.wrapping_sub(ONES * 0x21) & !word;
+    (below | equal_bytes(word, b',') | equal_bytes(word, b'=') | equal_bytes(word, b'\\')) & HIGHS
+}
+
+/// High bit set in each byte of `word` equal to `byte` (and maybe in bytes
+/// above one, through the borrow; never when there is none).
+#[inline(always)]
+fn equal_bytes(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x
 }
 
 /// Appends `text` escaped for the inside of a string field (`escape_value`
@@ -163,6 +222,23 @@ mod tests {
         let mut out = Vec::new();
         push_tag_text(&mut out, "a\nb\r");
         assert_eq!(out, b"a\\ b\\ ");
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_the_byte_table() {
+        for special in [b' ', b',', b'=', b'\\', b'\n', b'\r'] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let mut bytes = vec![b'a'; len];
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    let want = bytes.iter().any(|&b| TAG_BYTE_CLASS[usize::from(b)] != 0);
+                    assert_eq!(may_need_tag_escape(&bytes), want, "{special} at {at}/{len}");
+                }
+            }
+        }
+        assert!(!may_need_tag_escape("é名😀\u{7f}-_.".as_bytes()));
     }
 
     #[test]

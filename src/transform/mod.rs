@@ -9,6 +9,7 @@
 //! dead-letter file.
 
 mod database;
+mod direct;
 mod line;
 mod message;
 mod pyjson;
@@ -147,6 +148,13 @@ pub fn metric_takes_fast_path(payload: &[u8]) -> bool {
         .is_ok_and(|text| scan::decode_metric(text, &mut DimensionList::new()).is_some())
 }
 
+/// Whether the direct path (`direct.rs`) writes the line of `payload` by
+/// itself (a test hook, like [`metric_takes_fast_path`]).
+#[doc(hidden)]
+pub fn metric_takes_direct_path(payload: &[u8]) -> bool {
+    direct::encode_metric(payload, None, &mut Vec::new()).is_some()
+}
+
 /// Runs `encode` on `out`; on rejection `out` is left as it was.
 fn rolled_back_on_error<T>(
     out: &mut Vec<u8>,
@@ -267,6 +275,12 @@ impl Transformer {
         out: &mut Vec<u8>,
         decoder: Decoder,
     ) -> Result<Target<'p>, Rejection> {
+        if let Decoder::Fast = decoder {
+            let tenant_database = self.db_per_tenant.then_some(self.database_name.as_str());
+            if let Some(target) = direct::encode_metric(payload, tenant_database, out) {
+                return Ok(target);
+            }
+        }
         let text = utf8(payload)?;
         let mut tags = DimensionList::new();
         let fast = match decoder {
@@ -468,9 +482,8 @@ fn json_text<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Reje
 fn timestamp_ms(raw: Option<&str>, field: &'static str) -> Result<i64, Rejection> {
     let raw = raw.ok_or(Rejection::MissingField(field))?;
     let ms = match JsonKind::of(raw) {
-        JsonKind::Number => {
-            pynum::small_json_int(raw).map_or_else(|| pynum::int_from_json_number(raw), Ok)
-        }
+        JsonKind::Number => pynum::small_json_int(raw.as_bytes())
+            .map_or_else(|| pynum::int_from_json_number(raw), Ok),
         JsonKind::String => pynum::int_from_text(&json_text(raw, field)?),
         JsonKind::Bool(b) => Ok(i64::from(b)),
         kind => {
@@ -499,7 +512,7 @@ fn metric_value(raw: Option<&str>) -> Result<FloatRepr, Rejection> {
     let raw = raw.ok_or(Rejection::MissingField(FIELD))?;
     let value = match JsonKind::of(raw) {
         JsonKind::Number => {
-            if let Some(repr) = FloatRepr::from_short_decimal(raw) {
+            if let Some(repr) = FloatRepr::from_short_decimal(raw.as_bytes()) {
                 return Ok(repr);
             }
             raw.parse::<f64>()

@@ -92,8 +92,8 @@ pub(crate) fn int_from_json_number(text: &str) -> Result<i64, IntError> {
 /// `int()` of a JSON integer of up to 18 digits (no fraction, no exponent),
 /// the common timestamp, without the general parse; `None` for anything
 /// else. 18 digits cannot overflow an `i64`.
-pub(crate) fn small_json_int(text: &str) -> Option<i64> {
-    let (negative, digits) = match text.as_bytes() {
+pub(crate) fn small_json_int(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
         [b'-', digits @ ..] => (true, digits),
         digits => (false, digits),
     };
@@ -251,8 +251,7 @@ impl FloatRepr {
     /// exactly the shortest round-tripping text `repr` writes; only its
     /// spelling needs normalising (trailing fraction zeros dropped, at least
     /// one fraction digit).
-    pub(crate) fn from_short_decimal(text: &str) -> Option<FloatRepr> {
-        let bytes = text.as_bytes();
+    pub(crate) fn from_short_decimal(bytes: &[u8]) -> Option<FloatRepr> {
         let unsigned = bytes.strip_prefix(b"-").unwrap_or(bytes);
         let (int_part, fraction) = match unsigned.iter().position(|&b| b == b'.') {
             Some(dot) => (&unsigned[..dot], &unsigned[dot + 1..]),
@@ -294,6 +293,12 @@ impl FloatRepr {
         let end = (self.len + bytes.len()).min(self.buf.len());
         self.buf[self.len..end].copy_from_slice(&bytes[..end - self.len]);
         self.len = end;
+    }
+
+    /// The formatted text as the first `len` bytes of a fixed-size array
+    /// (for a copy of constant size).
+    pub(crate) fn padded(&self) -> (&[u8; 32], usize) {
+        (&self.buf, self.len)
     }
 
     /// The formatted text.
@@ -404,21 +409,27 @@ mod tests {
         ];
         for text in cases {
             let want = repr(text.parse().unwrap_or(f64::NAN));
-            if let Some(fast) = FloatRepr::from_short_decimal(text) {
+            if let Some(fast) = FloatRepr::from_short_decimal(text.as_bytes()) {
                 assert_eq!(fast.as_str(), want, "{text}");
             }
         }
         for text in ["0", "-0.0", "1.50", "0.0001", "123456789012345", "-12.25"] {
-            assert!(FloatRepr::from_short_decimal(text).is_some(), "{text}");
+            assert!(
+                FloatRepr::from_short_decimal(text.as_bytes()).is_some(),
+                "{text}"
+            );
         }
         for text in ["0.00001", "1234567890123456", "4.109999999999999", "1e3"] {
-            assert!(FloatRepr::from_short_decimal(text).is_none(), "{text}");
+            assert!(
+                FloatRepr::from_short_decimal(text.as_bytes()).is_none(),
+                "{text}"
+            );
         }
     }
 
     /// The short-decimal shortcut, where it answers, agrees with parse + repr.
     fn check_short_decimal(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
-        if let Some(fast) = FloatRepr::from_short_decimal(text) {
+        if let Some(fast) = FloatRepr::from_short_decimal(text.as_bytes()) {
             let x: f64 = text.parse().unwrap_or(f64::NAN);
             proptest::prop_assert_eq!(fast.as_str(), repr(x));
         }
@@ -448,7 +459,7 @@ mod tests {
 
         #[test]
         fn small_json_ints_match_int_from_json_number(text in "-?(0|[1-9][0-9]{0,19})") {
-            if let Some(fast) = small_json_int(&text) {
+            if let Some(fast) = small_json_int(text.as_bytes()) {
                 proptest::prop_assert_eq!(Ok(fast), int_from_json_number(&text));
             }
         }
@@ -466,13 +477,13 @@ mod tests {
             "-999999999999999999",
         ] {
             assert_eq!(
-                small_json_int(text).map(Ok),
+                small_json_int(text.as_bytes()).map(Ok),
                 Some(int_from_json_number(text)),
                 "{text}"
             );
         }
         for text in ["1.5", "1e3", "9999999999999999999", "", "-"] {
-            assert_eq!(small_json_int(text), None, "{text}");
+            assert_eq!(small_json_int(text.as_bytes()), None, "{text}");
         }
     }
 

@@ -1,0 +1,1050 @@
+//! The direct path of metric encoding: a metric message of the plain common
+//! shape goes from its bytes straight to its line in one pass, without the
+//! UTF-8 check of the whole payload, the decoded envelope and the `Cow`s of
+//! the full path (`scan.rs` or serde, then `Transformer::encode_metric`).
+//!
+//! Like `scan.rs` it answers only when it is sure: `Some` only where the
+//! full path writes the same line and the same target. Everything else is
+//! `None` and the full path starts again from scratch: every rejection, and
+//! every message off the plain shape — an escape in a string it keeps, a
+//! repeated or `null` field, a timestamp or value that is not a plain JSON
+//! number, more dimensions than it holds, a name or tenant the full path
+//! might refuse.
+//!
+//! What makes the shortcuts sound: the strings it keeps have no escapes, so
+//! they are raw JSON string content, which holds no backslash and no control
+//! character; the full path's normalising and trimming of such text changes
+//! nothing, and only spaces, commas and `=` get escaped. Outside strings the
+//! grammar admits ASCII only, so checking each string holding a non-ASCII
+//! byte as UTF-8 is checking the whole payload.
+
+use std::borrow::Cow;
+
+use super::database::{check_tenant, Target};
+use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
+use super::pynum::FloatRepr;
+use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
+
+/// Dimensions the direct path sorts on the stack; a message with more goes
+/// the full path.
+const MAX_TAGS: usize = 16;
+
+/// Bytes of line the direct path builds on the stack; a longer line goes
+/// the full path. Far below InfluxDB's series key limit, so that no line
+/// written here needs that check.
+const LINE_CAPACITY: usize = 512;
+const _: () = assert!(LINE_CAPACITY <= max_series_key_len(METRIC_LONGEST_FIELD_KEY));
+
+/// Deepest nesting followed inside a skipped or raw value (one bit per
+/// level in a `u64`); deeper input goes the full path.
+const MAX_SKIP_DEPTH: u32 = 64;
+
+/// Appends the line of a plain metric message to `out` and returns its
+/// target, or returns `None` with `out` as it was. `tenant_database` is the
+/// `[influxdb] database_name` when lines go to a database per tenant.
+pub(crate) fn encode_metric<'p>(
+    payload: &'p [u8],
+    tenant_database: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Option<Target<'p>> {
+    let start = out.len();
+    let target = encode(payload, tenant_database, out);
+    if target.is_none() {
+        out.truncate(start);
+    }
+    target
+}
+
+/// Where a piece of text lies in the payload (offsets fit in `u32`: longer
+/// payloads go the full path), and whether, as tag text, it may need
+/// escaping.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    at: u32,
+    len: u32,
+    escapes: bool,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        Span {
+            at: start as u32,
+            len: (end - start) as u32,
+            escapes: true,
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.at as usize..self.at as usize + self.len as usize
+    }
+
+    fn of(self, payload: &[u8]) -> &[u8] {
+        payload.get(self.range()).unwrap_or_default()
+    }
+}
+
+/// A tag to sort: the first eight bytes of the key as a big-endian number
+/// (zero-padded, so its order agrees with the key's) decide most
+/// comparisons without a `memcmp`.
+#[derive(Clone, Copy, Default)]
+struct Tag {
+    prefix: u64,
+    key: Span,
+    value: Span,
+}
+
+/// The writable tags of a message, in message order until sorted.
+struct TagSet {
+    tags: [Tag; MAX_TAGS],
+    len: usize,
+}
+
+impl TagSet {
+    /// Takes a dimension as the full path does: a key `time` is refused,
+    /// empty keys and values are left out, and the meta tags override
+    /// dimensions of their names.
+    #[inline(always)]
+    fn push_dimension(&mut self, payload: &[u8], key: Span, value: Span) -> Option<()> {
+        let prefix = prefix_of(payload, key);
+        match (key.len, prefix) {
+            (4, TIME) => return None,
+            (0, _) | (7, REGION) => return Some(()),
+            (10, TENANT) if key.of(payload) == b"_tenant_id" => return Some(()),
+            _ if value.len == 0 => return Some(()),
+            _ => {}
+        }
+        self.push(Tag { prefix, key, value })
+    }
+
+    #[inline(always)]
+    fn push(&mut self, tag: Tag) -> Option<()> {
+        *self.tags.get_mut(self.len)? = tag;
+        self.len += 1;
+        Some(())
+    }
+
+    /// Sorts by key, stably (among repeated keys the last stays last), by
+    /// insertion: a handful of tags, mostly few out of place.
+    fn sort(&mut self, payload: &[u8]) {
+        let tags = &mut self.tags[..self.len];
+        for i in 1..tags.len() {
+            let tag = tags[i];
+            let mut j = i;
+            while j > 0 && sorts_after(payload, &tags[j - 1], &tag) {
+                tags[j] = tags[j - 1];
+                j -= 1;
+            }
+            tags[j] = tag;
+        }
+    }
+
+    /// Appends `,key=value` per key in key order, the last value of a
+    /// repeated key: the sorted dimensions, with the non-empty meta tags
+    /// (`_region`, `_tenant_id`, in that order) merged in.
+    fn write(&self, payload: &[u8], meta: [MetaTag; 2], line: &mut LineBuf) -> Option<()> {
+        let mut meta = &meta[..];
+        let tags = &self.tags[..self.len];
+        for (i, tag) in tags.iter().enumerate() {
+            if tags
+                .get(i + 1)
+                .is_some_and(|next| same_key(payload, next, tag))
+            {
+                continue;
+            }
+            while let [first, rest @ ..] = meta {
+                if first.prefix > tag.prefix
+                    || (first.prefix == tag.prefix && first.key > tag.key.of(payload))
+                {
+                    break;
+                }
+                first.write(payload, line)?;
+                meta = rest;
+            }
+            line.push(b',')?;
+            line.push_tag(payload, tag.key)?;
+            line.push(b'=')?;
+            line.push_tag(payload, tag.value)?;
+        }
+        for tag in meta {
+            tag.write(payload, line)?;
+        }
+        Some(())
+    }
+}
+
+/// `_region` or `_tenant_id`, which no dimension has as its key by now.
+struct MetaTag {
+    prefix: u64,
+    key: &'static [u8],
+    value: Span,
+}
+
+impl MetaTag {
+    fn write(&self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
+        if self.value.len == 0 {
+            return Some(());
+        }
+        line.push(b',')?;
+        line.push_slice(self.key)?;
+        line.push(b'=')?;
+        line.push_tag(payload, self.value)
+    }
+}
+
+/// Key prefixes of the dimension names the full path treats specially.
+const TIME: u64 = u64::from_be_bytes(*b"time\0\0\0\0");
+const REGION: u64 = u64::from_be_bytes(*b"_region\0");
+const TENANT: u64 = u64::from_be_bytes(*b"_tenant_");
+
+fn sorts_after(payload: &[u8], a: &Tag, b: &Tag) -> bool {
+    a.prefix > b.prefix || (a.prefix == b.prefix && a.key.of(payload) > b.key.of(payload))
+}
+
+fn same_key(payload: &[u8], a: &Tag, b: &Tag) -> bool {
+    a.prefix == b.prefix && a.key.len == b.key.len && a.key.of(payload) == b.key.of(payload)
+}
+
+/// The first eight bytes of `key` as a big-endian number, zero-padded.
+#[inline(always)]
+fn prefix_of(payload: &[u8], key: Span) -> u64 {
+    let at = key.at as usize;
+    match payload.get(at..at + 8) {
+        Some(window) => (word(window) & low_bytes(key.len as usize)).swap_bytes(),
+        None => {
+            let mut head = [0u8; 8];
+            for (slot, &b) in head.iter_mut().zip(key.of(payload)) {
+                *slot = b;
+            }
+            u64::from_be_bytes(head)
+        }
+    }
+}
+
+/// A mask of the lowest `n` bytes of a word (all of it from eight on).
+#[inline(always)]
+fn low_bytes(n: usize) -> u64 {
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
+}
+
+#[inline(always)]
+fn word(chunk: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&chunk[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The line being built, on the stack: appends are stores at an index in a
+/// register, and text is copied in fixed-size windows (no `memcpy` call)
+/// whose bytes past the text are overwritten by what follows.
+struct LineBuf {
+    bytes: [u8; LINE_CAPACITY],
+    len: usize,
+}
+
+impl LineBuf {
+    #[inline(always)]
+    fn push(&mut self, byte: u8) -> Option<()> {
+        *self.bytes.get_mut(self.len)? = byte;
+        self.len += 1;
+        Some(())
+    }
+
+    #[inline(always)]
+    fn push_slice(&mut self, text: &[u8]) -> Option<()> {
+        self.bytes
+            .get_mut(self.len..self.len + text.len())?
+            .copy_from_slice(text);
+        self.len += text.len();
+        Some(())
+    }
+
+    /// Appends `window[..len]`, copying all of `window`.
+    #[inline(always)]
+    fn push_prefix<const W: usize>(&mut self, window: &[u8; W], len: usize) -> Option<()> {
+        match self.bytes.get_mut(self.len..self.len + W) {
+            Some(slot) => {
+                slot.copy_from_slice(window);
+                self.len += len;
+                Some(())
+            }
+            None => self.push_slice(window.get(..len)?),
+        }
+    }
+
+    /// Appends measurement, tag key or tag value text from the payload,
+    /// escaped as `line::push_tag_bytes` does.
+    #[inline(always)]
+    fn push_tag(&mut self, payload: &[u8], text: Span) -> Option<()> {
+        if !text.escapes {
+            let (at, len) = (text.at as usize, text.len as usize);
+            if len <= 16 {
+                if let Some(window) = payload.get(at..at + 16) {
+                    let mut copy = [0; 16];
+                    copy.copy_from_slice(window);
+                    return self.push_prefix(&copy, len);
+                }
+            } else if len <= 32 {
+                if let Some(window) = payload.get(at..at + 32) {
+                    let mut copy = [0; 32];
+                    copy.copy_from_slice(window);
+                    return self.push_prefix(&copy, len);
+                }
+            }
+        }
+        self.push_escaped_tag(text.of(payload))
+    }
+
+    /// Tag text that may need escaping, or is long.
+    #[inline(never)]
+    fn push_escaped_tag(&mut self, text: &[u8]) -> Option<()> {
+        let mut fits = true;
+        escape_tag_bytes(text, |piece| fits &= self.push_slice(piece).is_some());
+        fits.then_some(())
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The fields of a metric message the line is made of.
+#[derive(Default)]
+struct Fields {
+    name: Option<Span>,
+    dimensions_seen: bool,
+    timestamp: Option<Span>,
+    value: Option<Span>,
+    value_meta: Option<Span>,
+    region: Option<Span>,
+    tenant: Option<Span>,
+}
+
+fn encode<'p>(
+    payload: &'p [u8],
+    tenant_database: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Option<Target<'p>> {
+    u32::try_from(payload.len()).ok()?;
+    let mut cursor = Cursor {
+        bytes: payload,
+        pos: 0,
+    };
+    let mut fields = Fields::default();
+    let mut tags = TagSet {
+        tags: [Tag::default(); MAX_TAGS],
+        len: 0,
+    };
+    cursor.envelope(&mut fields, &mut tags)?;
+    cursor.skip_whitespace();
+    if cursor.pos != payload.len() {
+        return None;
+    }
+
+    let name = fields.name?;
+    let timestamp = fields.timestamp?;
+    let value = metric_value(fields.value?.of(payload))?;
+    let region = fields.region?;
+    let tenant = fields.tenant?;
+    let target = match tenant_database {
+        None => Target::Shared,
+        Some(database) => {
+            let tenant = std::str::from_utf8(tenant.of(payload)).ok()?;
+            check_tenant(database, tenant).ok()?;
+            Target::Tenant(Cow::Borrowed(tenant))
+        }
+    };
+    // The full path refuses these names; raw text has no tab or NUL to
+    // strip in front of the `#`.
+    if name.len == 0 || payload.get(name.at as usize) == Some(&b'#') {
+        return None;
+    }
+    tags.sort(payload);
+
+    let mut line = LineBuf {
+        bytes: [0; LINE_CAPACITY],
+        len: 0,
+    };
+    line.push_tag(payload, name)?;
+    let meta = [
+        MetaTag {
+            prefix: REGION,
+            key: b"_region",
+            value: region,
+        },
+        MetaTag {
+            prefix: TENANT,
+            key: b"_tenant_id",
+            value: tenant,
+        },
+    ];
+    tags.write(payload, meta, &mut line)?;
+    line.push_slice(b" value=")?;
+    let (digits, len) = value.padded();
+    line.push_prefix(digits, len)?;
+    line.push_slice(b",value_meta=\"")?;
+    match fields.value_meta.map(|raw| raw.of(payload)) {
+        None | Some(b"null") => line.push_slice(b"{}")?,
+        Some(raw) => {
+            let raw = std::str::from_utf8(raw).ok()?;
+            if pyjson::is_falsy(raw) {
+                line.push_slice(b"{}")?;
+            } else {
+                out.extend_from_slice(line.text());
+                line.len = 0;
+                pyjson::write(raw, &[], &mut StringFieldSink(out)).ok()?;
+            }
+        }
+    }
+    line.push_slice(b"\" ")?;
+    // A JSON integer is written canonically (no leading zeros, no `+`),
+    // as `int()` then `str()` would write it; only `-0` is not.
+    line.push_slice(timestamp.of(payload))?;
+    line.push(b'\n')?;
+    out.extend_from_slice(line.text());
+    Some(target)
+}
+
+/// Keeps the first value of a field; a repeated one goes the full path.
+fn set_once<T>(field: &mut Option<T>, value: T) -> Option<()> {
+    match field {
+        Some(_) => None,
+        None => {
+            *field = Some(value);
+            Some(())
+        }
+    }
+}
+
+/// `repr(float(value))` of a JSON number, when finite.
+fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
+    if let Some(repr) = FloatRepr::from_short_decimal(raw) {
+        return Some(repr);
+    }
+    let value: f64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
+    value.is_finite().then(|| FloatRepr::new(value))
+}
+
+/// A position in the payload and the JSON grammar read from it.
+struct Cursor<'p> {
+    bytes: &'p [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    /// `{"metric": {...}, "meta": {...}, ...}`.
+    fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
+        let mut metric_seen = false;
+        let mut meta_seen = false;
+        self.skip_whitespace();
+        self.eat(b'{')?;
+        loop {
+            self.skip_whitespace();
+            if self.key(b"\"metric\"") {
+                if std::mem::replace(&mut metric_seen, true) {
+                    return None;
+                }
+                self.colon()?;
+                self.metric(fields, tags)?;
+            } else if self.key(b"\"meta\"") {
+                if std::mem::replace(&mut meta_seen, true) {
+                    return None;
+                }
+                self.colon()?;
+                self.meta(fields)?;
+            } else if self.key(b"\"creation_time\"") {
+                self.colon()?;
+                self.skip_value()?;
+            } else {
+                self.other_member()?;
+            }
+            if !self.next_member()? {
+                return Some(());
+            }
+        }
+    }
+
+    fn metric(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
+        self.eat(b'{')?;
+        loop {
+            self.skip_whitespace();
+            if self.key(b"\"name\"") {
+                self.colon()?;
+                set_once(&mut fields.name, self.plain_string()?)?;
+            } else if self.key(b"\"dimensions\"") {
+                if std::mem::replace(&mut fields.dimensions_seen, true) {
+                    return None;
+                }
+                self.colon()?;
+                self.dimensions(tags)?;
+            } else if self.key(b"\"timestamp\"") {
+                self.colon()?;
+                set_once(&mut fields.timestamp, self.timestamp()?)?;
+            } else if self.key(b"\"value\"") {
+                self.colon()?;
+                set_once(&mut fields.value, self.number()?)?;
+            } else if self.key(b"\"value_meta\"") {
+                self.colon()?;
+                set_once(&mut fields.value_meta, self.skip_value()?)?;
+            } else {
+                self.other_member()?;
+            }
+            if !self.next_member()? {
+                return Some(());
+            }
+        }
+    }
+
+    fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
+        self.eat(b'{')?;
+        self.skip_whitespace();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.plain_string()?;
+            self.colon()?;
+            let value = self.plain_string()?;
+            tags.push_dimension(self.bytes, key, value)?;
+            if !self.next_member()? {
+                return Some(());
+            }
+            self.skip_whitespace();
+        }
+    }
+
+    fn meta(&mut self, fields: &mut Fields) -> Option<()> {
+        self.eat(b'{')?;
+        loop {
+            self.skip_whitespace();
+            if self.key(b"\"region\"") {
+                self.colon()?;
+                set_once(&mut fields.region, self.plain_string()?)?;
+            } else if self.key(b"\"tenantId\"") {
+                self.colon()?;
+                set_once(&mut fields.tenant, self.plain_string()?)?;
+            } else {
+                self.other_member()?;
+            }
+            if !self.next_member()? {
+                return Some(());
+            }
+        }
+    }
+
+    /// Whether the text here is `quoted` (a key with its quotes), consumed
+    /// if so. A key with escapes never matches; it goes the full path.
+    #[inline(always)]
+    fn key<const N: usize>(&mut self, quoted: &[u8; N]) -> bool {
+        let found = self.bytes.get(self.pos..self.pos + N) == Some(&quoted[..]);
+        if found {
+            self.pos += N;
+        }
+        found
+    }
+
+    /// A member of no interest: a plain key, and a value to validate.
+    fn other_member(&mut self) -> Option<()> {
+        self.plain_string()?;
+        self.colon()?;
+        self.skip_value()?;
+        Some(())
+    }
+
+    /// The colon after a key, and the whitespace around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        self.eat(b':')?;
+        self.skip_whitespace();
+        Some(())
+    }
+
+    /// After a member: `true` at a comma, `false` at the closing brace.
+    #[inline(always)]
+    fn next_member(&mut self) -> Option<bool> {
+        self.skip_whitespace();
+        match self.next()? {
+            b',' => Some(true),
+            b'}' => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A string without escapes, its content (checked as UTF-8).
+    #[inline(always)]
+    fn plain_string(&mut self) -> Option<Span> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let (mut end, mut escapes) = scan_plain(self.bytes, start);
+        let mut end_byte = *self.bytes.get(end)?;
+        if end_byte >= 0x80 {
+            // Tag escaping of non-ASCII text is left to the careful loop.
+            escapes = true;
+            end = find_string_special(self.bytes, end);
+            std::str::from_utf8(self.bytes.get(start..end)?).ok()?;
+            end_byte = *self.bytes.get(end)?;
+        }
+        if end_byte != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some(Span {
+            escapes,
+            ..Span::new(start, end)
+        })
+    }
+
+    /// A JSON integer within InfluxDB's time range other than `-0`: the
+    /// text `str(int(timestamp))` gives back.
+    fn timestamp(&mut self) -> Option<Span> {
+        let start = self.pos;
+        let negative = self.eat(b'-').is_some();
+        let digits_start = self.pos;
+        self.digits();
+        let digits = self.bytes.get(digits_start..self.pos)?;
+        // A fraction or exponent goes the full path: the caller finds the
+        // `.` or `e` where it wants a `,` or `}`.
+        match digits {
+            [] => return None,
+            [b'0', ..] if digits.len() > 1 || negative => return None,
+            _ => {}
+        }
+        // The range is symmetric: ±9223372036854.
+        const LIMIT: &[u8] = b"9223372036854";
+        const _: () =
+            assert!(MAX_TIMESTAMP_MS == 9_223_372_036_854 && MIN_TIMESTAMP_MS == -MAX_TIMESTAMP_MS);
+        if digits.len() > LIMIT.len() || (digits.len() == LIMIT.len() && digits > LIMIT) {
+            return None;
+        }
+        Some(Span::new(start, self.pos))
+    }
+
+    /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<Span> {
+        let start = self.pos;
+        self.skip_number()?;
+        Some(Span::new(start, self.pos))
+    }
+
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        // A digit right after a leading `0` is an error, not a new token.
+        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(())
+    }
+
+    /// Skips ASCII digits, eight at a time.
+    #[inline(always)]
+    fn digits(&mut self) {
+        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+            let others = non_digit_bytes(word(chunk));
+            if others != 0 {
+                self.pos += (others.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        self.digits();
+        (self.pos > start).then_some(())
+    }
+
+    /// Skips one JSON value, validating it as serde_json's `ignore_value`
+    /// does (and its strings as UTF-8), and returns its text.
+    fn skip_value(&mut self) -> Option<Span> {
+        let start = self.pos;
+        // One bit per open container, set for objects.
+        let mut objects: u64 = 0;
+        let mut depth: u32 = 0;
+        loop {
+            // At a value.
+            match self.peek()? {
+                open @ (b'{' | b'[') => {
+                    let is_object = open == b'{';
+                    if depth == MAX_SKIP_DEPTH {
+                        return None;
+                    }
+                    self.pos += 1;
+                    objects = objects << 1 | u64::from(is_object);
+                    depth += 1;
+                    self.skip_whitespace();
+                    let close = if is_object { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                        objects >>= 1;
+                        depth -= 1;
+                    } else {
+                        if is_object {
+                            self.member_key()?;
+                        }
+                        continue;
+                    }
+                }
+                b'"' => self.skip_string()?,
+                b'n' => self.literal(b"null")?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'-' | b'0'..=b'9' => self.skip_number()?,
+                _ => return None,
+            }
+            // After a value: close containers until one continues.
+            loop {
+                if depth == 0 {
+                    return Some(Span::new(start, self.pos));
+                }
+                self.skip_whitespace();
+                let in_object = objects & 1 == 1;
+                match self.next()? {
+                    b',' => {
+                        self.skip_whitespace();
+                        if in_object {
+                            self.member_key()?;
+                        }
+                        break;
+                    }
+                    b'}' if in_object => {}
+                    b']' if !in_object => {}
+                    _ => return None,
+                }
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// An object member's key and colon, leaving whitespace before the value.
+    fn member_key(&mut self) -> Option<()> {
+        self.skip_string()?;
+        self.skip_whitespace();
+        self.eat(b':')?;
+        self.skip_whitespace();
+        Some(())
+    }
+
+    /// A string, escapes validated (any `\u` code unit: serde_json checks
+    /// surrogates only in strings it decodes, not in values it skips).
+    fn skip_string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let mut non_ascii = false;
+        loop {
+            let at = find_plain_end(self.bytes, self.pos);
+            match *self.bytes.get(at)? {
+                b'"' => {
+                    if non_ascii {
+                        std::str::from_utf8(self.bytes.get(start..at)?).ok()?;
+                    }
+                    self.pos = at + 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.pos = at + 1;
+                    match self.next()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => self.hex4()?,
+                        _ => return None,
+                    }
+                }
+                0x80.. => {
+                    non_ascii = true;
+                    self.pos = find_string_special(self.bytes, at);
+                }
+                // A control character.
+                _ => return None,
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<()> {
+        let hex = self.bytes.get(self.pos..self.pos + 4)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        self.pos += 4;
+        Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if !self.bytes.get(self.pos..)?.starts_with(word) {
+            return None;
+        }
+        self.pos += word.len();
+        Some(())
+    }
+
+    #[inline]
+    fn skip_whitespace(&mut self) {
+        while self
+            .peek()
+            .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    #[inline]
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        if self.peek() != Some(byte) {
+            return None;
+        }
+        self.pos += 1;
+        Some(())
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `word` that is not an ASCII digit (and
+/// maybe in bytes above one, through the carry: the lowest mark is exact).
+#[inline(always)]
+fn non_digit_bytes(word: u64) -> u64 {
+    // Digits become 0..=9, which stay below 0x80 after adding 0x76.
+    let offset = word ^ (ONES * u64::from(b'0'));
+    (offset | offset.wrapping_add(ONES * 0x76)) & HIGHS
+}
+
+/// [`find_plain_end`], and whether the text before the end holds a space,
+/// `,` or `=` (the bytes of plain text that tag text escapes).
+#[inline(always)]
+fn scan_plain(bytes: &[u8], from: usize) -> (usize, bool) {
+    let mut i = from;
+    let mut escapes = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = word(chunk);
+        let escaped = plain_tag_escape_bytes(word);
+        let mask = (string_special_bytes(word) | word) & HIGHS;
+        if mask != 0 {
+            let before = (mask.trailing_zeros() / 8) as usize;
+            escapes |= escaped & low_bytes(before);
+            return (i + before, escapes != 0);
+        }
+        escapes |= escaped;
+        i += 8;
+    }
+    let mut tail_escapes = false;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
+            break;
+        }
+        tail_escapes |= TAG_BYTE_CLASS[usize::from(b)] != 0;
+        i += 1;
+    }
+    (i, escapes != 0 || tail_escapes)
+}
+
+/// High bit set in each byte of `word` that is a space, `,` or `=` — or a
+/// control character, and maybe a byte above a marked one (a borrow moves
+/// up only): exact for the bytes below the first string special.
+#[inline(always)]
+fn plain_tag_escape_bytes(word: u64) -> u64 {
+    let below = word.wrapping_sub(ONES * 0x21) & !word;
+    let comma = word ^ (ONES * u64::from(b','));
+    let equals = word ^ (ONES * u64::from(b'='));
+    let zero_comma = comma.wrapping_sub(ONES) & !comma;
+    let zero_equals = equals.wrapping_sub(ONES) & !equals;
+    (below | zero_comma | zero_equals) & HIGHS
+}
+
+/// Index of the first `"`, `\`, control character or non-ASCII byte at or
+/// after `from` (`bytes.len()` if none), eight bytes at a time.
+#[inline(always)]
+fn find_plain_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let mask = (string_special_bytes(word) | word) & HIGHS;
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first `"`, `\` or control character at or after `from`
+/// (`bytes.len()` if none), eight bytes at a time.
+fn find_string_special(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let mask = string_special_bytes(u64::from_le_bytes(word)) & HIGHS;
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// High bit set (among other bits) in each byte of `word` that is `"`, `\`
+/// or below 0x20. The borrow of the subtraction can also mark bytes above
+/// a marked one, never below, so the lowest mark is exact.
+#[inline(always)]
+fn string_special_bytes(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero_quote = quote.wrapping_sub(ONES) & !quote;
+    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    zero_quote | zero_backslash | control
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_ends_are_found_at_every_position() {
+        for special in [b'"', b'\\', b'\0', b'\n', 0x1f, 0x80, 0xc3, 0xff] {
+            for len in 0..20 {
+                for at in 0..=len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice(&[b' ', 0x7f, 0x20, b'"']);
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    let want = if at < len { at } else { len + 3 };
+                    assert_eq!(find_plain_end(&bytes, 0), want, "{special} at {at}/{len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tag_escapes_are_seen_before_the_end_only() {
+        for special in [b' ', b',', b'='] {
+            for len in 0..40 {
+                for at in 0..=len + 2 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice(b"\"x ,=");
+                    if at < bytes.len() && at != len {
+                        bytes[at] = special;
+                    }
+                    let (end, escapes) = scan_plain(&bytes, 0);
+                    assert_eq!(end, len);
+                    assert_eq!(escapes, at < len, "{special} at {at}/{len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn digits_are_skipped_to_the_first_other_byte() {
+        for other in [b'.', b'e', b'/', b':', b' ', 0x80, 0xff, 0xfa] {
+            for len in 0..20 {
+                let mut bytes = b"12345678901234567890".to_vec();
+                bytes.truncate(len);
+                bytes.push(other);
+                bytes.extend_from_slice(b"123");
+                let mut cursor = Cursor {
+                    bytes: &bytes,
+                    pos: 0,
+                };
+                cursor.digits();
+                assert_eq!(cursor.pos, len, "{other} after {len}");
+            }
+        }
+    }
+
+    fn line(payload: &str) -> Option<String> {
+        let mut out = Vec::new();
+        encode_metric(payload.as_bytes(), None, &mut out)?;
+        String::from_utf8(out).ok()
+    }
+
+    #[test]
+    fn plain_messages_are_written_directly() {
+        assert_eq!(
+            line(
+                r#"{"metric": {"name": "cpu idle", "dimensions": {"b": "2", "a": "x,y=z", "_region": "no", "e": ""}, "timestamp": 1554725987408, "value": 1.50, "value_meta": {"n": "é"}}, "meta": {"region": "r", "tenantId": "t"}, "creation_time": 1}"#
+            )
+            .as_deref(),
+            Some("cpu\\ idle,_region=r,_tenant_id=t,a=x\\,y\\=z,b=2 value=1.5,value_meta=\"{\\\"n\\\": \\\"é\\\"}\" 1554725987408\n")
+        );
+    }
+
+    #[test]
+    fn anything_off_the_plain_shape_is_left_to_the_full_path() {
+        let message = |metric: &str| {
+            format!(r#"{{"metric": {{{metric}}}, "meta": {{"region": "r", "tenantId": "t"}}}}"#)
+        };
+        for metric in [
+            r#""name": "a\"b", "timestamp": 1, "value": 1"#,
+            r#""name": "m", "name": "m", "timestamp": 1, "value": 1"#,
+            r#""name": "m", "timestamp": 1.0, "value": 1"#,
+            r#""name": "m", "timestamp": "1", "value": 1"#,
+            r#""name": "m", "timestamp": 9223372036855, "value": 1"#,
+            r#""name": "m", "timestamp": 1, "value": "1""#,
+            r#""name": "m", "timestamp": 1, "value": 1e400"#,
+            r##""name": "#m", "timestamp": 1, "value": 1"##,
+            r#""name": "", "timestamp": 1, "value": 1"#,
+            r#""name": "m", "timestamp": 1, "value": 1, "dimensions": {"time": "x"}"#,
+            r#""name": "m", "timestamp": 1, "value": 1, "dimensions": null"#,
+            r#""name": "m", "timestamp": 1, "value": 1, "value_meta": {"a": "\ud800"}"#,
+            r#""name": "m", "timestamp": 01, "value": 1"#,
+        ] {
+            assert_eq!(line(&message(metric)), None, "{metric}");
+        }
+        assert!(line(&message(r#""name": "m", "timestamp": 1, "value": 1"#)).is_some());
+        let invalid_utf8 = b"{\"metric\": {\"name\": \"\xc3(\", \"timestamp\": 1, \"value\": 1}, \"meta\": {\"region\": \"r\", \"tenantId\": \"t\"}}";
+        assert!(encode_metric(invalid_utf8, None, &mut Vec::new()).is_none());
+    }
+}
