@@ -129,7 +129,7 @@ fn process_tree(pid: i32) -> Vec<i32> {
 }
 
 /// User + system CPU seconds of one process.
-fn cpu_seconds(pid: i32) -> f64 {
+pub fn cpu_seconds(pid: i32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     stat_fields(pid)
