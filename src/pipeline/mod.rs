@@ -5,7 +5,7 @@
 mod batch;
 pub mod consumer;
 pub mod control;
-mod fetch_queue;
+pub mod fetch_queue;
 mod handoff;
 mod replay;
 mod writer_pool;
