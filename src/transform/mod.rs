@@ -10,6 +10,7 @@
 
 mod database;
 mod direct;
+mod lexer;
 mod line;
 mod message;
 mod pyjson;

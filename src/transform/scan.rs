@@ -12,11 +12,8 @@
 
 use std::borrow::Cow;
 
+use super::lexer::{find_string_special, Lexer};
 use super::message::{DimensionList, Metric, MetricEnvelope, MetricMeta, Text};
-
-/// Deepest nesting the scanner follows inside a skipped or raw value (one
-/// bit per level in a `u64`); deeper input goes to the serde path.
-const MAX_SKIP_DEPTH: u32 = 64;
 
 /// Decodes a metric message (already checked to be UTF-8) like
 /// `message::decode_metric`, or `None` when the serde path must decide.
@@ -27,12 +24,10 @@ pub(crate) fn decode_metric<'p>(
 ) -> Option<MetricEnvelope<'p>> {
     let mut scanner = Scanner {
         text,
-        bytes: text.as_bytes(),
-        pos: 0,
+        lex: Lexer::new(text.as_bytes()),
     };
     let envelope = scanner.envelope(dimensions)?;
-    scanner.skip_whitespace();
-    (scanner.pos == scanner.bytes.len()).then_some(envelope)
+    scanner.lex.at_end().then_some(envelope)
 }
 
 /// An object key: the index of one the caller named, or another string.
@@ -42,9 +37,9 @@ enum Key<'p> {
 }
 
 struct Scanner<'p> {
+    /// The payload, as the text the lexer's positions index.
     text: &'p str,
-    bytes: &'p [u8],
-    pos: usize,
+    lex: Lexer<'p>,
 }
 
 impl<'p> Scanner<'p> {
@@ -96,7 +91,7 @@ impl<'p> Scanner<'p> {
         }
         self.object(&[], |s, key| {
             let Key::Other(key) = key else { return None };
-            s.skip_whitespace();
+            s.lex.skip_whitespace();
             let value = s.string()?;
             dimensions.push((key, value));
             Some(())
@@ -135,21 +130,21 @@ impl<'p> Scanner<'p> {
         names: &[&'static str; N],
         mut field: impl FnMut(&mut Self, Key<'p>) -> Option<()>,
     ) -> Option<()> {
-        self.skip_whitespace();
-        self.eat(b'{')?;
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        self.lex.skip_whitespace();
+        self.lex.eat(b'{')?;
+        self.lex.skip_whitespace();
+        if self.lex.peek() == Some(b'}') {
+            self.lex.pos += 1;
             return Some(());
         }
         loop {
             let key = self.key(names)?;
-            self.skip_whitespace();
-            self.eat(b':')?;
+            self.lex.skip_whitespace();
+            self.lex.eat(b':')?;
             field(self, key)?;
-            self.skip_whitespace();
-            match self.next()? {
-                b',' => self.skip_whitespace(),
+            self.lex.skip_whitespace();
+            match self.lex.next()? {
+                b',' => self.lex.skip_whitespace(),
                 b'}' => return Some(()),
                 _ => return None,
             }
@@ -161,7 +156,7 @@ impl<'p> Scanner<'p> {
     fn key<const N: usize>(&mut self, names: &[&'static str; N]) -> Option<Key<'p>> {
         // Known keys written without escapes are compared in place (a few
         // word compares each) rather than scanned for their end.
-        if let Some(rest) = self.bytes.get(self.pos..) {
+        if let Some(rest) = self.lex.bytes.get(self.lex.pos..) {
             for (i, name) in names.iter().enumerate() {
                 let n = name.len();
                 if rest.len() > n + 1
@@ -169,7 +164,7 @@ impl<'p> Scanner<'p> {
                     && &rest[1..n + 1] == name.as_bytes()
                     && rest[n + 1] == b'"'
                 {
-                    self.pos += n + 2;
+                    self.lex.pos += n + 2;
                     return Some(Key::Known(i));
                 }
             }
@@ -183,13 +178,14 @@ impl<'p> Scanner<'p> {
 
     /// `null` (consumed) or something else (left in place).
     fn null(&mut self) -> bool {
-        self.skip_whitespace();
+        self.lex.skip_whitespace();
         let is_null = self
+            .lex
             .bytes
-            .get(self.pos..)
+            .get(self.lex.pos..)
             .is_some_and(|rest| rest.starts_with(b"null"));
         if is_null {
-            self.pos += 4;
+            self.lex.pos += 4;
         }
         is_null
     }
@@ -216,15 +212,15 @@ impl<'p> Scanner<'p> {
     /// A string without escapes at the current position; `None` (position
     /// unchanged) for anything else.
     fn plain_string(&mut self) -> Option<&'p str> {
-        if self.peek() != Some(b'"') {
+        if self.lex.peek() != Some(b'"') {
             return None;
         }
-        let start = self.pos + 1;
-        let end = find_string_special(self.bytes, start);
-        if self.bytes.get(end) != Some(&b'"') {
+        let start = self.lex.pos + 1;
+        let end = find_string_special(self.lex.bytes, start);
+        if self.lex.bytes.get(end) != Some(&b'"') {
             return None;
         }
-        self.pos = end + 1;
+        self.lex.pos = end + 1;
         self.text.get(start..end)
     }
 
@@ -232,25 +228,25 @@ impl<'p> Scanner<'p> {
     #[cold]
     #[inline(never)]
     fn escaped_string(&mut self) -> Option<String> {
-        self.eat(b'"')?;
-        let start = self.pos;
-        let mut at = find_string_special(self.bytes, start);
+        self.lex.eat(b'"')?;
+        let start = self.lex.pos;
+        let mut at = find_string_special(self.lex.bytes, start);
         let mut out = String::from(self.text.get(start..at)?);
         loop {
-            match self.bytes.get(at)? {
+            match self.lex.bytes.get(at)? {
                 b'"' => {
-                    self.pos = at + 1;
+                    self.lex.pos = at + 1;
                     return Some(out);
                 }
                 b'\\' => {
-                    self.pos = at + 1;
+                    self.lex.pos = at + 1;
                     out.push(self.escape()?);
                 }
                 // A control character.
                 _ => return None,
             }
-            let from = self.pos;
-            at = find_string_special(self.bytes, from);
+            let from = self.lex.pos;
+            at = find_string_special(self.lex.bytes, from);
             out.push_str(self.text.get(from..at)?);
         }
     }
@@ -259,7 +255,7 @@ impl<'p> Scanner<'p> {
     /// unpaired surrogates in a string it decodes; so does this (by
     /// deferring to it).
     fn escape(&mut self) -> Option<char> {
-        Some(match self.next()? {
+        Some(match self.lex.next()? {
             b'"' => '"',
             b'\\' => '\\',
             b'/' => '/',
@@ -269,10 +265,10 @@ impl<'p> Scanner<'p> {
             b'r' => '\r',
             b't' => '\t',
             b'u' => {
-                let unit = self.hex4()?;
+                let unit = self.lex.hex4()?;
                 if (0xD800..0xDC00).contains(&unit) {
-                    self.literal(b"\\u")?;
-                    let low = self.hex4()?;
+                    self.lex.literal(b"\\u")?;
+                    let low = self.lex.hex4()?;
                     if !(0xDC00..0xE000).contains(&low) {
                         return None;
                     }
@@ -286,258 +282,18 @@ impl<'p> Scanner<'p> {
         })
     }
 
-    /// Four hex digits of a `\u` escape.
-    fn hex4(&mut self) -> Option<u32> {
-        let hex = self.bytes.get(self.pos..self.pos + 4)?;
-        let mut unit = 0;
-        for &digit in hex {
-            unit = unit * 16 + char::from(digit).to_digit(16)?;
-        }
-        self.pos += 4;
-        Some(unit)
-    }
-
-    /// Skips one JSON value, validating it as serde_json's `ignore_value`
-    /// does, and returns its text without surrounding whitespace.
+    /// Skips one JSON value (see [`Lexer::skip_value`]) and returns its
+    /// text without surrounding whitespace.
     fn skip_value(&mut self) -> Option<&'p str> {
-        self.skip_whitespace();
-        let start = self.pos;
-        // One bit per open container, set for objects.
-        let mut objects: u64 = 0;
-        let mut depth: u32 = 0;
-        loop {
-            // At a value.
-            match self.peek()? {
-                open @ (b'{' | b'[') => {
-                    let is_object = open == b'{';
-                    if depth == MAX_SKIP_DEPTH {
-                        return None;
-                    }
-                    self.pos += 1;
-                    objects = objects << 1 | u64::from(is_object);
-                    depth += 1;
-                    self.skip_whitespace();
-                    let close = if is_object { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.pos += 1;
-                        objects >>= 1;
-                        depth -= 1;
-                    } else {
-                        if is_object {
-                            self.member_key()?;
-                        }
-                        continue;
-                    }
-                }
-                b'"' => {
-                    self.pos += 1;
-                    self.skip_string_rest()?;
-                }
-                b'n' => self.literal(b"null")?,
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'-' | b'0'..=b'9' => self.number()?,
-                _ => return None,
-            }
-            // After a value: close containers until one continues.
-            loop {
-                if depth == 0 {
-                    return self.text.get(start..self.pos);
-                }
-                self.skip_whitespace();
-                let in_object = objects & 1 == 1;
-                match self.next()? {
-                    b',' => {
-                        self.skip_whitespace();
-                        if in_object {
-                            self.member_key()?;
-                        }
-                        break;
-                    }
-                    b'}' if in_object => {}
-                    b']' if !in_object => {}
-                    _ => return None,
-                }
-                objects >>= 1;
-                depth -= 1;
-            }
-        }
+        self.lex.skip_whitespace();
+        let range = self.lex.skip_value()?;
+        self.text.get(range)
     }
-
-    /// An object member's key and colon, leaving whitespace before the value.
-    fn member_key(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        self.skip_string_rest()?;
-        self.skip_whitespace();
-        self.eat(b':')?;
-        self.skip_whitespace();
-        Some(())
-    }
-
-    /// The rest of a string after its opening quote, escapes validated.
-    fn skip_string_rest(&mut self) -> Option<()> {
-        loop {
-            let at = find_string_special(self.bytes, self.pos);
-            match self.bytes.get(at)? {
-                b'"' => {
-                    self.pos = at + 1;
-                    return Some(());
-                }
-                b'\\' => {
-                    self.pos = at + 1;
-                    match self.next()? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        // Any code unit: serde_json checks surrogates only in
-                        // strings it decodes, not in values it skips.
-                        b'u' => {
-                            self.hex4()?;
-                        }
-                        _ => return None,
-                    }
-                }
-                // A control character.
-                _ => return None,
-            }
-        }
-    }
-
-    /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-    fn number(&mut self) -> Option<()> {
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            self.some_digits()?;
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            self.some_digits()?;
-        }
-        // A digit right after a leading `0` is an error, not a new token.
-        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(())
-    }
-
-    fn digits(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-        }
-    }
-
-    fn some_digits(&mut self) -> Option<()> {
-        let start = self.pos;
-        self.digits();
-        (self.pos > start).then_some(())
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if !self.bytes.get(self.pos..)?.starts_with(word) {
-            return None;
-        }
-        self.pos += word.len();
-        Some(())
-    }
-
-    fn skip_whitespace(&mut self) {
-        while self
-            .peek()
-            .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
-        {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        if self.peek() != Some(byte) {
-            return None;
-        }
-        self.pos += 1;
-        Some(())
-    }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Index of the first `"`, `\` or control character at or after `from`
-/// (`bytes.len()` if none), eight bytes at a time.
-fn find_string_special(bytes: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let mask = special_bytes(u64::from_le_bytes(word));
-        if mask != 0 {
-            return i + (mask.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            return i;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// High bit set in each byte of `word` that is `"`, `\` or below 0x20. The
-/// borrow of the subtraction can also mark bytes above a marked one, never
-/// below, so the lowest mark is exact.
-fn special_bytes(word: u64) -> u64 {
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_quote = quote.wrapping_sub(ONES) & !quote;
-    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    (zero_quote | zero_backslash | control) & HIGHS
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn special_bytes_are_found_at_every_position() {
-        for special in [b'"', b'\\', b'\0', b'\n', 0x1f] {
-            for len in 0..20 {
-                for at in 0..=len {
-                    let mut bytes = vec![b'a'; len];
-                    bytes.extend_from_slice(&[0xc3, 0xa9, b' ', 0x7f, 0x20]);
-                    if at < len {
-                        bytes[at] = special;
-                    }
-                    let want = if at < len { at } else { bytes.len() };
-                    assert_eq!(
-                        find_string_special(&bytes, 0),
-                        want,
-                        "{special} at {at}/{len}"
-                    );
-                }
-            }
-        }
-    }
 
     fn decodes(text: &str) -> bool {
         decode_metric(text, &mut DimensionList::new()).is_some()

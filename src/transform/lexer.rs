@@ -1,0 +1,368 @@
+//! The JSON lexical steps both fast metric decoders share (`direct.rs` and
+//! `scan.rs`): a position in the payload, whitespace, literals, numbers,
+//! strings with their escapes, whole values skipped — each validated as
+//! strictly as serde_json would, and each answering `None` where the
+//! decoder must give up and leave the message to a slower path.
+
+/// Deepest nesting followed inside a skipped value (one bit per level in a
+/// `u64`); deeper input goes to the serde path.
+pub(super) const MAX_SKIP_DEPTH: u32 = 64;
+
+pub(super) const ONES: u64 = 0x0101_0101_0101_0101;
+pub(super) const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// A position in a payload.
+pub(super) struct Lexer<'p> {
+    pub(super) bytes: &'p [u8],
+    pub(super) pos: usize,
+}
+
+impl<'p> Lexer<'p> {
+    /// At the start of `bytes`.
+    pub(super) fn new(bytes: &'p [u8]) -> Lexer<'p> {
+        Lexer { bytes, pos: 0 }
+    }
+
+    /// Skips one JSON value, validating it as serde_json's `ignore_value`
+    /// does (and its strings as UTF-8), and returns where its text lies.
+    pub(super) fn skip_value(&mut self) -> Option<std::ops::Range<usize>> {
+        let start = self.pos;
+        // One bit per open container, set for objects.
+        let mut objects: u64 = 0;
+        let mut depth: u32 = 0;
+        loop {
+            // At a value.
+            match self.peek()? {
+                open @ (b'{' | b'[') => {
+                    let is_object = open == b'{';
+                    if depth == MAX_SKIP_DEPTH {
+                        return None;
+                    }
+                    self.pos += 1;
+                    objects = objects << 1 | u64::from(is_object);
+                    depth += 1;
+                    self.skip_whitespace();
+                    let close = if is_object { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                        objects >>= 1;
+                        depth -= 1;
+                    } else {
+                        if is_object {
+                            self.member_key()?;
+                        }
+                        continue;
+                    }
+                }
+                b'"' => self.skip_string()?,
+                b'n' => self.literal(b"null")?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'-' | b'0'..=b'9' => self.skip_number()?,
+                _ => return None,
+            }
+            // After a value: close containers until one continues.
+            loop {
+                if depth == 0 {
+                    return Some(start..self.pos);
+                }
+                self.skip_whitespace();
+                let in_object = objects & 1 == 1;
+                match self.next()? {
+                    b',' => {
+                        self.skip_whitespace();
+                        if in_object {
+                            self.member_key()?;
+                        }
+                        break;
+                    }
+                    b'}' if in_object => {}
+                    b']' if !in_object => {}
+                    _ => return None,
+                }
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// An object member's key and colon, leaving whitespace before the value.
+    pub(super) fn member_key(&mut self) -> Option<()> {
+        self.skip_string()?;
+        self.skip_whitespace();
+        self.eat(b':')?;
+        self.skip_whitespace();
+        Some(())
+    }
+
+    /// A string, escapes validated (any `\u` code unit: serde_json checks
+    /// surrogates only in strings it decodes, not in values it skips), and
+    /// its text checked as UTF-8 when it holds a non-ASCII byte.
+    pub(super) fn skip_string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let mut non_ascii = false;
+        loop {
+            let at = find_plain_end(self.bytes, self.pos);
+            match *self.bytes.get(at)? {
+                b'"' => {
+                    if non_ascii {
+                        std::str::from_utf8(self.bytes.get(start..at)?).ok()?;
+                    }
+                    self.pos = at + 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.pos = at + 1;
+                    match self.next()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            self.hex4()?;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x80.. => {
+                    non_ascii = true;
+                    self.pos = find_string_special(self.bytes, at);
+                }
+                // A control character.
+                _ => return None,
+            }
+        }
+    }
+
+    /// Four hex digits, as the code unit they spell.
+    pub(super) fn hex4(&mut self) -> Option<u32> {
+        let hex = self.bytes.get(self.pos..self.pos + 4)?;
+        let mut unit = 0;
+        for &digit in hex {
+            unit = unit * 16 + char::from(digit).to_digit(16)?;
+        }
+        self.pos += 4;
+        Some(unit)
+    }
+
+    /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    pub(super) fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        // A digit right after a leading `0` is an error, not a new token.
+        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(())
+    }
+
+    /// Skips ASCII digits, eight at a time.
+    #[inline(always)]
+    pub(super) fn digits(&mut self) {
+        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+            let others = non_digit_bytes(word(chunk));
+            if others != 0 {
+                self.pos += (others.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    /// At least one ASCII digit, skipped.
+    pub(super) fn some_digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        self.digits();
+        (self.pos > start).then_some(())
+    }
+
+    /// Exactly `word` (`null`, `true`, `false`).
+    pub(super) fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if !self.bytes.get(self.pos..)?.starts_with(word) {
+            return None;
+        }
+        self.pos += word.len();
+        Some(())
+    }
+
+    #[inline]
+    pub(super) fn skip_whitespace(&mut self) {
+        while self
+            .peek()
+            .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    pub(super) fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    /// Exactly `byte`.
+    #[inline]
+    pub(super) fn eat(&mut self, byte: u8) -> Option<()> {
+        if self.peek() != Some(byte) {
+            return None;
+        }
+        self.pos += 1;
+        Some(())
+    }
+
+    /// Whether the payload ends here (after trailing whitespace).
+    pub(super) fn at_end(&mut self) -> bool {
+        self.skip_whitespace();
+        self.pos == self.bytes.len()
+    }
+}
+
+/// The eight bytes at the start of `chunk` (at least eight long) as one
+/// little-endian word.
+#[inline(always)]
+pub(super) fn word(chunk: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&chunk[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// High bit set in each byte of `word` that is not an ASCII digit (and
+/// maybe in bytes above one, through the carry: the lowest mark is exact).
+#[inline(always)]
+pub(super) fn non_digit_bytes(word: u64) -> u64 {
+    // Digits become 0..=9, which stay below 0x80 after adding 0x76.
+    let offset = word ^ (ONES * u64::from(b'0'));
+    (offset | offset.wrapping_add(ONES * 0x76)) & HIGHS
+}
+
+/// Index of the first `"`, `\`, control character or non-ASCII byte at or
+/// after `from` (`bytes.len()` if none), eight bytes at a time.
+#[inline(always)]
+pub(super) fn find_plain_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = word(chunk);
+        let mask = (string_special_bytes(word) | word) & HIGHS;
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first `"`, `\` or control character at or after `from`
+/// (`bytes.len()` if none), eight bytes at a time.
+pub(super) fn find_string_special(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mask = string_special_bytes(word(chunk)) & HIGHS;
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// High bit set (among other bits) in each byte of `word` that is `"`, `\`
+/// or below 0x20. The borrow of the subtraction can also mark bytes above
+/// a marked one, never below, so the lowest mark is exact.
+#[inline(always)]
+pub(super) fn string_special_bytes(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero_quote = quote.wrapping_sub(ONES) & !quote;
+    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    zero_quote | zero_backslash | control
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_specials_are_found_at_every_position() {
+        for special in [b'"', b'\\', b'\0', b'\n', 0x1f] {
+            for len in 0..20 {
+                for at in 0..=len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice(&[0xc3, 0xa9, b' ', 0x7f, 0x20]);
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    let want = if at < len { at } else { bytes.len() };
+                    assert_eq!(
+                        find_string_special(&bytes, 0),
+                        want,
+                        "{special} at {at}/{len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skipped_values_are_validated_like_serde() {
+        for (text, ok) in [
+            (
+                r#"{"x": [1, -2.5e+3, "\u00e9\"", true, false, null, {}]} "#,
+                true,
+            ),
+            ("\"caf\u{e9}\"", true),
+            (r#"{"x": 01}"#, false),
+            (r#"{"x": 1.}"#, false),
+            (r#"{"x": "\q"}"#, false),
+            (r#"{"x": [1,]}"#, false),
+            (r#"{"x" 1}"#, false),
+            ("\"\u{1}\"", false),
+        ] {
+            let mut lexer = Lexer::new(text.as_bytes());
+            let skipped = lexer.skip_value();
+            assert_eq!(skipped.is_some() && lexer.at_end(), ok, "{text}");
+        }
+        let mut bad_utf8 = Lexer::new(b"\"\xc3(\"");
+        assert_eq!(bad_utf8.skip_value(), None);
+        let deep =
+            "[".repeat(MAX_SKIP_DEPTH as usize + 1) + &"]".repeat(MAX_SKIP_DEPTH as usize + 1);
+        assert_eq!(Lexer::new(deep.as_bytes()).skip_value(), None);
+    }
+}
