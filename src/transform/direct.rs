@@ -715,7 +715,13 @@ impl Cursor<'_> {
                 set_once(&mut fields.value, self.value_number()?)?;
             } else if self.key(b"\"value_meta\"") {
                 self.colon()?;
-                set_once(&mut fields.value_meta, self.skip_value()?)?;
+                // Mostly `null`: `skip_value` would read it the same way.
+                let value_meta = if self.key(b"null") {
+                    Span::new(self.pos - 4, self.pos)
+                } else {
+                    self.skip_value()?
+                };
+                set_once(&mut fields.value_meta, value_meta)?;
             } else {
                 self.other_member()?;
             }
