@@ -361,11 +361,15 @@ fn encode<'p>(
     tenant_database: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Option<Target<'p>> {
-    // Never busy (nothing here calls back in); if it were, the full path.
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.try_borrow_mut().ok()?;
-        encode_with(payload, tenant_database, out, &mut scratch)
-    })
+    // Never busy (nothing here calls back in) and never gone (nothing to
+    // drop); if it were, the full path.
+    SCRATCH
+        .try_with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            encode_with(payload, tenant_database, out, &mut scratch)
+        })
+        .ok()
+        .flatten()
 }
 
 fn encode_with<'p>(
