@@ -508,6 +508,59 @@ fn plain_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `value` spellings around the direct path's short-decimal shortcut: up
+/// to 19 significant digits, leading and trailing zeros, magnitudes around
+/// 1e-4 and 1e16, exponents, `-0`, integers beyond 2^53 and 2^64, and the
+/// shortest texts of random doubles as agents write them.
+fn value_number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => prop::sample::select(NUMBERS).prop_map(String::from),
+        3 => "-?(0|[1-9][0-9]{0,18})(\\.[0-9]{1,19})?([eE][+-]?[0-9]{1,3})?",
+        3 => "-?(0|[1-9][0-9]{0,8}0{0,10})(\\.0{0,6}[0-9]{0,9}0{0,4})?",
+        2 => any::<f64>().prop_map(|x| format!("{x}")),
+        2 => (-1e20f64..1e20).prop_map(|x| format!("{x}")),
+        2 => (-1.0f64..1.0).prop_map(|x| format!("{x}")),
+        1 => (0u32..1_000_000, -8i32..20).prop_map(|(m, e)| format!("{}", f64::from(m) * 10f64.powi(e))),
+        1 => any::<f64>().prop_map(|x| format!("{x:e}")),
+    ]
+}
+
+/// A `value_meta` object of the flat shape the direct path writes itself
+/// (plain keys and strings, integers, literals) and of shapes just off it:
+/// floats, `-0`, escapes, nesting, repeated keys, many members, odd
+/// spacing, long text.
+fn flat_value_meta() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        4 => "[a-z_]{0,6}",
+        1 => plain_text(),
+        1 => prop::sample::select(&["a", "b", "status", "a\\u0062", "a\\\"", "x\\n"][..])
+            .prop_map(String::from),
+    ];
+    let value = prop_oneof![
+        4 => plain_text().prop_map(|s| format!("\"{s}\"")),
+        3 => prop::sample::select(NUMBERS).prop_map(String::from),
+        2 => prop::sample::select(&[
+            "true", "false", "null", "-0", "0", "200", "-17", "18446744073709551616",
+            "[]", "{}", "[1]", "{\"n\": 1}", "\"\\u00e9\"", "\"a\\\\b\"", "\"\"",
+            "1.0", "2.50", "-0.0", "1e2",
+        ][..])
+            .prop_map(String::from),
+        1 => "[a-z ]{100,300}".prop_map(|s| format!("\"{s}\"")),
+    ];
+    (
+        prop::collection::vec((key, value), 1..11),
+        prop::sample::select(&["", " ", "\n  "][..]),
+    )
+        .prop_map(|(members, space)| {
+            let members = members
+                .iter()
+                .map(|(k, v)| format!("{space}\"{k}\"{space}:{space}{v}{space}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            format!("{{{members}}}")
+        })
+}
+
 fn plain_message() -> impl Strategy<Value = String> {
     (
         plain_text(),
@@ -517,11 +570,15 @@ fn plain_message() -> impl Strategy<Value = String> {
             "-9223372036854", "-9223372036855", "9999999999999", "10000000000000", "01",
             "1.0", "1e3", "123456789012345678",
         ][..]),
-        prop::sample::select(NUMBERS),
-        prop::sample::select(&[
-            "null", "{}", "[]", "0", "false", "\"\"", "{\"a\": [1, 2.50, \"x y\"]}",
-            "{ }", "[ ]", "0.0", "\"x\"", "true", "{\"é\": \"名\"}",
-        ][..]),
+        value_number(),
+        prop_oneof![
+            1 => prop::sample::select(&[
+                "null", "{}", "[]", "0", "false", "\"\"", "{\"a\": [1, 2.50, \"x y\"]}",
+                "{ }", "[ ]", "0.0", "\"x\"", "true", "{\"é\": \"名\"}",
+            ][..])
+                .prop_map(String::from),
+            2 => flat_value_meta(),
+        ],
         (plain_text(), plain_text()),
         prop::sample::select(&["", " ", "  ", "\n"][..]),
     )

@@ -176,6 +176,8 @@ impl TagSet {
 struct MetaTag {
     prefix: u64,
     key: &'static [u8],
+    /// `,key=`, padded to a window of constant size (no `memcpy` call).
+    head: &'static [u8; 16],
     value: Span,
 }
 
@@ -184,9 +186,7 @@ impl MetaTag {
         if self.value.len == 0 {
             return Some(());
         }
-        line.push(b',')?;
-        line.push_slice(self.key)?;
-        line.push(b'=')?;
+        line.push_prefix(self.head, self.key.len() + 2)?;
         line.push_tag(payload, self.value)
     }
 }
@@ -317,10 +317,43 @@ struct Fields {
     name: Option<Span>,
     dimensions_seen: bool,
     timestamp: Option<Span>,
-    value: Option<Span>,
+    value: Option<Number>,
     value_meta: Option<Span>,
     region: Option<Span>,
     tenant: Option<Span>,
+}
+
+/// The tags and line of a message, kept per thread so that no message pays
+/// for zeroing them (what a message leaves behind is never read: both are
+/// read only below their lengths, which start at zero).
+struct Scratch {
+    tags: TagSet,
+    line: LineBuf,
+}
+
+const NO_SPAN: Span = Span {
+    at: 0,
+    len: 0,
+    escapes: false,
+};
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = const {
+        std::cell::RefCell::new(Scratch {
+            tags: TagSet {
+                tags: [Tag {
+                    prefix: 0,
+                    key: NO_SPAN,
+                    value: NO_SPAN,
+                }; MAX_TAGS],
+                len: 0,
+            },
+            line: LineBuf {
+                bytes: [0; LINE_CAPACITY],
+                len: 0,
+            },
+        })
+    };
 }
 
 fn encode<'p>(
@@ -328,17 +361,33 @@ fn encode<'p>(
     tenant_database: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Option<Target<'p>> {
+    // Never busy (nothing here calls back in) and never gone (nothing to
+    // drop); if it were, the full path.
+    SCRATCH
+        .try_with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            encode_with(payload, tenant_database, out, &mut scratch)
+        })
+        .ok()
+        .flatten()
+}
+
+fn encode_with<'p>(
+    payload: &'p [u8],
+    tenant_database: Option<&str>,
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Option<Target<'p>> {
     u32::try_from(payload.len()).ok()?;
     let mut cursor = Cursor {
         bytes: payload,
         pos: 0,
     };
     let mut fields = Fields::default();
-    let mut tags = TagSet {
-        tags: [Tag::default(); MAX_TAGS],
-        len: 0,
-    };
-    cursor.envelope(&mut fields, &mut tags)?;
+    let Scratch { tags, line } = scratch;
+    tags.len = 0;
+    line.len = 0;
+    cursor.envelope(&mut fields, tags)?;
     cursor.skip_whitespace();
     if cursor.pos != payload.len() {
         return None;
@@ -346,7 +395,10 @@ fn encode<'p>(
 
     let name = fields.name?;
     let timestamp = fields.timestamp?;
-    let value = metric_value(fields.value?.of(payload))?;
+    let value = match fields.value? {
+        number if number.is_short_decimal(payload) => Value::Short(number),
+        number => Value::Repr(metric_value(number.text.of(payload))?),
+    };
     let region = fields.region?;
     let tenant = fields.tenant?;
     let target = match tenant_database {
@@ -364,27 +416,30 @@ fn encode<'p>(
     }
     tags.sort(payload);
 
-    let mut line = LineBuf {
-        bytes: [0; LINE_CAPACITY],
-        len: 0,
-    };
     line.push_tag(payload, name)?;
     let meta = [
         MetaTag {
             prefix: REGION,
             key: b"_region",
+            head: b",_region=\0\0\0\0\0\0\0",
             value: region,
         },
         MetaTag {
             prefix: TENANT,
             key: b"_tenant_id",
+            head: b",_tenant_id=\0\0\0\0",
             value: tenant,
         },
     ];
-    tags.write(payload, meta, &mut line)?;
+    tags.write(payload, meta, line)?;
     line.push_slice(b" value=")?;
-    let (digits, len) = value.padded();
-    line.push_prefix(digits, len)?;
+    match value {
+        Value::Short(number) => number.write_short_decimal(payload, line)?,
+        Value::Repr(repr) => {
+            let (digits, len) = repr.padded();
+            line.push_prefix(digits, len)?;
+        }
+    }
     line.push_slice(b",value_meta=\"")?;
     match fields.value_meta.map(|raw| raw.of(payload)) {
         None | Some(b"null") => line.push_slice(b"{}")?,
@@ -392,7 +447,7 @@ fn encode<'p>(
             let raw = std::str::from_utf8(raw).ok()?;
             if pyjson::is_falsy(raw) {
                 line.push_slice(b"{}")?;
-            } else {
+            } else if write_flat_object(raw.as_bytes(), line).is_none() {
                 out.extend_from_slice(line.text());
                 line.len = 0;
                 pyjson::write(raw, &[], &mut StringFieldSink(out)).ok()?;
@@ -402,10 +457,103 @@ fn encode<'p>(
     line.push_slice(b"\" ")?;
     // A JSON integer is written canonically (no leading zeros, no `+`),
     // as `int()` then `str()` would write it; only `-0` is not.
-    line.push_slice(timestamp.of(payload))?;
+    // Copied as a window: digits need no escaping.
+    line.push_tag(
+        payload,
+        Span {
+            escapes: false,
+            ..timestamp
+        },
+    )?;
     line.push(b'\n')?;
     out.extend_from_slice(line.text());
     Some(target)
+}
+
+/// Most members of a `value_meta` object written directly; more go the
+/// general writer.
+const MAX_FLAT_MEMBERS: usize = 8;
+
+/// Writes a flat `value_meta` object (already validated, strings as UTF-8
+/// too) as `pyjson::write` into a `StringFieldSink` would; `None`, with
+/// `line` as it was, for anything else: a nested value, a float, `-0`, a string with an escape,
+/// a repeated key, more than [`MAX_FLAT_MEMBERS`] members, a line too long.
+///
+/// Why the output is the same: a string without escapes is raw JSON
+/// content (no `"`, `\`, control character), which Python writes back
+/// verbatim and the string field escaping leaves alone; an integer other
+/// than `-0` is written as it stands; the literals as they are; only the
+/// quotes around keys and strings become `\"`, the separators Python's.
+fn write_flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
+    let start = line.len;
+    let written = flat_object(raw, line);
+    if written.is_none() {
+        line.len = start;
+    }
+    written
+}
+
+fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
+    let mut cursor = Cursor { bytes: raw, pos: 0 };
+    let mut keys = [Span::default(); MAX_FLAT_MEMBERS];
+    cursor.eat(b'{')?;
+    line.push(b'{')?;
+    for member in 0..MAX_FLAT_MEMBERS {
+        cursor.skip_whitespace();
+        let key = cursor.escape_free_string()?;
+        let key_text = key.of(raw);
+        if keys[..member]
+            .iter()
+            .any(|earlier| earlier.of(raw) == key_text)
+        {
+            return None;
+        }
+        keys[member] = key;
+        cursor.colon()?;
+        if member > 0 {
+            line.push_slice(b", ")?;
+        }
+        line.push_slice(b"\\\"")?;
+        line.push_slice(key_text)?;
+        line.push_slice(b"\\\": ")?;
+        match cursor.peek()? {
+            b'"' => {
+                let text = cursor.escape_free_string()?;
+                line.push_slice(b"\\\"")?;
+                line.push_slice(text.of(raw))?;
+                line.push_slice(b"\\\"")?;
+            }
+            b'-' | b'0'..=b'9' => {
+                let at = cursor.pos;
+                cursor.eat(b'-');
+                cursor.digits();
+                let text = raw.get(at..cursor.pos)?;
+                if text == b"-0" || matches!(cursor.peek(), Some(b'.' | b'e' | b'E')) {
+                    return None;
+                }
+                line.push_slice(text)?;
+            }
+            b't' => {
+                cursor.literal(b"true")?;
+                line.push_slice(b"true")?;
+            }
+            b'f' => {
+                cursor.literal(b"false")?;
+                line.push_slice(b"false")?;
+            }
+            b'n' => {
+                cursor.literal(b"null")?;
+                line.push_slice(b"null")?;
+            }
+            _ => return None,
+        }
+        if !cursor.next_member()? {
+            line.push(b'}')?;
+            cursor.skip_whitespace();
+            return (cursor.pos == raw.len()).then_some(());
+        }
+    }
+    None
 }
 
 /// Keeps the first value of a field; a repeated one goes the full path.
@@ -419,11 +567,89 @@ fn set_once<T>(field: &mut Option<T>, value: T) -> Option<()> {
     }
 }
 
-/// `repr(float(value))` of a JSON number, when finite.
-fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
-    if let Some(repr) = FloatRepr::from_short_decimal(raw) {
-        return Some(repr);
+/// A `value` number as scanned: where its fraction and exponent are.
+#[derive(Clone, Copy)]
+struct Number {
+    /// All of it.
+    text: Span,
+    /// Where the integer digits end (a `.`, an `e`, or the end).
+    int_end: u32,
+    /// Where the fraction digits end; `int_end` without a fraction.
+    fraction_end: u32,
+    exponent: bool,
+}
+
+/// How the `value` is written.
+enum Value {
+    /// Its own text, normalised (see [`Number::is_short_decimal`]).
+    Short(Number),
+    /// `repr(float(text))` formatted.
+    Repr(FloatRepr),
+}
+
+impl Number {
+    /// Digits of the fraction, without the trailing zeros `repr` drops.
+    fn kept_fraction(self, payload: &[u8]) -> &[u8] {
+        let fraction = payload
+            .get(self.int_end as usize + 1..self.fraction_end as usize)
+            .unwrap_or_default();
+        let zeros = fraction.iter().rev().take_while(|&&d| d == b'0').count();
+        &fraction[..fraction.len() - zeros]
     }
+
+    /// Whether `FloatRepr::from_short_decimal` answers for this number, so
+    /// that its text, normalised, is `repr(float(text))`: fixed notation,
+    /// at most 15 significant digits, not below 1e-4 (the same conditions,
+    /// from the positions the scan found instead of a search).
+    fn is_short_decimal(self, payload: &[u8]) -> bool {
+        if self.exponent {
+            return false;
+        }
+        let at = self.text.at as usize;
+        let int_start = at + usize::from(payload.get(at) == Some(&b'-'));
+        let int_len = self.int_end as usize - int_start;
+        let fraction = self.kept_fraction(payload);
+        let significant = if int_len == 1 && payload.get(int_start) == Some(&b'0') {
+            let leading = fraction.iter().take_while(|&&d| d == b'0').count();
+            // Below 1e-4 Python switches to exponent notation.
+            if leading >= 4 && leading < fraction.len() {
+                return false;
+            }
+            fraction.len() - leading
+        } else {
+            int_len + fraction.len()
+        };
+        significant <= 15
+    }
+
+    /// Writes a short decimal as `repr` does: trailing fraction zeros
+    /// dropped, at least one fraction digit.
+    fn write_short_decimal(self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
+        let kept = self.kept_fraction(payload).len();
+        let at = self.text.at;
+        if kept == 0 {
+            let int = Span {
+                at,
+                len: self.int_end - at,
+                escapes: false,
+            };
+            line.push_tag(payload, int)?;
+            line.push_slice(b".0")
+        } else {
+            let text = Span {
+                at,
+                len: self.int_end + 1 + kept as u32 - at,
+                escapes: false,
+            };
+            line.push_tag(payload, text)
+        }
+    }
+}
+
+/// `repr(float(value))` of a JSON number, when finite.
+/// (`FloatRepr::from_short_decimal` would not answer: the caller tried the
+/// same shortcut.)
+fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
     let value: f64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
     value.is_finite().then(|| FloatRepr::new(value))
 }
@@ -457,7 +683,12 @@ impl Cursor<'_> {
                 self.meta(fields)?;
             } else if self.key(b"\"creation_time\"") {
                 self.colon()?;
-                self.skip_value()?;
+                // Mostly a number: `skip_value` would read it the same way.
+                if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+                    self.skip_number()?;
+                } else {
+                    self.skip_value()?;
+                }
             } else {
                 self.other_member()?;
             }
@@ -485,10 +716,16 @@ impl Cursor<'_> {
                 set_once(&mut fields.timestamp, self.timestamp()?)?;
             } else if self.key(b"\"value\"") {
                 self.colon()?;
-                set_once(&mut fields.value, self.number()?)?;
+                set_once(&mut fields.value, self.value_number()?)?;
             } else if self.key(b"\"value_meta\"") {
                 self.colon()?;
-                set_once(&mut fields.value_meta, self.skip_value()?)?;
+                // Mostly `null`: `skip_value` would read it the same way.
+                let value_meta = if self.key(b"null") {
+                    Span::new(self.pos - 4, self.pos)
+                } else {
+                    self.skip_value()?
+                };
+                set_once(&mut fields.value_meta, value_meta)?;
             } else {
                 self.other_member()?;
             }
@@ -557,8 +794,13 @@ impl Cursor<'_> {
     /// The colon after a key, and the whitespace around it.
     #[inline(always)]
     fn colon(&mut self) -> Option<()> {
-        self.skip_whitespace();
-        self.eat(b':')?;
+        // The common `": "` in two comparisons.
+        if self.bytes.get(self.pos..self.pos + 2) == Some(b": ") {
+            self.pos += 2;
+        } else {
+            self.skip_whitespace();
+            self.eat(b':')?;
+        }
         self.skip_whitespace();
         Some(())
     }
@@ -623,11 +865,42 @@ impl Cursor<'_> {
         Some(Span::new(start, self.pos))
     }
 
-    /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-    fn number(&mut self) -> Option<Span> {
+    /// A JSON number, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, as
+    /// [`Cursor::skip_number`] reads it, and where its parts are.
+    fn value_number(&mut self) -> Option<Number> {
         let start = self.pos;
-        self.skip_number()?;
-        Some(Span::new(start, self.pos))
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let int_end = self.pos;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        let fraction_end = self.pos;
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        // A digit right after a leading `0` is an error, not a new token.
+        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Number {
+            text: Span::new(start, self.pos),
+            int_end: int_end as u32,
+            fraction_end: fraction_end as u32,
+            exponent,
+        })
     }
 
     fn skip_number(&mut self) -> Option<()> {
@@ -785,6 +1058,19 @@ impl Cursor<'_> {
         }
     }
 
+    /// A string without escapes or control characters (its UTF-8 already
+    /// checked by the caller), its content.
+    fn escape_free_string(&mut self) -> Option<Span> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let end = find_string_special(self.bytes, start);
+        if *self.bytes.get(end)? != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some(Span::new(start, end))
+    }
+
     fn hex4(&mut self) -> Option<()> {
         let hex = self.bytes.get(self.pos..self.pos + 4)?;
         if !hex.iter().all(u8::is_ascii_hexdigit) {
@@ -804,10 +1090,12 @@ impl Cursor<'_> {
 
     #[inline]
     fn skip_whitespace(&mut self) {
-        while self
-            .peek()
-            .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
-        {
+        // Most calls find a token at once: one comparison rules out all
+        // whitespace.
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return;
+            }
             self.pos += 1;
         }
     }
@@ -969,6 +1257,29 @@ mod tests {
     }
 
     #[test]
+    fn plain_scan_agrees_with_a_byte_loop_for_every_byte() {
+        let ends = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b);
+        for special in 0..=255u8 {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    bytes.push(b'"');
+                    let end = bytes.iter().position(|&b| ends(b)).unwrap_or(bytes.len());
+                    let escapes = bytes[..end]
+                        .iter()
+                        .any(|&b| matches!(b, b' ' | b',' | b'='));
+                    assert_eq!(
+                        scan_plain(&bytes, 0),
+                        (end, escapes),
+                        "{special} at {at}/{len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn tag_escapes_are_seen_before_the_end_only() {
         for special in [b' ', b',', b'='] {
             for len in 0..40 {
@@ -1019,6 +1330,39 @@ mod tests {
             .as_deref(),
             Some("cpu\\ idle,_region=r,_tenant_id=t,a=x\\,y\\=z,b=2 value=1.5,value_meta=\"{\\\"n\\\": \\\"é\\\"}\" 1554725987408\n")
         );
+    }
+
+    #[test]
+    fn flat_value_meta_is_written_directly_and_the_rest_by_pyjson() {
+        let meta = |value_meta: &str| {
+            let mut line = LineBuf {
+                bytes: [0; LINE_CAPACITY],
+                len: 0,
+            };
+            write_flat_object(value_meta.as_bytes(), &mut line)?;
+            String::from_utf8(line.text().to_vec()).ok()
+        };
+        assert_eq!(
+            meta(r#"{"status":"ok" , "code": 200,"b": true, "n":null, "f": false, "é": "名 x"}"#)
+                .as_deref(),
+            Some(
+                r#"{\"status\": \"ok\", \"code\": 200, \"b\": true, \"n\": null, \"f\": false, \"é\": \"名 x\"}"#
+            )
+        );
+        for off_shape in [
+            r#"{"a": 1.0}"#,
+            r#"{"a": -0}"#,
+            r#"{"a": 1e2}"#,
+            r#"{"a": "x\"y"}"#,
+            r#"{"a\u0062": 1}"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": [1]}"#,
+            r#"{"a": {}}"#,
+            r#"{}"#,
+            r#"{"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "7": 7, "8": 8, "9": 9}"#,
+        ] {
+            assert_eq!(meta(off_shape), None, "{off_shape}");
+        }
     }
 
     #[test]
