@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
+use super::lexer::{find_string_special, string_special_bytes, word, Lexer, HIGHS, ONES};
 use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
 use super::pynum::FloatRepr;
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
@@ -34,10 +35,6 @@ const MAX_TAGS: usize = 16;
 /// written here needs that check.
 const LINE_CAPACITY: usize = 512;
 const _: () = assert!(LINE_CAPACITY <= max_series_key_len(METRIC_LONGEST_FIELD_KEY));
-
-/// Deepest nesting followed inside a skipped or raw value (one bit per
-/// level in a `u64`); deeper input goes the full path.
-const MAX_SKIP_DEPTH: u32 = 64;
 
 /// Appends the line of a plain metric message to `out` and returns its
 /// target, or returns `None` with `out` as it was. `tenant_database` is the
@@ -230,13 +227,6 @@ fn low_bytes(n: usize) -> u64 {
     }
 }
 
-#[inline(always)]
-fn word(chunk: &[u8]) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&chunk[..8]);
-    u64::from_le_bytes(bytes)
-}
-
 /// The line being built, on the stack: appends are stores at an index in a
 /// register, and text is copied in fixed-size windows (no `memcpy` call)
 /// whose bytes past the text are overwritten by what follows.
@@ -380,16 +370,15 @@ fn encode_with<'p>(
 ) -> Option<Target<'p>> {
     u32::try_from(payload.len()).ok()?;
     let mut cursor = Cursor {
-        bytes: payload,
-        pos: 0,
+        lex: Lexer::new(payload),
     };
     let mut fields = Fields::default();
     let Scratch { tags, line } = scratch;
     tags.len = 0;
     line.len = 0;
     cursor.envelope(&mut fields, tags)?;
-    cursor.skip_whitespace();
-    if cursor.pos != payload.len() {
+    cursor.lex.skip_whitespace();
+    if cursor.lex.pos != payload.len() {
         return None;
     }
 
@@ -494,12 +483,14 @@ fn write_flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
 }
 
 fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
-    let mut cursor = Cursor { bytes: raw, pos: 0 };
+    let mut cursor = Cursor {
+        lex: Lexer::new(raw),
+    };
     let mut keys = [Span::default(); MAX_FLAT_MEMBERS];
-    cursor.eat(b'{')?;
+    cursor.lex.eat(b'{')?;
     line.push(b'{')?;
     for member in 0..MAX_FLAT_MEMBERS {
-        cursor.skip_whitespace();
+        cursor.lex.skip_whitespace();
         let key = cursor.escape_free_string()?;
         let key_text = key.of(raw);
         if keys[..member]
@@ -516,7 +507,7 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
         line.push_slice(b"\\\"")?;
         line.push_slice(key_text)?;
         line.push_slice(b"\\\": ")?;
-        match cursor.peek()? {
+        match cursor.lex.peek()? {
             b'"' => {
                 let text = cursor.escape_free_string()?;
                 line.push_slice(b"\\\"")?;
@@ -524,33 +515,33 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
                 line.push_slice(b"\\\"")?;
             }
             b'-' | b'0'..=b'9' => {
-                let at = cursor.pos;
-                cursor.eat(b'-');
-                cursor.digits();
-                let text = raw.get(at..cursor.pos)?;
-                if text == b"-0" || matches!(cursor.peek(), Some(b'.' | b'e' | b'E')) {
+                let at = cursor.lex.pos;
+                cursor.lex.eat(b'-');
+                cursor.lex.digits();
+                let text = raw.get(at..cursor.lex.pos)?;
+                if text == b"-0" || matches!(cursor.lex.peek(), Some(b'.' | b'e' | b'E')) {
                     return None;
                 }
                 line.push_slice(text)?;
             }
             b't' => {
-                cursor.literal(b"true")?;
+                cursor.lex.literal(b"true")?;
                 line.push_slice(b"true")?;
             }
             b'f' => {
-                cursor.literal(b"false")?;
+                cursor.lex.literal(b"false")?;
                 line.push_slice(b"false")?;
             }
             b'n' => {
-                cursor.literal(b"null")?;
+                cursor.lex.literal(b"null")?;
                 line.push_slice(b"null")?;
             }
             _ => return None,
         }
         if !cursor.next_member()? {
             line.push(b'}')?;
-            cursor.skip_whitespace();
-            return (cursor.pos == raw.len()).then_some(());
+            cursor.lex.skip_whitespace();
+            return (cursor.lex.pos == raw.len()).then_some(());
         }
     }
     None
@@ -656,8 +647,7 @@ fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
 
 /// A position in the payload and the JSON grammar read from it.
 struct Cursor<'p> {
-    bytes: &'p [u8],
-    pos: usize,
+    lex: Lexer<'p>,
 }
 
 impl Cursor<'_> {
@@ -665,10 +655,10 @@ impl Cursor<'_> {
     fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         let mut metric_seen = false;
         let mut meta_seen = false;
-        self.skip_whitespace();
-        self.eat(b'{')?;
+        self.lex.skip_whitespace();
+        self.lex.eat(b'{')?;
         loop {
-            self.skip_whitespace();
+            self.lex.skip_whitespace();
             if self.key(b"\"metric\"") {
                 if std::mem::replace(&mut metric_seen, true) {
                     return None;
@@ -684,8 +674,8 @@ impl Cursor<'_> {
             } else if self.key(b"\"creation_time\"") {
                 self.colon()?;
                 // Mostly a number: `skip_value` would read it the same way.
-                if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
-                    self.skip_number()?;
+                if matches!(self.lex.peek(), Some(b'-' | b'0'..=b'9')) {
+                    self.lex.skip_number()?;
                 } else {
                     self.skip_value()?;
                 }
@@ -699,9 +689,9 @@ impl Cursor<'_> {
     }
 
     fn metric(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
-        self.eat(b'{')?;
+        self.lex.eat(b'{')?;
         loop {
-            self.skip_whitespace();
+            self.lex.skip_whitespace();
             if self.key(b"\"name\"") {
                 self.colon()?;
                 set_once(&mut fields.name, self.plain_string()?)?;
@@ -721,7 +711,7 @@ impl Cursor<'_> {
                 self.colon()?;
                 // Mostly `null`: `skip_value` would read it the same way.
                 let value_meta = if self.key(b"null") {
-                    Span::new(self.pos - 4, self.pos)
+                    Span::new(self.lex.pos - 4, self.lex.pos)
                 } else {
                     self.skip_value()?
                 };
@@ -736,27 +726,27 @@ impl Cursor<'_> {
     }
 
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
-        self.eat(b'{')?;
-        self.skip_whitespace();
-        if self.eat(b'}').is_some() {
+        self.lex.eat(b'{')?;
+        self.lex.skip_whitespace();
+        if self.lex.eat(b'}').is_some() {
             return Some(());
         }
         loop {
             let key = self.plain_string()?;
             self.colon()?;
             let value = self.plain_string()?;
-            tags.push_dimension(self.bytes, key, value)?;
+            tags.push_dimension(self.lex.bytes, key, value)?;
             if !self.next_member()? {
                 return Some(());
             }
-            self.skip_whitespace();
+            self.lex.skip_whitespace();
         }
     }
 
     fn meta(&mut self, fields: &mut Fields) -> Option<()> {
-        self.eat(b'{')?;
+        self.lex.eat(b'{')?;
         loop {
-            self.skip_whitespace();
+            self.lex.skip_whitespace();
             if self.key(b"\"region\"") {
                 self.colon()?;
                 set_once(&mut fields.region, self.plain_string()?)?;
@@ -776,9 +766,9 @@ impl Cursor<'_> {
     /// if so. A key with escapes never matches; it goes the full path.
     #[inline(always)]
     fn key<const N: usize>(&mut self, quoted: &[u8; N]) -> bool {
-        let found = self.bytes.get(self.pos..self.pos + N) == Some(&quoted[..]);
+        let found = self.lex.bytes.get(self.lex.pos..self.lex.pos + N) == Some(&quoted[..]);
         if found {
-            self.pos += N;
+            self.lex.pos += N;
         }
         found
     }
@@ -795,21 +785,21 @@ impl Cursor<'_> {
     #[inline(always)]
     fn colon(&mut self) -> Option<()> {
         // The common `": "` in two comparisons.
-        if self.bytes.get(self.pos..self.pos + 2) == Some(b": ") {
-            self.pos += 2;
+        if self.lex.bytes.get(self.lex.pos..self.lex.pos + 2) == Some(b": ") {
+            self.lex.pos += 2;
         } else {
-            self.skip_whitespace();
-            self.eat(b':')?;
+            self.lex.skip_whitespace();
+            self.lex.eat(b':')?;
         }
-        self.skip_whitespace();
+        self.lex.skip_whitespace();
         Some(())
     }
 
     /// After a member: `true` at a comma, `false` at the closing brace.
     #[inline(always)]
     fn next_member(&mut self) -> Option<bool> {
-        self.skip_whitespace();
-        match self.next()? {
+        self.lex.skip_whitespace();
+        match self.lex.next()? {
             b',' => Some(true),
             b'}' => Some(false),
             _ => None,
@@ -819,21 +809,21 @@ impl Cursor<'_> {
     /// A string without escapes, its content (checked as UTF-8).
     #[inline(always)]
     fn plain_string(&mut self) -> Option<Span> {
-        self.eat(b'"')?;
-        let start = self.pos;
-        let (mut end, mut escapes) = scan_plain(self.bytes, start);
-        let mut end_byte = *self.bytes.get(end)?;
+        self.lex.eat(b'"')?;
+        let start = self.lex.pos;
+        let (mut end, mut escapes) = scan_plain(self.lex.bytes, start);
+        let mut end_byte = *self.lex.bytes.get(end)?;
         if end_byte >= 0x80 {
             // Tag escaping of non-ASCII text is left to the careful loop.
             escapes = true;
-            end = find_string_special(self.bytes, end);
-            std::str::from_utf8(self.bytes.get(start..end)?).ok()?;
-            end_byte = *self.bytes.get(end)?;
+            end = find_string_special(self.lex.bytes, end);
+            std::str::from_utf8(self.lex.bytes.get(start..end)?).ok()?;
+            end_byte = *self.lex.bytes.get(end)?;
         }
         if end_byte != b'"' {
             return None;
         }
-        self.pos = end + 1;
+        self.lex.pos = end + 1;
         Some(Span {
             escapes,
             ..Span::new(start, end)
@@ -843,11 +833,11 @@ impl Cursor<'_> {
     /// A JSON integer within InfluxDB's time range other than `-0`: the
     /// text `str(int(timestamp))` gives back.
     fn timestamp(&mut self) -> Option<Span> {
-        let start = self.pos;
-        let negative = self.eat(b'-').is_some();
-        let digits_start = self.pos;
-        self.digits();
-        let digits = self.bytes.get(digits_start..self.pos)?;
+        let start = self.lex.pos;
+        let negative = self.lex.eat(b'-').is_some();
+        let digits_start = self.lex.pos;
+        self.lex.digits();
+        let digits = self.lex.bytes.get(digits_start..self.lex.pos)?;
         // A fraction or exponent goes the full path: the caller finds the
         // `.` or `e` where it wants a `,` or `}`.
         match digits {
@@ -862,276 +852,65 @@ impl Cursor<'_> {
         if digits.len() > LIMIT.len() || (digits.len() == LIMIT.len() && digits > LIMIT) {
             return None;
         }
-        Some(Span::new(start, self.pos))
+        Some(Span::new(start, self.lex.pos))
     }
 
     /// A JSON number, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, as
     /// [`Cursor::skip_number`] reads it, and where its parts are.
     fn value_number(&mut self) -> Option<Number> {
-        let start = self.pos;
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
+        let start = self.lex.pos;
+        if self.lex.peek() == Some(b'-') {
+            self.lex.pos += 1;
         }
-        match self.next()? {
+        match self.lex.next()? {
             b'0' => {}
-            b'1'..=b'9' => self.digits(),
+            b'1'..=b'9' => self.lex.digits(),
             _ => return None,
         }
-        let int_end = self.pos;
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            self.some_digits()?;
+        let int_end = self.lex.pos;
+        if self.lex.peek() == Some(b'.') {
+            self.lex.pos += 1;
+            self.lex.some_digits()?;
         }
-        let fraction_end = self.pos;
-        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        let fraction_end = self.lex.pos;
+        let exponent = matches!(self.lex.peek(), Some(b'e' | b'E'));
         if exponent {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
+            self.lex.pos += 1;
+            if matches!(self.lex.peek(), Some(b'+' | b'-')) {
+                self.lex.pos += 1;
             }
-            self.some_digits()?;
+            self.lex.some_digits()?;
         }
         // A digit right after a leading `0` is an error, not a new token.
-        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+        if self.lex.peek().is_some_and(|b| b.is_ascii_digit()) {
             return None;
         }
         Some(Number {
-            text: Span::new(start, self.pos),
+            text: Span::new(start, self.lex.pos),
             int_end: int_end as u32,
             fraction_end: fraction_end as u32,
             exponent,
         })
     }
 
-    fn skip_number(&mut self) -> Option<()> {
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            self.some_digits()?;
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            self.some_digits()?;
-        }
-        // A digit right after a leading `0` is an error, not a new token.
-        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(())
-    }
-
-    /// Skips ASCII digits, eight at a time.
-    #[inline(always)]
-    fn digits(&mut self) {
-        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-            let others = non_digit_bytes(word(chunk));
-            if others != 0 {
-                self.pos += (others.trailing_zeros() / 8) as usize;
-                return;
-            }
-            self.pos += 8;
-        }
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-        }
-    }
-
-    fn some_digits(&mut self) -> Option<()> {
-        let start = self.pos;
-        self.digits();
-        (self.pos > start).then_some(())
-    }
-
-    /// Skips one JSON value, validating it as serde_json's `ignore_value`
-    /// does (and its strings as UTF-8), and returns its text.
+    /// Skips one JSON value (see [`Lexer::skip_value`]), its text.
     fn skip_value(&mut self) -> Option<Span> {
-        let start = self.pos;
-        // One bit per open container, set for objects.
-        let mut objects: u64 = 0;
-        let mut depth: u32 = 0;
-        loop {
-            // At a value.
-            match self.peek()? {
-                open @ (b'{' | b'[') => {
-                    let is_object = open == b'{';
-                    if depth == MAX_SKIP_DEPTH {
-                        return None;
-                    }
-                    self.pos += 1;
-                    objects = objects << 1 | u64::from(is_object);
-                    depth += 1;
-                    self.skip_whitespace();
-                    let close = if is_object { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.pos += 1;
-                        objects >>= 1;
-                        depth -= 1;
-                    } else {
-                        if is_object {
-                            self.member_key()?;
-                        }
-                        continue;
-                    }
-                }
-                b'"' => self.skip_string()?,
-                b'n' => self.literal(b"null")?,
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'-' | b'0'..=b'9' => self.skip_number()?,
-                _ => return None,
-            }
-            // After a value: close containers until one continues.
-            loop {
-                if depth == 0 {
-                    return Some(Span::new(start, self.pos));
-                }
-                self.skip_whitespace();
-                let in_object = objects & 1 == 1;
-                match self.next()? {
-                    b',' => {
-                        self.skip_whitespace();
-                        if in_object {
-                            self.member_key()?;
-                        }
-                        break;
-                    }
-                    b'}' if in_object => {}
-                    b']' if !in_object => {}
-                    _ => return None,
-                }
-                objects >>= 1;
-                depth -= 1;
-            }
-        }
-    }
-
-    /// An object member's key and colon, leaving whitespace before the value.
-    fn member_key(&mut self) -> Option<()> {
-        self.skip_string()?;
-        self.skip_whitespace();
-        self.eat(b':')?;
-        self.skip_whitespace();
-        Some(())
-    }
-
-    /// A string, escapes validated (any `\u` code unit: serde_json checks
-    /// surrogates only in strings it decodes, not in values it skips).
-    fn skip_string(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        let start = self.pos;
-        let mut non_ascii = false;
-        loop {
-            let at = find_plain_end(self.bytes, self.pos);
-            match *self.bytes.get(at)? {
-                b'"' => {
-                    if non_ascii {
-                        std::str::from_utf8(self.bytes.get(start..at)?).ok()?;
-                    }
-                    self.pos = at + 1;
-                    return Some(());
-                }
-                b'\\' => {
-                    self.pos = at + 1;
-                    match self.next()? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => self.hex4()?,
-                        _ => return None,
-                    }
-                }
-                0x80.. => {
-                    non_ascii = true;
-                    self.pos = find_string_special(self.bytes, at);
-                }
-                // A control character.
-                _ => return None,
-            }
-        }
+        let range = self.lex.skip_value()?;
+        Some(Span::new(range.start, range.end))
     }
 
     /// A string without escapes or control characters (its UTF-8 already
     /// checked by the caller), its content.
     fn escape_free_string(&mut self) -> Option<Span> {
-        self.eat(b'"')?;
-        let start = self.pos;
-        let end = find_string_special(self.bytes, start);
-        if *self.bytes.get(end)? != b'"' {
+        self.lex.eat(b'"')?;
+        let start = self.lex.pos;
+        let end = find_string_special(self.lex.bytes, start);
+        if *self.lex.bytes.get(end)? != b'"' {
             return None;
         }
-        self.pos = end + 1;
+        self.lex.pos = end + 1;
         Some(Span::new(start, end))
     }
-
-    fn hex4(&mut self) -> Option<()> {
-        let hex = self.bytes.get(self.pos..self.pos + 4)?;
-        if !hex.iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
-        self.pos += 4;
-        Some(())
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if !self.bytes.get(self.pos..)?.starts_with(word) {
-            return None;
-        }
-        self.pos += word.len();
-        Some(())
-    }
-
-    #[inline]
-    fn skip_whitespace(&mut self) {
-        // Most calls find a token at once: one comparison rules out all
-        // whitespace.
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return;
-            }
-            self.pos += 1;
-        }
-    }
-
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    #[inline]
-    fn next(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    #[inline]
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        if self.peek() != Some(byte) {
-            return None;
-        }
-        self.pos += 1;
-        Some(())
-    }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// High bit set in each byte of `word` that is not an ASCII digit (and
-/// maybe in bytes above one, through the carry: the lowest mark is exact).
-#[inline(always)]
-fn non_digit_bytes(word: u64) -> u64 {
-    // Digits become 0..=9, which stay below 0x80 after adding 0x76.
-    let offset = word ^ (ONES * u64::from(b'0'));
-    (offset | offset.wrapping_add(ONES * 0x76)) & HIGHS
 }
 
 /// [`find_plain_end`], and whether the text before the end holds a space,
@@ -1176,85 +955,9 @@ fn plain_tag_escape_bytes(word: u64) -> u64 {
     (below | zero_comma | zero_equals) & HIGHS
 }
 
-/// Index of the first `"`, `\`, control character or non-ASCII byte at or
-/// after `from` (`bytes.len()` if none), eight bytes at a time.
-#[inline(always)]
-fn find_plain_end(bytes: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let mask = (string_special_bytes(word) | word) & HIGHS;
-        if mask != 0 {
-            return i + (mask.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
-            return i;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// Index of the first `"`, `\` or control character at or after `from`
-/// (`bytes.len()` if none), eight bytes at a time.
-fn find_string_special(bytes: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let mask = string_special_bytes(u64::from_le_bytes(word)) & HIGHS;
-        if mask != 0 {
-            return i + (mask.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            return i;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// High bit set (among other bits) in each byte of `word` that is `"`, `\`
-/// or below 0x20. The borrow of the subtraction can also mark bytes above
-/// a marked one, never below, so the lowest mark is exact.
-#[inline(always)]
-fn string_special_bytes(word: u64) -> u64 {
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_quote = quote.wrapping_sub(ONES) & !quote;
-    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    zero_quote | zero_backslash | control
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_ends_are_found_at_every_position() {
-        for special in [b'"', b'\\', b'\0', b'\n', 0x1f, 0x80, 0xc3, 0xff] {
-            for len in 0..20 {
-                for at in 0..=len {
-                    let mut bytes = vec![b'a'; len];
-                    bytes.extend_from_slice(&[b' ', 0x7f, 0x20, b'"']);
-                    if at < len {
-                        bytes[at] = special;
-                    }
-                    let want = if at < len { at } else { len + 3 };
-                    assert_eq!(find_plain_end(&bytes, 0), want, "{special} at {at}/{len}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn plain_scan_agrees_with_a_byte_loop_for_every_byte() {
@@ -1293,24 +996,6 @@ mod tests {
                     assert_eq!(end, len);
                     assert_eq!(escapes, at < len, "{special} at {at}/{len}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn digits_are_skipped_to_the_first_other_byte() {
-        for other in [b'.', b'e', b'/', b':', b' ', 0x80, 0xff, 0xfa] {
-            for len in 0..20 {
-                let mut bytes = b"12345678901234567890".to_vec();
-                bytes.truncate(len);
-                bytes.push(other);
-                bytes.extend_from_slice(b"123");
-                let mut cursor = Cursor {
-                    bytes: &bytes,
-                    pos: 0,
-                };
-                cursor.digits();
-                assert_eq!(cursor.pos, len, "{other} after {len}");
             }
         }
     }

@@ -205,10 +205,12 @@ impl<'p> Lexer<'p> {
 
     #[inline]
     pub(super) fn skip_whitespace(&mut self) {
-        while self
-            .peek()
-            .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
-        {
+        // Most calls find a token at once: one comparison rules out all
+        // whitespace.
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return;
+            }
             self.pos += 1;
         }
     }
@@ -364,5 +366,37 @@ mod tests {
         let deep =
             "[".repeat(MAX_SKIP_DEPTH as usize + 1) + &"]".repeat(MAX_SKIP_DEPTH as usize + 1);
         assert_eq!(Lexer::new(deep.as_bytes()).skip_value(), None);
+    }
+
+    #[test]
+    fn plain_ends_are_found_at_every_position() {
+        for special in [b'"', b'\\', b'\0', b'\n', 0x1f, 0x80, 0xc3, 0xff] {
+            for len in 0..20 {
+                for at in 0..=len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice(&[b' ', 0x7f, 0x20, b'"']);
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    let want = if at < len { at } else { len + 3 };
+                    assert_eq!(find_plain_end(&bytes, 0), want, "{special} at {at}/{len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn digits_are_skipped_to_the_first_other_byte() {
+        for other in [b'.', b'e', b'/', b':', b' ', 0x80, 0xff, 0xfa] {
+            for len in 0..20 {
+                let mut bytes = b"12345678901234567890".to_vec();
+                bytes.truncate(len);
+                bytes.push(other);
+                bytes.extend_from_slice(b"123");
+                let mut lexer = Lexer::new(&bytes);
+                lexer.digits();
+                assert_eq!(lexer.pos, len, "{other} after {len}");
+            }
+        }
     }
 }
