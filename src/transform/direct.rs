@@ -21,9 +21,10 @@
 use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
-use super::lexer::{find_string_special, string_special_bytes, word, Lexer, HIGHS, ONES};
+use super::lexer::{find_string_special, string_special_bytes, Lexer};
 use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
 use super::pynum::FloatRepr;
+use super::swar::{bytes_below, equal_bytes, word, HIGHS};
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
 
 /// Dimensions the direct path sorts on the stack; a message with more goes
@@ -855,41 +856,15 @@ impl Cursor<'_> {
         Some(Span::new(start, self.lex.pos))
     }
 
-    /// A JSON number, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, as
-    /// [`Cursor::skip_number`] reads it, and where its parts are.
+    /// A JSON number and where its parts are (see [`Lexer::number`]).
     fn value_number(&mut self) -> Option<Number> {
         let start = self.lex.pos;
-        if self.lex.peek() == Some(b'-') {
-            self.lex.pos += 1;
-        }
-        match self.lex.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.lex.digits(),
-            _ => return None,
-        }
-        let int_end = self.lex.pos;
-        if self.lex.peek() == Some(b'.') {
-            self.lex.pos += 1;
-            self.lex.some_digits()?;
-        }
-        let fraction_end = self.lex.pos;
-        let exponent = matches!(self.lex.peek(), Some(b'e' | b'E'));
-        if exponent {
-            self.lex.pos += 1;
-            if matches!(self.lex.peek(), Some(b'+' | b'-')) {
-                self.lex.pos += 1;
-            }
-            self.lex.some_digits()?;
-        }
-        // A digit right after a leading `0` is an error, not a new token.
-        if self.lex.peek().is_some_and(|b| b.is_ascii_digit()) {
-            return None;
-        }
+        let parts = self.lex.number()?;
         Some(Number {
             text: Span::new(start, self.lex.pos),
-            int_end: int_end as u32,
-            fraction_end: fraction_end as u32,
-            exponent,
+            int_end: parts.int_end as u32,
+            fraction_end: parts.fraction_end as u32,
+            exponent: parts.exponent,
         })
     }
 
@@ -947,12 +922,7 @@ fn scan_plain(bytes: &[u8], from: usize) -> (usize, bool) {
 /// up only): exact for the bytes below the first string special.
 #[inline(always)]
 fn plain_tag_escape_bytes(word: u64) -> u64 {
-    let below = word.wrapping_sub(ONES * 0x21) & !word;
-    let comma = word ^ (ONES * u64::from(b','));
-    let equals = word ^ (ONES * u64::from(b'='));
-    let zero_comma = comma.wrapping_sub(ONES) & !comma;
-    let zero_equals = equals.wrapping_sub(ONES) & !equals;
-    (below | zero_comma | zero_equals) & HIGHS
+    (bytes_below(word, 0x21) | equal_bytes(word, b',') | equal_bytes(word, b'=')) & HIGHS
 }
 
 #[cfg(test)]

@@ -4,12 +4,22 @@
 //! strictly as serde_json would, and each answering `None` where the
 //! decoder must give up and leave the message to a slower path.
 
+use super::swar::{bytes_below, equal_bytes, word, HIGHS, ONES};
+
 /// Deepest nesting followed inside a skipped value (one bit per level in a
 /// `u64`); deeper input goes to the serde path.
 pub(super) const MAX_SKIP_DEPTH: u32 = 64;
 
-pub(super) const ONES: u64 = 0x0101_0101_0101_0101;
-pub(super) const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// Where the parts of a number [`Lexer::number`] read end.
+#[derive(Clone, Copy)]
+pub(super) struct NumberParts {
+    /// End of the integer digits (a `.`, an `e`, or the end).
+    pub(super) int_end: usize,
+    /// End of the fraction digits; `int_end` without a fraction.
+    pub(super) fraction_end: usize,
+    /// Whether an exponent follows.
+    pub(super) exponent: bool,
+}
 
 /// A position in a payload.
 pub(super) struct Lexer<'p> {
@@ -145,6 +155,12 @@ impl<'p> Lexer<'p> {
 
     /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
     pub(super) fn skip_number(&mut self) -> Option<()> {
+        self.number().map(|_| ())
+    }
+
+    /// A JSON number (see [`Lexer::skip_number`]), and where its parts end.
+    #[inline]
+    pub(super) fn number(&mut self) -> Option<NumberParts> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -153,11 +169,14 @@ impl<'p> Lexer<'p> {
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
+        let int_end = self.pos;
         if self.peek() == Some(b'.') {
             self.pos += 1;
             self.some_digits()?;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        let fraction_end = self.pos;
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
             self.pos += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.pos += 1;
@@ -168,7 +187,11 @@ impl<'p> Lexer<'p> {
         if self.peek().is_some_and(|b| b.is_ascii_digit()) {
             return None;
         }
-        Some(())
+        Some(NumberParts {
+            int_end,
+            fraction_end,
+            exponent,
+        })
     }
 
     /// Skips ASCII digits, eight at a time.
@@ -244,15 +267,6 @@ impl<'p> Lexer<'p> {
     }
 }
 
-/// The eight bytes at the start of `chunk` (at least eight long) as one
-/// little-endian word.
-#[inline(always)]
-pub(super) fn word(chunk: &[u8]) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&chunk[..8]);
-    u64::from_le_bytes(bytes)
-}
-
 /// High bit set in each byte of `word` that is not an ASCII digit (and
 /// maybe in bytes above one, through the carry: the lowest mark is exact).
 #[inline(always)]
@@ -309,12 +323,7 @@ pub(super) fn find_string_special(bytes: &[u8], from: usize) -> usize {
 /// a marked one, never below, so the lowest mark is exact.
 #[inline(always)]
 pub(super) fn string_special_bytes(word: u64) -> u64 {
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_quote = quote.wrapping_sub(ONES) & !quote;
-    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    zero_quote | zero_backslash | control
+    equal_bytes(word, b'"') | equal_bytes(word, b'\\') | bytes_below(word, 0x20)
 }
 
 #[cfg(test)]

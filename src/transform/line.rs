@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use super::swar::{bytes_below, equal_bytes, word, HIGHS};
+
 /// What replaces a newline or carriage return in measurement and tag text:
 /// either would end the line in the middle of the series key.
 pub(crate) const LINE_BREAK_REPLACEMENT: char = ' ';
@@ -118,9 +120,6 @@ pub(crate) fn escape_tag_bytes(bytes: &[u8], mut push: impl FnMut(&[u8])) {
     push(&bytes[run_start..]);
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
 /// Whether `bytes` may hold a byte [`push_tag_bytes`] escapes: exact for
 /// "no", and "yes" also for other control characters (the escaping loop
 /// then copies them as they are).
@@ -146,26 +145,15 @@ fn may_need_tag_escape(bytes: &[u8]) -> bool {
     found
 }
 
-fn word(chunk: &[u8]) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(chunk);
-    u64::from_le_bytes(bytes)
-}
-
 /// High bit set in each byte of `word` that is below `!` (space, line
 /// breaks, other control characters), `,`, `=` or `\`; exact for "none".
 #[inline(always)]
 fn tag_escape_bytes(word: u64) -> u64 {
-    let below = word.wrapping_sub(ONES * 0x21) & !word;
-    (below | equal_bytes(word, b',') | equal_bytes(word, b'=') | equal_bytes(word, b'\\')) & HIGHS
-}
-
-/// High bit set in each byte of `word` equal to `byte` (and maybe in bytes
-/// above one, through the borrow; never when there is none).
-#[inline(always)]
-fn equal_bytes(word: u64, byte: u8) -> u64 {
-    let x = word ^ (ONES * u64::from(byte));
-    x.wrapping_sub(ONES) & !x
+    (bytes_below(word, 0x21)
+        | equal_bytes(word, b',')
+        | equal_bytes(word, b'=')
+        | equal_bytes(word, b'\\'))
+        & HIGHS
 }
 
 /// Appends `text` escaped for the inside of a string field (`escape_value`
