@@ -486,19 +486,16 @@ impl PersisterContext {
                 })
             }
         };
-        match result {
-            Ok(()) => {}
-            Err(rejection) => {
-                shared.stats.rejected(self.kind, rejection.kind());
-                self.log_rejection(partition, offset, &rejection);
-                batch.dead_letters.push(RejectedMessage {
-                    partition,
-                    offset,
-                    kind: rejection.kind(),
-                    reason: rejection.to_string(),
-                    payload: payload.to_vec(),
-                });
-            }
+        if let Err(rejection) = result {
+            shared.stats.rejected(self.kind, rejection.kind());
+            self.log_rejection(partition, offset, &rejection);
+            batch.dead_letters.push(RejectedMessage {
+                partition,
+                offset,
+                kind: rejection.kind(),
+                reason: rejection.to_string(),
+                payload: payload.to_vec(),
+            });
         }
         batch.advance(partition, offset);
     }

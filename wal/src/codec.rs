@@ -19,9 +19,9 @@ pub(crate) const FORMAT_V1_LZ4: u8 = 2;
 /// LZ4-compressed when that pays. Payloads are compressed straight from the
 /// caller's buffer and decompressed straight into the record's own, so the
 /// lines are not copied through a bincode body on either side.
-pub(crate) const FORMAT_V2: u8 = 3;
+pub(crate) const FORMAT_V3: u8 = 3;
 
-/// What a [`FORMAT_V2`] header says of one record: database, kind, points,
+/// What a [`FORMAT_V3`] header says of one record: database, kind, points,
 /// payload length, and the length stored (shorter when compressed).
 type PayloadHeader<S> = (S, u8, u32, u32, u32);
 
@@ -119,7 +119,7 @@ const MAX_IDLE_ENCODERS: usize = 4;
 const MAX_KEPT_ENCODER_BYTES: usize = 16 << 20;
 
 impl FrameEncoder {
-    /// Appends one encoded frame ([`FORMAT_V2`]) to `out`. A payload is
+    /// Appends one encoded frame ([`FORMAT_V3`]) to `out`. A payload is
     /// compressed when that saves at least 1/8 (line protocol typically
     /// shrinks 5-7x, and every byte saved is a byte sled does not rewrite on
     /// its page splits).
@@ -162,7 +162,7 @@ impl FrameEncoder {
                 (r.database, r.kind, r.points, raw, kept)
             })
             .collect();
-        out.push(FORMAT_V2);
+        out.push(FORMAT_V3);
         bincode::serde::encode_into_std_write(&header, out, ENCODE)?;
         for (r, stored) in records.iter().zip(&self.stored) {
             match *stored {
@@ -212,7 +212,7 @@ impl EncoderPool {
 /// after them. The error is a reason for the quarantine log line.
 pub(crate) fn decode_frame(bytes: &[u8], count: u32) -> Result<Vec<Record>, String> {
     let records = match bytes.split_first() {
-        Some((&FORMAT_V2, body)) => decode_v2(body)?,
+        Some((&FORMAT_V3, body)) => decode_v3(body)?,
         Some((&FORMAT_V1_LZ4, rest)) => {
             let (len, block) = rest
                 .split_first_chunk::<4>()
@@ -248,8 +248,8 @@ fn decode_v1(body: &[u8]) -> Result<Vec<Record>, String> {
     Ok(records)
 }
 
-/// The records of a [`FORMAT_V2`] body: the header, then the payloads.
-fn decode_v2(body: &[u8]) -> Result<Vec<Record>, String> {
+/// The records of a [`FORMAT_V3`] body: the header, then the payloads.
+fn decode_v3(body: &[u8]) -> Result<Vec<Record>, String> {
     let (header, used): (Vec<PayloadHeader<String>>, usize) =
         bincode::serde::decode_from_slice(body, DECODE)
             .map_err(|e| format!("undecodable frame header: {e}"))?;
@@ -430,7 +430,7 @@ mod tests {
         let refs = refs(&owned);
         let mut buf = Vec::new();
         FrameEncoder::default().encode(&refs, &mut buf).unwrap();
-        assert_eq!(buf[0], FORMAT_V2);
+        assert_eq!(buf[0], FORMAT_V3);
         assert!(buf.len() < 300, "repetitive payloads are compressed");
         let back = decode_frame(&buf, 3).unwrap();
         assert_eq!(back.iter().map(|r| r.as_ref()).collect::<Vec<_>>(), refs);
@@ -495,7 +495,7 @@ mod tests {
         ];
         let mut buf = vec![0xAA];
         FrameEncoder::default().encode(&refs, &mut buf).unwrap();
-        assert_eq!(buf[1], FORMAT_V2, "appended after what was there");
+        assert_eq!(buf[1], FORMAT_V3, "appended after what was there");
         assert!(buf.len() > 3000 && buf.len() < 3200, "{}", buf.len());
         let back = decode_frame(&buf[1..], 2).unwrap();
         assert_eq!(back.iter().map(|r| r.as_ref()).collect::<Vec<_>>(), refs);
