@@ -276,7 +276,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
             k.label()
         );
     }
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 11] = [
         (
             "points_written_total",
             "Points InfluxDB stored.",
@@ -316,6 +316,16 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
             "dead_letters_total",
             "Entries written to (or counted for) the dead-letter file.",
             s.dead_letters.load(Relaxed),
+        ),
+        (
+            "wal_records_read_back_total",
+            "WAL records writers read back from disk (start-up replay, or appended while the in-memory hand-off was full).",
+            s.wal_records_read_back.load(Relaxed),
+        ),
+        (
+            "consumer_waits_for_writers_total",
+            "Times a consumer waited for the writers instead of reading further ahead of a healthy InfluxDB.",
+            s.consumer_waits_for_writers.load(Relaxed),
         ),
         (
             "offset_commit_failures_total",

@@ -161,6 +161,12 @@ pub struct Stats {
     pub wal_points_appended: AtomicU64,
     /// WAL records replayed at start-up.
     pub wal_replayed_records: AtomicU64,
+    /// WAL records writers read back from disk: replayed ones, and those
+    /// appended while the in-memory hand-off was full.
+    pub wal_records_read_back: AtomicU64,
+    /// Times a consumer waited for the writers rather than read further
+    /// ahead of a healthy InfluxDB.
+    pub consumer_waits_for_writers: AtomicU64,
     /// Entries written to the dead-letter file (or only counted when so configured).
     pub dead_letters: AtomicU64,
     /// Kafka offset commits that failed (harmless: the WAL holds the truth).
@@ -200,6 +206,8 @@ impl Stats {
             wal_append_latency: Histogram::new(LATENCY_BUCKETS),
             wal_points_appended: AtomicU64::new(0),
             wal_replayed_records: AtomicU64::new(0),
+            wal_records_read_back: AtomicU64::new(0),
+            consumer_waits_for_writers: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
         }
@@ -239,6 +247,10 @@ impl Stats {
                 self.influx_consecutive_failures.fetch_add(1, Relaxed);
             }
         }
+    }
+    /// Whether the last InfluxDB write attempt failed (and none succeeded since).
+    pub fn influx_failing(&self) -> bool {
+        self.influx_consecutive_failures.load(Relaxed) > 0
     }
     /// Write requests so far with `outcome`.
     pub fn write_requests(&self, outcome: WriteOutcome) -> u64 {

@@ -289,6 +289,53 @@ fn tiny_wal_limit_pauses_partitions_and_loses_nothing() {
 }
 
 #[test]
+fn a_stalled_but_healthy_influxdb_leaves_the_backlog_in_kafka() {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 16), (ALARMS, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = p::config(&kafka, &influx, dir.path());
+    // The stall must not turn into failed writes: those end the wait.
+    config.influxdb.timeout_seconds = 600;
+    let (pipeline, stats) = start(&config);
+    wait_for("partitions assigned", LONG, || {
+        (stats.assigned_partitions[0].load(Relaxed) == 16).then_some(())
+    });
+    influx.pause();
+    let ts0 = p::base_ts();
+    // ~24 MB of lines: more than the writers' whole in-memory hand-off.
+    // Over 16 partitions, because the mock broker keeps only the last
+    // 5 MiB of each: more per partition and it would drop unread messages.
+    let noise = "n".repeat(200);
+    let n = 70_000;
+    for i in 0..n {
+        kafka.produce(
+            METRICS,
+            Some(i % 16),
+            p::metric_with_meta("t1", &format!("h{}", i % 10), ts0 + i as i64, &noise).as_bytes(),
+        );
+    }
+    kafka.flush();
+    wait_for("a consumer waiting for the stalled writers", LONG, || {
+        (stats.consumer_waits_for_writers.load(Relaxed) > 0).then_some(())
+    });
+    let read = stats.consumed_total(monasca_persister::stats::TopicKind::Metrics);
+    assert!(
+        read < n as u64,
+        "the consumer should stop reading ahead of stalled writers ({read} of {n})"
+    );
+    influx.resume();
+    wait_for("all metrics once InfluxDB answers again", LONG, || {
+        (p::count_field(&influx, "mon", "disk.io", "value") == n as u64).then_some(())
+    });
+    assert_eq!(
+        stats.wal_records_read_back.load(Relaxed),
+        0,
+        "no record should have gone through the disk and back"
+    );
+    pipeline.shutdown();
+}
+
+#[test]
 fn poison_messages_go_to_dead_letters_and_never_stall_the_stream() {
     let influx = Influxd::start();
     let kafka = Kafka::start(1, &[(METRICS, 2), (ALARMS, 1)]);

@@ -33,6 +33,12 @@ struct OpenBuffer {
 /// Most bytes preallocated for a database's next record.
 const MAX_PREALLOCATED_BYTES: usize = 8 << 20;
 
+/// The capacity to preallocate for a buffer like one that held `len` bytes:
+/// a little more, so a slightly fuller period does not regrow it.
+fn capacity_for(len: usize) -> usize {
+    (len + len / 8).min(MAX_PREALLOCATED_BYTES)
+}
+
 /// What a consumer has read since its last flush point.
 pub struct PendingBatch {
     /// Open buffers, one per database seen since the last flush point.
@@ -178,8 +184,7 @@ impl PendingBatch {
                     points: 0,
                 },
             );
-            open.next_capacity =
-                (full.lines.len() + full.lines.len() / 8).min(MAX_PREALLOCATED_BYTES);
+            open.next_capacity = capacity_for(full.lines.len());
             self.sealed.push((open.database.clone(), full));
         }
     }
@@ -205,9 +210,13 @@ impl PendingBatch {
             .collect();
         self.capacity_hints.clear();
         for open in std::mem::take(&mut self.open) {
-            if open.next_capacity > 0 {
-                self.capacity_hints
-                    .insert(open.database.clone(), open.next_capacity);
+            // A partial buffer predicts the next flush period's as well as a
+            // full one does: sizing for it spares the regrowth copies.
+            let hint = open
+                .next_capacity
+                .max(capacity_for(open.buffer.lines.len()));
+            if hint > 0 {
+                self.capacity_hints.insert(open.database.clone(), hint);
             }
             if open.buffer.points > 0 {
                 records.push((open.database, open.buffer.lines, open.buffer.points));
@@ -312,6 +321,19 @@ mod tests {
         // A fresh flush period names the database again.
         b.push_line(&Target::Shared, b"y\n", || "mon".to_string());
         assert_eq!(b.take().records.len(), 1);
+    }
+
+    #[test]
+    fn a_database_starts_each_flush_period_sized_by_its_last_one() {
+        let mut b = PendingBatch::new(1000);
+        for _ in 0..100 {
+            b.push_line(&Target::Shared, b"0123456789\n", || "mon".to_string());
+        }
+        let first = b.take().records;
+        assert_eq!(first[0].1.len(), 1100);
+        let next = b.shared_lines(|| "mon".to_string());
+        assert!(next.is_empty());
+        assert!(next.capacity() >= 1100, "capacity {}", next.capacity());
     }
 
     #[test]

@@ -694,9 +694,19 @@ fn run(
             }
             Some(Err(e)) => log_poll_error(&ctx.topic, &e, &mut last_error_log),
         }
+        // While InfluxDB keeps up, Kafka holds the backlog: reading further
+        // ahead would only send records through the disk and back. Failing
+        // writes end the wait, so an outage still fills the WAL.
+        let hold = shared.handoff.ahead_of_writers() && !shared.stats.influx_failing() && {
+            shared
+                .stats
+                .consumer_waits_for_writers
+                .fetch_add(1, Ordering::Relaxed);
+            !shared.handoff.wait_for_writers(idle_timeout)
+        };
         let due = match ctx.batch.lock() {
             Ok(mut batch) => {
-                if let Some(queue) = &queue {
+                if let Some(queue) = queue.as_ref().filter(|_| !hold) {
                     // Wait for messages only when there was nothing to do.
                     let wait = if idle && consumed == 0 {
                         idle_timeout

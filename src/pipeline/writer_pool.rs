@@ -99,6 +99,7 @@ fn resolve(shared: &Shared, h: Handoff) -> Option<WriteJob> {
             points: points as usize,
         }),
         Handoff::OnDisk(id) => {
+            shared.stats.wal_records_read_back.fetch_add(1, Relaxed);
             let after = id.0.checked_sub(1).map(wal::RecordId);
             match shared.wal.pending_from(after).next() {
                 Some(Ok((found, rec))) if found == id => Some(WriteJob {
