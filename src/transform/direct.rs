@@ -21,9 +21,10 @@
 use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
-use super::lexer::{find_string_special, string_special_bytes, Lexer};
+use super::lexer::{find_string_special, non_digit_bytes, string_special_bytes, Lexer};
 use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
 use super::pynum::FloatRepr;
+use super::simd::plain_string_masks;
 use super::swar::{bytes_below, equal_bytes, word, HIGHS};
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
 
@@ -370,16 +371,14 @@ fn encode_with<'p>(
     scratch: &mut Scratch,
 ) -> Option<Target<'p>> {
     u32::try_from(payload.len()).ok()?;
-    let mut cursor = Cursor {
-        lex: Lexer::new(payload),
-    };
+    let mut cursor = Cursor::new(payload);
     let mut fields = Fields::default();
     let Scratch { tags, line } = scratch;
     tags.len = 0;
     line.len = 0;
     cursor.envelope(&mut fields, tags)?;
-    cursor.lex.skip_whitespace();
-    if cursor.lex.pos != payload.len() {
+    cursor.skip_whitespace();
+    if !cursor.rest.is_empty() {
         return None;
     }
 
@@ -484,14 +483,12 @@ fn write_flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
 }
 
 fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
-    let mut cursor = Cursor {
-        lex: Lexer::new(raw),
-    };
+    let mut cursor = Cursor::new(raw);
     let mut keys = [Span::default(); MAX_FLAT_MEMBERS];
-    cursor.lex.eat(b'{')?;
+    cursor.eat(b'{')?;
     line.push(b'{')?;
     for member in 0..MAX_FLAT_MEMBERS {
-        cursor.lex.skip_whitespace();
+        cursor.skip_whitespace();
         let key = cursor.escape_free_string()?;
         let key_text = key.of(raw);
         if keys[..member]
@@ -508,7 +505,7 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
         line.push_slice(b"\\\"")?;
         line.push_slice(key_text)?;
         line.push_slice(b"\\\": ")?;
-        match cursor.lex.peek()? {
+        match cursor.peek()? {
             b'"' => {
                 let text = cursor.escape_free_string()?;
                 line.push_slice(b"\\\"")?;
@@ -516,33 +513,33 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
                 line.push_slice(b"\\\"")?;
             }
             b'-' | b'0'..=b'9' => {
-                let at = cursor.lex.pos;
-                cursor.lex.eat(b'-');
-                cursor.lex.digits();
-                let text = raw.get(at..cursor.lex.pos)?;
-                if text == b"-0" || matches!(cursor.lex.peek(), Some(b'.' | b'e' | b'E')) {
+                let at = cursor.pos();
+                let _ = cursor.eat(b'-');
+                cursor.digits();
+                let text = raw.get(at..cursor.pos())?;
+                if text == b"-0" || matches!(cursor.peek(), Some(b'.' | b'e' | b'E')) {
                     return None;
                 }
                 line.push_slice(text)?;
             }
             b't' => {
-                cursor.lex.literal(b"true")?;
+                cursor.literal(b"true").then_some(())?;
                 line.push_slice(b"true")?;
             }
             b'f' => {
-                cursor.lex.literal(b"false")?;
+                cursor.literal(b"false").then_some(())?;
                 line.push_slice(b"false")?;
             }
             b'n' => {
-                cursor.lex.literal(b"null")?;
+                cursor.literal(b"null").then_some(())?;
                 line.push_slice(b"null")?;
             }
             _ => return None,
         }
         if !cursor.next_member()? {
             line.push(b'}')?;
-            cursor.lex.skip_whitespace();
-            return (cursor.lex.pos == raw.len()).then_some(());
+            cursor.skip_whitespace();
+            return cursor.rest.is_empty().then_some(());
         }
     }
     None
@@ -646,79 +643,225 @@ fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
     value.is_finite().then(|| FloatRepr::new(value))
 }
 
-/// A position in the payload and the JSON grammar read from it.
+/// A position in a JSON text and the grammar read from it. It holds what is
+/// left of the text rather than an index, so that a look ahead is one
+/// length comparison (no index overflow to rule out) and the whole text
+/// only to tell offsets.
 struct Cursor<'p> {
-    lex: Lexer<'p>,
+    text: &'p [u8],
+    rest: &'p [u8],
 }
 
-impl Cursor<'_> {
+/// What a key of the `metric` object is, its colon read.
+enum MetricKey {
+    Name,
+    Dimensions,
+    Timestamp,
+    Value,
+    ValueMeta,
+    /// Any other key, not yet read.
+    Other,
+}
+
+/// What a key of the envelope is, its colon read.
+enum EnvelopeKey {
+    Metric,
+    Meta,
+    CreationTime,
+    /// Any other key, not yet read.
+    Other,
+}
+
+/// What a key of the `meta` object is, its colon read.
+enum MetaKey {
+    Region,
+    Tenant,
+    /// Any other key, not yet read.
+    Other,
+}
+
+/// The first eight bytes of a key as Python's `json.dumps` writes it
+/// (quotes, then `": "`), as [`Cursor::head`] reads them.
+const fn head(quoted: &[u8; 8]) -> u64 {
+    u64::from_le_bytes(*quoted)
+}
+
+impl<'p> Cursor<'p> {
+    fn new(text: &'p [u8]) -> Cursor<'p> {
+        Cursor { text, rest: text }
+    }
+
+    /// Offset of the position in the text.
+    #[inline(always)]
+    fn pos(&self) -> usize {
+        self.text.len() - self.rest.len()
+    }
+
+    /// Moves on `n` bytes (at most what is left).
+    #[inline(always)]
+    fn advance(&mut self, n: usize) {
+        self.rest = self.rest.get(n..).unwrap_or_default();
+    }
+
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    /// Exactly `byte`.
+    #[inline(always)]
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        match self.rest {
+            [first, rest @ ..] if *first == byte => {
+                self.rest = rest;
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the text here starts with `literal`, consumed if so.
+    #[inline(always)]
+    fn literal<const N: usize>(&mut self, literal: &[u8; N]) -> bool {
+        match self.rest.split_first_chunk::<N>() {
+            Some((head, rest)) if head == literal => {
+                self.rest = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next eight bytes as a little-endian number (zero when fewer are
+    /// left), to tell keys apart in a few comparisons.
+    #[inline(always)]
+    fn head(&self) -> u64 {
+        self.rest
+            .first_chunk::<8>()
+            .map_or(0, |head| u64::from_le_bytes(*head))
+    }
+
+    #[inline(always)]
+    fn skip_whitespace(&mut self) {
+        // Most calls find a token at once: one comparison rules out all
+        // whitespace.
+        while let [b, rest @ ..] = self.rest {
+            if *b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return;
+            }
+            self.rest = rest;
+        }
+    }
+
+    /// Runs a step of the shared lexer from here.
+    #[inline(always)]
+    fn lex<T>(&mut self, step: impl FnOnce(&mut Lexer<'p>) -> Option<T>) -> Option<T> {
+        let mut lex = Lexer {
+            bytes: self.text,
+            pos: self.pos(),
+        };
+        let found = step(&mut lex);
+        self.rest = self.text.get(lex.pos..)?;
+        found
+    }
+
     /// `{"metric": {...}, "meta": {...}, ...}`.
     fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         let mut metric_seen = false;
         let mut meta_seen = false;
-        self.lex.skip_whitespace();
-        self.lex.eat(b'{')?;
+        self.skip_whitespace();
+        self.eat(b'{')?;
+        self.skip_whitespace();
         loop {
-            self.lex.skip_whitespace();
-            if self.key(b"\"metric\"") {
-                if std::mem::replace(&mut metric_seen, true) {
-                    return None;
+            match self.envelope_key()? {
+                EnvelopeKey::Metric => {
+                    if std::mem::replace(&mut metric_seen, true) {
+                        return None;
+                    }
+                    self.metric(fields, tags)?;
                 }
-                self.colon()?;
-                self.metric(fields, tags)?;
-            } else if self.key(b"\"meta\"") {
-                if std::mem::replace(&mut meta_seen, true) {
-                    return None;
+                EnvelopeKey::Meta => {
+                    if std::mem::replace(&mut meta_seen, true) {
+                        return None;
+                    }
+                    self.meta(fields)?;
                 }
-                self.colon()?;
-                self.meta(fields)?;
-            } else if self.key(b"\"creation_time\"") {
-                self.colon()?;
-                // Mostly a number: `skip_value` would read it the same way.
-                if matches!(self.lex.peek(), Some(b'-' | b'0'..=b'9')) {
-                    self.lex.skip_number()?;
-                } else {
-                    self.skip_value()?;
+                EnvelopeKey::CreationTime => {
+                    // Mostly a number: `skip_value` would read it the same way.
+                    if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+                        self.lex(Lexer::skip_number)?;
+                    } else {
+                        self.skip_value()?;
+                    }
                 }
-            } else {
-                self.other_member()?;
+                EnvelopeKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
             }
         }
+    }
+
+    /// A key of the envelope: the usual spellings in a few comparisons,
+    /// anything else the careful way.
+    #[inline(always)]
+    fn envelope_key(&mut self) -> Option<EnvelopeKey> {
+        const METRIC: u64 = head(b"\"metric\"");
+        const META: u64 = head(b"\"meta\": ");
+        const CREATION: u64 = head(b"\"creatio");
+        let (key, len) = match self.head() {
+            METRIC if self.rest.get(8..10) == Some(b": ") => (EnvelopeKey::Metric, 10),
+            META => (EnvelopeKey::Meta, 8),
+            CREATION if self.rest.get(8..17) == Some(b"n_time\": ") => {
+                (EnvelopeKey::CreationTime, 17)
+            }
+            _ => return self.envelope_key_spelled_out(),
+        };
+        self.advance(len);
+        self.skip_whitespace();
+        Some(key)
+    }
+
+    #[inline(never)]
+    fn envelope_key_spelled_out(&mut self) -> Option<EnvelopeKey> {
+        let key = if self.literal(b"\"metric\"") {
+            EnvelopeKey::Metric
+        } else if self.literal(b"\"meta\"") {
+            EnvelopeKey::Meta
+        } else if self.literal(b"\"creation_time\"") {
+            EnvelopeKey::CreationTime
+        } else {
+            return Some(EnvelopeKey::Other);
+        };
+        self.colon()?;
+        Some(key)
     }
 
     fn metric(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
-        self.lex.eat(b'{')?;
+        self.eat(b'{')?;
+        self.skip_whitespace();
         loop {
-            self.lex.skip_whitespace();
-            if self.key(b"\"name\"") {
-                self.colon()?;
-                set_once(&mut fields.name, self.plain_string()?)?;
-            } else if self.key(b"\"dimensions\"") {
-                if std::mem::replace(&mut fields.dimensions_seen, true) {
-                    return None;
+            match self.metric_key()? {
+                MetricKey::Name => set_once(&mut fields.name, self.plain_string()?)?,
+                MetricKey::Dimensions => {
+                    if std::mem::replace(&mut fields.dimensions_seen, true) {
+                        return None;
+                    }
+                    self.dimensions(tags)?;
                 }
-                self.colon()?;
-                self.dimensions(tags)?;
-            } else if self.key(b"\"timestamp\"") {
-                self.colon()?;
-                set_once(&mut fields.timestamp, self.timestamp()?)?;
-            } else if self.key(b"\"value\"") {
-                self.colon()?;
-                set_once(&mut fields.value, self.value_number()?)?;
-            } else if self.key(b"\"value_meta\"") {
-                self.colon()?;
-                // Mostly `null`: `skip_value` would read it the same way.
-                let value_meta = if self.key(b"null") {
-                    Span::new(self.lex.pos - 4, self.lex.pos)
-                } else {
-                    self.skip_value()?
-                };
-                set_once(&mut fields.value_meta, value_meta)?;
-            } else {
-                self.other_member()?;
+                MetricKey::Timestamp => set_once(&mut fields.timestamp, self.timestamp()?)?,
+                MetricKey::Value => set_once(&mut fields.value, self.value_number()?)?,
+                MetricKey::ValueMeta => {
+                    // Mostly `null`: `skip_value` would read it the same way.
+                    let at = self.pos();
+                    let value_meta = if self.literal(b"null") {
+                        Span::new(at, at + 4)
+                    } else {
+                        self.skip_value()?
+                    };
+                    set_once(&mut fields.value_meta, value_meta)?;
+                }
+                MetricKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
@@ -726,36 +869,71 @@ impl Cursor<'_> {
         }
     }
 
+    /// A key of the `metric` object (see [`Cursor::envelope_key`]).
+    #[inline(always)]
+    fn metric_key(&mut self) -> Option<MetricKey> {
+        const NAME: u64 = head(b"\"name\": ");
+        const DIMENSIONS: u64 = head(b"\"dimensi");
+        const TIMESTAMP: u64 = head(b"\"timesta");
+        const VALUE: u64 = head(b"\"value\":");
+        const VALUE_META: u64 = head(b"\"value_m");
+        let (key, len) = match self.head() {
+            NAME => (MetricKey::Name, 8),
+            DIMENSIONS if self.rest.get(8..14) == Some(b"ons\": ") => (MetricKey::Dimensions, 14),
+            TIMESTAMP if self.rest.get(8..13) == Some(b"mp\": ") => (MetricKey::Timestamp, 13),
+            VALUE if self.rest.get(8) == Some(&b' ') => (MetricKey::Value, 9),
+            VALUE_META if self.rest.get(8..14) == Some(b"eta\": ") => (MetricKey::ValueMeta, 14),
+            _ => return self.metric_key_spelled_out(),
+        };
+        self.advance(len);
+        self.skip_whitespace();
+        Some(key)
+    }
+
+    #[inline(never)]
+    fn metric_key_spelled_out(&mut self) -> Option<MetricKey> {
+        let key = if self.literal(b"\"name\"") {
+            MetricKey::Name
+        } else if self.literal(b"\"dimensions\"") {
+            MetricKey::Dimensions
+        } else if self.literal(b"\"timestamp\"") {
+            MetricKey::Timestamp
+        } else if self.literal(b"\"value\"") {
+            MetricKey::Value
+        } else if self.literal(b"\"value_meta\"") {
+            MetricKey::ValueMeta
+        } else {
+            return Some(MetricKey::Other);
+        };
+        self.colon()?;
+        Some(key)
+    }
+
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
-        self.lex.eat(b'{')?;
-        self.lex.skip_whitespace();
-        if self.lex.eat(b'}').is_some() {
+        self.eat(b'{')?;
+        self.skip_whitespace();
+        if self.eat(b'}').is_some() {
             return Some(());
         }
         loop {
             let key = self.plain_string()?;
             self.colon()?;
             let value = self.plain_string()?;
-            tags.push_dimension(self.lex.bytes, key, value)?;
+            tags.push_dimension(self.text, key, value)?;
             if !self.next_member()? {
                 return Some(());
             }
-            self.lex.skip_whitespace();
         }
     }
 
     fn meta(&mut self, fields: &mut Fields) -> Option<()> {
-        self.lex.eat(b'{')?;
+        self.eat(b'{')?;
+        self.skip_whitespace();
         loop {
-            self.lex.skip_whitespace();
-            if self.key(b"\"region\"") {
-                self.colon()?;
-                set_once(&mut fields.region, self.plain_string()?)?;
-            } else if self.key(b"\"tenantId\"") {
-                self.colon()?;
-                set_once(&mut fields.tenant, self.plain_string()?)?;
-            } else {
-                self.other_member()?;
+            match self.meta_key()? {
+                MetaKey::Region => set_once(&mut fields.region, self.plain_string()?)?,
+                MetaKey::Tenant => set_once(&mut fields.tenant, self.plain_string()?)?,
+                MetaKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
@@ -763,15 +941,29 @@ impl Cursor<'_> {
         }
     }
 
-    /// Whether the text here is `quoted` (a key with its quotes), consumed
-    /// if so. A key with escapes never matches; it goes the full path.
+    /// A key of the `meta` object (see [`Cursor::envelope_key`]).
     #[inline(always)]
-    fn key<const N: usize>(&mut self, quoted: &[u8; N]) -> bool {
-        let found = self.lex.bytes.get(self.lex.pos..self.lex.pos + N) == Some(&quoted[..]);
-        if found {
-            self.lex.pos += N;
-        }
-        found
+    fn meta_key(&mut self) -> Option<MetaKey> {
+        const REGION: u64 = head(b"\"region\"");
+        const TENANT: u64 = head(b"\"tenantI");
+        let (key, len) = match self.head() {
+            REGION if self.rest.get(8..10) == Some(b": ") => (MetaKey::Region, 10),
+            TENANT if self.rest.get(8..12) == Some(b"d\": ") => (MetaKey::Tenant, 12),
+            _ => {
+                let key = if self.literal(b"\"region\"") {
+                    MetaKey::Region
+                } else if self.literal(b"\"tenantId\"") {
+                    MetaKey::Tenant
+                } else {
+                    return Some(MetaKey::Other);
+                };
+                self.colon()?;
+                return Some(key);
+            }
+        };
+        self.advance(len);
+        self.skip_whitespace();
+        Some(key)
     }
 
     /// A member of no interest: a plain key, and a value to validate.
@@ -785,46 +977,54 @@ impl Cursor<'_> {
     /// The colon after a key, and the whitespace around it.
     #[inline(always)]
     fn colon(&mut self) -> Option<()> {
-        // The common `": "` in two comparisons.
-        if self.lex.bytes.get(self.lex.pos..self.lex.pos + 2) == Some(b": ") {
-            self.lex.pos += 2;
-        } else {
-            self.lex.skip_whitespace();
-            self.lex.eat(b':')?;
+        // The common `": "` in one comparison.
+        if !self.literal(b": ") {
+            self.skip_whitespace();
+            self.eat(b':')?;
         }
-        self.lex.skip_whitespace();
+        self.skip_whitespace();
         Some(())
     }
 
-    /// After a member: `true` at a comma, `false` at the closing brace.
+    /// After a member: `true` at a comma (and the whitespace after it),
+    /// `false` at the closing brace.
     #[inline(always)]
     fn next_member(&mut self) -> Option<bool> {
-        self.lex.skip_whitespace();
-        match self.lex.next()? {
-            b',' => Some(true),
-            b'}' => Some(false),
-            _ => None,
+        // The common `, "` of the next key in one comparison.
+        if self.rest.starts_with(b", \"") {
+            self.advance(2);
+            return Some(true);
         }
+        self.skip_whitespace();
+        let more = match self.rest.split_first()? {
+            (b',', _) => true,
+            (b'}', _) => false,
+            _ => return None,
+        };
+        self.advance(1);
+        self.skip_whitespace();
+        Some(more)
     }
 
     /// A string without escapes, its content (checked as UTF-8).
     #[inline(always)]
     fn plain_string(&mut self) -> Option<Span> {
-        self.lex.eat(b'"')?;
-        let start = self.lex.pos;
-        let (mut end, mut escapes) = scan_plain(self.lex.bytes, start);
-        let mut end_byte = *self.lex.bytes.get(end)?;
+        self.eat(b'"')?;
+        let start = self.pos();
+        let (len, mut escapes) = scan_plain(self.rest);
+        let mut end = start + len;
+        let mut end_byte = *self.rest.get(len)?;
         if end_byte >= 0x80 {
             // Tag escaping of non-ASCII text is left to the careful loop.
             escapes = true;
-            end = find_string_special(self.lex.bytes, end);
-            std::str::from_utf8(self.lex.bytes.get(start..end)?).ok()?;
-            end_byte = *self.lex.bytes.get(end)?;
+            end = find_string_special(self.text, end);
+            std::str::from_utf8(self.text.get(start..end)?).ok()?;
+            end_byte = *self.text.get(end)?;
         }
         if end_byte != b'"' {
             return None;
         }
-        self.lex.pos = end + 1;
+        self.rest = self.text.get(end + 1..)?;
         Some(Span {
             escapes,
             ..Span::new(start, end)
@@ -834,11 +1034,9 @@ impl Cursor<'_> {
     /// A JSON integer within InfluxDB's time range other than `-0`: the
     /// text `str(int(timestamp))` gives back.
     fn timestamp(&mut self) -> Option<Span> {
-        let start = self.lex.pos;
-        let negative = self.lex.eat(b'-').is_some();
-        let digits_start = self.lex.pos;
-        self.lex.digits();
-        let digits = self.lex.bytes.get(digits_start..self.lex.pos)?;
+        let start = self.pos();
+        let negative = self.eat(b'-').is_some();
+        let digits = self.digits();
         // A fraction or exponent goes the full path: the caller finds the
         // `.` or `e` where it wants a `,` or `}`.
         match digits {
@@ -853,15 +1051,42 @@ impl Cursor<'_> {
         if digits.len() > LIMIT.len() || (digits.len() == LIMIT.len() && digits > LIMIT) {
             return None;
         }
-        Some(Span::new(start, self.lex.pos))
+        Some(Span::new(start, self.pos()))
+    }
+
+    /// ASCII digits, eight at a time, skipped and returned.
+    #[inline(always)]
+    fn digits(&mut self) -> &'p [u8] {
+        let rest = self.rest;
+        let mut len = 0;
+        while let Some(chunk) = rest.get(len..).and_then(|r| r.first_chunk::<8>()) {
+            let others = non_digit_bytes(u64::from_le_bytes(*chunk));
+            if others != 0 {
+                len += (others.trailing_zeros() / 8) as usize;
+                return self.take(len);
+            }
+            len += 8;
+        }
+        while rest.get(len).is_some_and(u8::is_ascii_digit) {
+            len += 1;
+        }
+        self.take(len)
+    }
+
+    /// The next `len` bytes (at most what is left), skipped.
+    #[inline(always)]
+    fn take(&mut self, len: usize) -> &'p [u8] {
+        let (taken, rest) = self.rest.split_at(len.min(self.rest.len()));
+        self.rest = rest;
+        taken
     }
 
     /// A JSON number and where its parts are (see [`Lexer::number`]).
     fn value_number(&mut self) -> Option<Number> {
-        let start = self.lex.pos;
-        let parts = self.lex.number()?;
+        let start = self.pos();
+        let parts = self.lex(Lexer::number)?;
         Some(Number {
-            text: Span::new(start, self.lex.pos),
+            text: Span::new(start, self.pos()),
             int_end: parts.int_end as u32,
             fraction_end: parts.fraction_end as u32,
             exponent: parts.exponent,
@@ -870,28 +1095,49 @@ impl Cursor<'_> {
 
     /// Skips one JSON value (see [`Lexer::skip_value`]), its text.
     fn skip_value(&mut self) -> Option<Span> {
-        let range = self.lex.skip_value()?;
+        let range = self.lex(Lexer::skip_value)?;
         Some(Span::new(range.start, range.end))
     }
 
     /// A string without escapes or control characters (its UTF-8 already
     /// checked by the caller), its content.
     fn escape_free_string(&mut self) -> Option<Span> {
-        self.lex.eat(b'"')?;
-        let start = self.lex.pos;
-        let end = find_string_special(self.lex.bytes, start);
-        if *self.lex.bytes.get(end)? != b'"' {
+        self.eat(b'"')?;
+        let start = self.pos();
+        let end = find_string_special(self.text, start);
+        if *self.text.get(end)? != b'"' {
             return None;
         }
-        self.lex.pos = end + 1;
+        self.rest = self.text.get(end + 1..)?;
         Some(Span::new(start, end))
     }
 }
 
-/// [`find_plain_end`], and whether the text before the end holds a space,
-/// `,` or `=` (the bytes of plain text that tag text escapes).
+/// The length of the plain text at the start of `bytes` (up to the first
+/// `"`, `\`, control character or non-ASCII byte), and whether it holds a
+/// space, `,` or `=` (the bytes of plain text that tag text escapes):
+/// sixteen bytes at a time where that many are left, then eight.
 #[inline(always)]
-fn scan_plain(bytes: &[u8], from: usize) -> (usize, bool) {
+fn scan_plain(bytes: &[u8]) -> (usize, bool) {
+    let mut i = 0;
+    let mut escapes = 0;
+    while let Some(chunk) = bytes.get(i..).and_then(|rest| rest.first_chunk::<16>()) {
+        let (ends, escaped) = plain_string_masks(chunk);
+        if ends != 0 {
+            let before = ends.trailing_zeros();
+            escapes |= escaped & ((1 << before) - 1);
+            return (i + before as usize, escapes != 0);
+        }
+        escapes |= escaped;
+        i += 16;
+    }
+    let (end, tail_escapes) = scan_plain_words(bytes, i);
+    (end, escapes != 0 || tail_escapes)
+}
+
+/// [`scan_plain`] from `from`, eight bytes at a time.
+#[inline(always)]
+fn scan_plain_words(bytes: &[u8], from: usize) -> (usize, bool) {
     let mut i = from;
     let mut escapes = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {
@@ -943,7 +1189,7 @@ mod tests {
                         .iter()
                         .any(|&b| matches!(b, b' ' | b',' | b'='));
                     assert_eq!(
-                        scan_plain(&bytes, 0),
+                        scan_plain(&bytes),
                         (end, escapes),
                         "{special} at {at}/{len}"
                     );
@@ -962,7 +1208,7 @@ mod tests {
                     if at < bytes.len() && at != len {
                         bytes[at] = special;
                     }
-                    let (end, escapes) = scan_plain(&bytes, 0);
+                    let (end, escapes) = scan_plain(&bytes);
                     assert_eq!(end, len);
                     assert_eq!(escapes, at < len, "{special} at {at}/{len}");
                 }
