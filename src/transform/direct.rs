@@ -140,6 +140,7 @@ impl TagSet {
     /// Appends `,key=value` per key in key order, the last value of a
     /// repeated key: the sorted dimensions, with the non-empty meta tags
     /// (`_region`, `_tenant_id`, in that order) merged in.
+    #[inline(always)]
     fn write(&self, payload: &[u8], meta: [MetaTag; 2], line: &mut LineBuf) -> Option<()> {
         let mut meta = &meta[..];
         let tags = &self.tags[..self.len];
@@ -181,6 +182,7 @@ struct MetaTag {
 }
 
 impl MetaTag {
+    #[inline(always)]
     fn write(&self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
         if self.value.len == 0 {
             return Some(());
@@ -199,6 +201,7 @@ fn sorts_after(payload: &[u8], a: &Tag, b: &Tag) -> bool {
     a.prefix > b.prefix || (a.prefix == b.prefix && a.key.of(payload) > b.key.of(payload))
 }
 
+#[inline(always)]
 fn same_key(payload: &[u8], a: &Tag, b: &Tag) -> bool {
     a.prefix == b.prefix && a.key.len == b.key.len && a.key.of(payload) == b.key.of(payload)
 }
@@ -229,15 +232,17 @@ fn low_bytes(n: usize) -> u64 {
     }
 }
 
-/// The line being built, on the stack: appends are stores at an index in a
-/// register, and text is copied in fixed-size windows (no `memcpy` call)
-/// whose bytes past the text are overwritten by what follows.
-struct LineBuf {
-    bytes: [u8; LINE_CAPACITY],
+/// The line being built, in the per-thread scratch: its length is a local
+/// of the encoder (kept in a register, where a length stored beside the
+/// bytes would be reloaded after every store into them), and text is copied
+/// in fixed-size windows (no `memcpy` call) whose bytes past the text are
+/// overwritten by what follows.
+struct LineBuf<'b> {
+    bytes: &'b mut [u8; LINE_CAPACITY],
     len: usize,
 }
 
-impl LineBuf {
+impl LineBuf<'_> {
     #[inline(always)]
     fn push(&mut self, byte: u8) -> Option<()> {
         *self.bytes.get_mut(self.len)? = byte;
@@ -248,7 +253,8 @@ impl LineBuf {
     #[inline(always)]
     fn push_slice(&mut self, text: &[u8]) -> Option<()> {
         self.bytes
-            .get_mut(self.len..self.len + text.len())?
+            .get_mut(self.len..)?
+            .get_mut(..text.len())?
             .copy_from_slice(text);
         self.len += text.len();
         Some(())
@@ -257,34 +263,40 @@ impl LineBuf {
     /// Appends `window[..len]`, copying all of `window`.
     #[inline(always)]
     fn push_prefix<const W: usize>(&mut self, window: &[u8; W], len: usize) -> Option<()> {
-        match self.bytes.get_mut(self.len..self.len + W) {
+        match self
+            .bytes
+            .get_mut(self.len..)
+            .and_then(|free| free.first_chunk_mut::<W>())
+        {
             Some(slot) => {
-                slot.copy_from_slice(window);
+                *slot = *window;
                 self.len += len;
                 Some(())
             }
-            None => self.push_slice(window.get(..len)?),
+            None => self.push_slice_near_end(window.get(..len)?),
         }
     }
 
+    /// [`LineBuf::push_slice`] out of line, for the rare window that does
+    /// not fit: inline, its copy would merge with the windows' into one
+    /// `memcpy` call of either size.
+    #[inline(never)]
+    fn push_slice_near_end(&mut self, text: &[u8]) -> Option<()> {
+        self.push_slice(text)
+    }
+
     /// Appends measurement, tag key or tag value text from the payload,
-    /// escaped as `line::push_tag_bytes` does.
+    /// escaped as `line::push_tag_bytes` does. Text without escapes of up
+    /// to 32 bytes is one window (one size only, so that the copies stay
+    /// inline rather than merge into a `memcpy` call of either size).
     #[inline(always)]
     fn push_tag(&mut self, payload: &[u8], text: Span) -> Option<()> {
-        if !text.escapes {
-            let (at, len) = (text.at as usize, text.len as usize);
-            if len <= 16 {
-                if let Some(window) = payload.get(at..at + 16) {
-                    let mut copy = [0; 16];
-                    copy.copy_from_slice(window);
-                    return self.push_prefix(&copy, len);
-                }
-            } else if len <= 32 {
-                if let Some(window) = payload.get(at..at + 32) {
-                    let mut copy = [0; 32];
-                    copy.copy_from_slice(window);
-                    return self.push_prefix(&copy, len);
-                }
+        if !text.escapes && text.len <= 32 {
+            let window = payload
+                .get(text.at as usize..)
+                .and_then(|rest| rest.first_chunk::<32>());
+            if let Some(window) = window {
+                return self.push_prefix(window, text.len as usize);
             }
         }
         self.push_escaped_tag(text.of(payload))
@@ -320,7 +332,7 @@ struct Fields {
 /// read only below their lengths, which start at zero).
 struct Scratch {
     tags: TagSet,
-    line: LineBuf,
+    line: [u8; LINE_CAPACITY],
 }
 
 const NO_SPAN: Span = Span {
@@ -340,10 +352,7 @@ thread_local! {
                 }; MAX_TAGS],
                 len: 0,
             },
-            line: LineBuf {
-                bytes: [0; LINE_CAPACITY],
-                len: 0,
-            },
+            line: [0; LINE_CAPACITY],
         })
     };
 }
@@ -375,7 +384,10 @@ fn encode_with<'p>(
     let mut fields = Fields::default();
     let Scratch { tags, line } = scratch;
     tags.len = 0;
-    line.len = 0;
+    let line = &mut LineBuf {
+        bytes: line,
+        len: 0,
+    };
     cursor.envelope(&mut fields, tags)?;
     cursor.skip_whitespace();
     if !cursor.rest.is_empty() {
@@ -1236,8 +1248,9 @@ mod tests {
     #[test]
     fn flat_value_meta_is_written_directly_and_the_rest_by_pyjson() {
         let meta = |value_meta: &str| {
+            let mut bytes = [0; LINE_CAPACITY];
             let mut line = LineBuf {
-                bytes: [0; LINE_CAPACITY],
+                bytes: &mut bytes,
                 len: 0,
             };
             write_flat_object(value_meta.as_bytes(), &mut line)?;
