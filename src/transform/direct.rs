@@ -21,7 +21,9 @@
 use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
-use super::lexer::{find_string_special, non_digit_bytes, string_special_bytes, Lexer};
+use super::lexer::{
+    find_string_special, non_digit_bytes, string_special_bytes, Lexer, NumberParts,
+};
 use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
 use super::pynum::FloatRepr;
 use super::simd::plain_string_masks;
@@ -511,6 +513,7 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
         }
         keys[member] = key;
         cursor.colon()?;
+        cursor.skip_whitespace();
         if member > 0 {
             line.push_slice(b", ")?;
         }
@@ -602,6 +605,7 @@ impl Number {
     /// that its text, normalised, is `repr(float(text))`: fixed notation,
     /// at most 15 significant digits, not below 1e-4 (the same conditions,
     /// from the positions the scan found instead of a search).
+    #[inline(always)]
     fn is_short_decimal(self, payload: &[u8]) -> bool {
         if self.exponent {
             return false;
@@ -625,6 +629,7 @@ impl Number {
 
     /// Writes a short decimal as `repr` does: trailing fraction zeros
     /// dropped, at least one fraction digit.
+    #[inline(always)]
     fn write_short_decimal(self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
         let kept = self.kept_fraction(payload).len();
         let at = self.text.at;
@@ -659,6 +664,10 @@ fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
 /// left of the text rather than an index, so that a look ahead is one
 /// length comparison (no index overflow to rule out) and the whole text
 /// only to tell offsets.
+///
+/// Whitespace is skipped by whatever reads the next token, not after the
+/// last one, and mostly only once the token it expects is not there: text
+/// without whitespace between tokens pays no check for it.
 struct Cursor<'p> {
     text: &'p [u8],
     rest: &'p [u8],
@@ -753,6 +762,16 @@ impl<'p> Cursor<'p> {
             .map_or(0, |head| u64::from_le_bytes(*head))
     }
 
+    /// Exactly `byte`, after any whitespace.
+    #[inline(always)]
+    fn token(&mut self, byte: u8) -> Option<()> {
+        if self.eat(byte).is_none() {
+            self.skip_whitespace();
+            self.eat(byte)?;
+        }
+        Some(())
+    }
+
     #[inline(always)]
     fn skip_whitespace(&mut self) {
         // Most calls find a token at once: one comparison rules out all
@@ -781,9 +800,7 @@ impl<'p> Cursor<'p> {
     fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         let mut metric_seen = false;
         let mut meta_seen = false;
-        self.skip_whitespace();
-        self.eat(b'{')?;
-        self.skip_whitespace();
+        self.token(b'{')?;
         loop {
             match self.envelope_key()? {
                 EnvelopeKey::Metric => {
@@ -801,8 +818,9 @@ impl<'p> Cursor<'p> {
                 EnvelopeKey::CreationTime => {
                     // Mostly a number: `skip_value` would read it the same way.
                     if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
-                        self.lex(Lexer::skip_number)?;
+                        self.number()?;
                     } else {
+                        self.skip_whitespace();
                         self.skip_value()?;
                     }
                 }
@@ -830,12 +848,12 @@ impl<'p> Cursor<'p> {
             _ => return self.envelope_key_spelled_out(),
         };
         self.advance(len);
-        self.skip_whitespace();
         Some(key)
     }
 
     #[inline(never)]
     fn envelope_key_spelled_out(&mut self) -> Option<EnvelopeKey> {
+        self.skip_whitespace();
         let key = if self.literal(b"\"metric\"") {
             EnvelopeKey::Metric
         } else if self.literal(b"\"meta\"") {
@@ -850,8 +868,7 @@ impl<'p> Cursor<'p> {
     }
 
     fn metric(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
-        self.eat(b'{')?;
-        self.skip_whitespace();
+        self.token(b'{')?;
         loop {
             match self.metric_key()? {
                 MetricKey::Name => set_once(&mut fields.name, self.plain_string()?)?,
@@ -869,6 +886,7 @@ impl<'p> Cursor<'p> {
                     let value_meta = if self.literal(b"null") {
                         Span::new(at, at + 4)
                     } else {
+                        self.skip_whitespace();
                         self.skip_value()?
                     };
                     set_once(&mut fields.value_meta, value_meta)?;
@@ -898,12 +916,12 @@ impl<'p> Cursor<'p> {
             _ => return self.metric_key_spelled_out(),
         };
         self.advance(len);
-        self.skip_whitespace();
         Some(key)
     }
 
     #[inline(never)]
     fn metric_key_spelled_out(&mut self) -> Option<MetricKey> {
+        self.skip_whitespace();
         let key = if self.literal(b"\"name\"") {
             MetricKey::Name
         } else if self.literal(b"\"dimensions\"") {
@@ -922,7 +940,7 @@ impl<'p> Cursor<'p> {
     }
 
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
-        self.eat(b'{')?;
+        self.token(b'{')?;
         self.skip_whitespace();
         if self.eat(b'}').is_some() {
             return Some(());
@@ -939,8 +957,7 @@ impl<'p> Cursor<'p> {
     }
 
     fn meta(&mut self, fields: &mut Fields) -> Option<()> {
-        self.eat(b'{')?;
-        self.skip_whitespace();
+        self.token(b'{')?;
         loop {
             match self.meta_key()? {
                 MetaKey::Region => set_once(&mut fields.region, self.plain_string()?)?,
@@ -962,6 +979,7 @@ impl<'p> Cursor<'p> {
             REGION if self.rest.get(8..10) == Some(b": ") => (MetaKey::Region, 10),
             TENANT if self.rest.get(8..12) == Some(b"d\": ") => (MetaKey::Tenant, 12),
             _ => {
+                self.skip_whitespace();
                 let key = if self.literal(b"\"region\"") {
                     MetaKey::Region
                 } else if self.literal(b"\"tenantId\"") {
@@ -974,7 +992,6 @@ impl<'p> Cursor<'p> {
             }
         };
         self.advance(len);
-        self.skip_whitespace();
         Some(key)
     }
 
@@ -982,24 +999,22 @@ impl<'p> Cursor<'p> {
     fn other_member(&mut self) -> Option<()> {
         self.plain_string()?;
         self.colon()?;
+        self.skip_whitespace();
         self.skip_value()?;
         Some(())
     }
 
-    /// The colon after a key, and the whitespace around it.
+    /// The colon after a key (and a space after it, if there is one).
     #[inline(always)]
     fn colon(&mut self) -> Option<()> {
         // The common `": "` in one comparison.
         if !self.literal(b": ") {
-            self.skip_whitespace();
-            self.eat(b':')?;
+            self.token(b':')?;
         }
-        self.skip_whitespace();
         Some(())
     }
 
-    /// After a member: `true` at a comma (and the whitespace after it),
-    /// `false` at the closing brace.
+    /// After a member: `true` at a comma, `false` at the closing brace.
     #[inline(always)]
     fn next_member(&mut self) -> Option<bool> {
         // The common `, "` of the next key in one comparison.
@@ -1014,14 +1029,13 @@ impl<'p> Cursor<'p> {
             _ => return None,
         };
         self.advance(1);
-        self.skip_whitespace();
         Some(more)
     }
 
     /// A string without escapes, its content (checked as UTF-8).
     #[inline(always)]
     fn plain_string(&mut self) -> Option<Span> {
-        self.eat(b'"')?;
+        self.token(b'"')?;
         let start = self.pos();
         let (len, mut escapes) = scan_plain(self.rest);
         let mut end = start + len;
@@ -1046,6 +1060,7 @@ impl<'p> Cursor<'p> {
     /// A JSON integer within InfluxDB's time range other than `-0`: the
     /// text `str(int(timestamp))` gives back.
     fn timestamp(&mut self) -> Option<Span> {
+        self.skip_whitespace();
         let start = self.pos();
         let negative = self.eat(b'-').is_some();
         let digits = self.digits();
@@ -1085,6 +1100,39 @@ impl<'p> Cursor<'p> {
         self.take(len)
     }
 
+    /// A JSON number, validated as [`Lexer::number`] does (and answering
+    /// the same), with its digits read eight at a time.
+    #[inline(always)]
+    fn number(&mut self) -> Option<NumberParts> {
+        let _ = self.eat(b'-');
+        match self.digits() {
+            // A digit right after a leading `0` is an error, not a new
+            // token.
+            [] | [b'0', _, ..] => return None,
+            _ => {}
+        }
+        let int_end = self.pos();
+        if self.eat(b'.').is_some() && self.digits().is_empty() {
+            return None;
+        }
+        let fraction_end = self.pos();
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
+            self.advance(1);
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.advance(1);
+            }
+            if self.digits().is_empty() {
+                return None;
+            }
+        }
+        Some(NumberParts {
+            int_end,
+            fraction_end,
+            exponent,
+        })
+    }
+
     /// The next `len` bytes (at most what is left), skipped.
     #[inline(always)]
     fn take(&mut self, len: usize) -> &'p [u8] {
@@ -1093,10 +1141,11 @@ impl<'p> Cursor<'p> {
         taken
     }
 
-    /// A JSON number and where its parts are (see [`Lexer::number`]).
+    /// A JSON number and where its parts are.
     fn value_number(&mut self) -> Option<Number> {
+        self.skip_whitespace();
         let start = self.pos();
-        let parts = self.lex(Lexer::number)?;
+        let parts = self.number()?;
         Some(Number {
             text: Span::new(start, self.pos()),
             int_end: parts.int_end as u32,
