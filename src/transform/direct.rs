@@ -129,6 +129,10 @@ impl TagSet {
     fn sort(&mut self, payload: &[u8]) {
         let tags = &mut self.tags[..self.len];
         for i in 1..tags.len() {
+            // Mostly in order already: nothing to move.
+            if !sorts_after(payload, &tags[i - 1], &tags[i]) {
+                continue;
+            }
             let tag = tags[i];
             let mut j = i;
             while j > 0 && sorts_after(payload, &tags[j - 1], &tag) {
@@ -593,6 +597,7 @@ enum Value {
 
 impl Number {
     /// Digits of the fraction, without the trailing zeros `repr` drops.
+    #[inline(always)]
     fn kept_fraction(self, payload: &[u8]) -> &[u8] {
         let fraction = payload
             .get(self.int_end as usize + 1..self.fraction_end as usize)
@@ -839,16 +844,12 @@ impl<'p> Cursor<'p> {
         const METRIC: u64 = head(b"\"metric\"");
         const META: u64 = head(b"\"meta\": ");
         const CREATION: u64 = head(b"\"creatio");
-        let (key, len) = match self.head() {
-            METRIC if self.rest.get(8..10) == Some(b": ") => (EnvelopeKey::Metric, 10),
-            META => (EnvelopeKey::Meta, 8),
-            CREATION if self.rest.get(8..17) == Some(b"n_time\": ") => {
-                (EnvelopeKey::CreationTime, 17)
-            }
+        Some(match self.head() {
+            METRIC if self.literal(b"\"metric\": ") => EnvelopeKey::Metric,
+            META if self.literal(b"\"meta\": ") => EnvelopeKey::Meta,
+            CREATION if self.literal(b"\"creation_time\": ") => EnvelopeKey::CreationTime,
             _ => return self.envelope_key_spelled_out(),
-        };
-        self.advance(len);
-        Some(key)
+        })
     }
 
     #[inline(never)]
@@ -907,16 +908,16 @@ impl<'p> Cursor<'p> {
         const TIMESTAMP: u64 = head(b"\"timesta");
         const VALUE: u64 = head(b"\"value\":");
         const VALUE_META: u64 = head(b"\"value_m");
-        let (key, len) = match self.head() {
-            NAME => (MetricKey::Name, 8),
-            DIMENSIONS if self.rest.get(8..14) == Some(b"ons\": ") => (MetricKey::Dimensions, 14),
-            TIMESTAMP if self.rest.get(8..13) == Some(b"mp\": ") => (MetricKey::Timestamp, 13),
-            VALUE if self.rest.get(8) == Some(&b' ') => (MetricKey::Value, 9),
-            VALUE_META if self.rest.get(8..14) == Some(b"eta\": ") => (MetricKey::ValueMeta, 14),
+        // Each arm compares the whole key again: what is left after it
+        // then comes with no further length check.
+        Some(match self.head() {
+            NAME if self.literal(b"\"name\": ") => MetricKey::Name,
+            DIMENSIONS if self.literal(b"\"dimensions\": ") => MetricKey::Dimensions,
+            TIMESTAMP if self.literal(b"\"timestamp\": ") => MetricKey::Timestamp,
+            VALUE if self.literal(b"\"value\": ") => MetricKey::Value,
+            VALUE_META if self.literal(b"\"value_meta\": ") => MetricKey::ValueMeta,
             _ => return self.metric_key_spelled_out(),
-        };
-        self.advance(len);
-        Some(key)
+        })
     }
 
     #[inline(never)]
@@ -975,9 +976,9 @@ impl<'p> Cursor<'p> {
     fn meta_key(&mut self) -> Option<MetaKey> {
         const REGION: u64 = head(b"\"region\"");
         const TENANT: u64 = head(b"\"tenantI");
-        let (key, len) = match self.head() {
-            REGION if self.rest.get(8..10) == Some(b": ") => (MetaKey::Region, 10),
-            TENANT if self.rest.get(8..12) == Some(b"d\": ") => (MetaKey::Tenant, 12),
+        Some(match self.head() {
+            REGION if self.literal(b"\"region\": ") => MetaKey::Region,
+            TENANT if self.literal(b"\"tenantId\": ") => MetaKey::Tenant,
             _ => {
                 self.skip_whitespace();
                 let key = if self.literal(b"\"region\"") {
@@ -988,11 +989,9 @@ impl<'p> Cursor<'p> {
                     return Some(MetaKey::Other);
                 };
                 self.colon()?;
-                return Some(key);
+                key
             }
-        };
-        self.advance(len);
-        Some(key)
+        })
     }
 
     /// A member of no interest: a plain key, and a value to validate.
@@ -1037,22 +1036,33 @@ impl<'p> Cursor<'p> {
     fn plain_string(&mut self) -> Option<Span> {
         self.token(b'"')?;
         let start = self.pos();
-        let (len, mut escapes) = scan_plain(self.rest);
-        let mut end = start + len;
-        let mut end_byte = *self.rest.get(len)?;
-        if end_byte >= 0x80 {
-            // Tag escaping of non-ASCII text is left to the careful loop.
-            escapes = true;
-            end = find_string_special(self.text, end);
-            std::str::from_utf8(self.text.get(start..end)?).ok()?;
-            end_byte = *self.text.get(end)?;
-        }
-        if end_byte != b'"' {
-            return None;
+        let (len, escapes) = scan_plain(self.rest);
+        let end = start + len;
+        match *self.rest.get(len)? {
+            b'"' => {}
+            0x80.. => return self.non_ascii_string(start),
+            _ => return None,
         }
         self.rest = self.text.get(end + 1..)?;
         Some(Span {
             escapes,
+            ..Span::new(start, end)
+        })
+    }
+
+    /// The rest of a plain string from `start` that holds a non-ASCII
+    /// byte: its end the careful way, its text checked as UTF-8.
+    #[inline(never)]
+    fn non_ascii_string(&mut self, start: usize) -> Option<Span> {
+        let end = find_string_special(self.text, start);
+        std::str::from_utf8(self.text.get(start..end)?).ok()?;
+        if *self.text.get(end)? != b'"' {
+            return None;
+        }
+        self.rest = self.text.get(end + 1..)?;
+        Some(Span {
+            // Tag escaping of non-ASCII text is left to the careful loop.
+            escapes: true,
             ..Span::new(start, end)
         })
     }
@@ -1185,9 +1195,10 @@ fn scan_plain(bytes: &[u8]) -> (usize, bool) {
     while let Some(chunk) = bytes.get(i..).and_then(|rest| rest.first_chunk::<16>()) {
         let (ends, escaped) = plain_string_masks(chunk);
         if ends != 0 {
-            let before = ends.trailing_zeros();
-            escapes |= escaped & ((1 << before) - 1);
-            return (i + before as usize, escapes != 0);
+            // No byte is in both masks: `ends - 1` keeps the escapes
+            // below the lowest end and clears those above it.
+            escapes |= escaped & (ends - 1);
+            return (i + ends.trailing_zeros() as usize, escapes != 0);
         }
         escapes |= escaped;
         i += 16;
