@@ -9,6 +9,7 @@
 use std::cell::Cell;
 
 use monasca_persister::config::InfluxSection;
+use monasca_persister::loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::{metric_takes_direct_path, metric_takes_fast_path, Transformer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -626,5 +627,55 @@ fn mutated_plain_messages_give_the_same_result_on_both_paths() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+}
+
+/// The direct path matches keys, separators and whitespace of the layout
+/// Python's `json.dumps` writes (`"name": `, `, "`) by whole-word
+/// comparisons: every one-byte change, insertion and deletion anywhere in
+/// messages of that layout (the load generator's) must still give what
+/// serde gives.
+#[test]
+fn every_one_byte_edit_of_generated_load_gives_the_same_result() {
+    let transformers = transformers();
+    let limits = Limits {
+        metrics: Some(40),
+        alarms: None,
+    };
+    let mut generator = Generator::new(
+        Workload::default(),
+        limits,
+        Timestamps::sequence(1_554_725_987_408),
+    )
+    .unwrap();
+    let messages: Vec<Vec<u8>> = std::iter::from_fn(|| generator.next_message())
+        .map(|m| m.payload)
+        .collect();
+    // One without value_meta, one with, and the longest (most dimensions).
+    let plain = messages.first();
+    let with_meta = messages
+        .iter()
+        .find(|m| !m.windows(18).any(|w| w == b"\"value_meta\": null"));
+    let longest = messages.iter().max_by_key(|m| m.len());
+    let edits: Vec<u8> = MUTATION_BYTES.iter().copied().chain(*b"\t\r\"").collect();
+    for message in [plain, with_meta, longest].into_iter().flatten() {
+        assert!(metric_takes_direct_path(message));
+        for at in 0..message.len() {
+            let mut deleted = message.clone();
+            deleted.remove(at);
+            let mut payloads = vec![deleted];
+            for &b in &edits {
+                let mut replaced = message.clone();
+                replaced[at] = b;
+                let mut inserted = message.clone();
+                inserted.insert(at, b);
+                payloads.extend([replaced, inserted]);
+            }
+            for payload in payloads {
+                if let Err(e) = same_result(&transformers, &payload) {
+                    panic!("edit at {at}: {e}");
+                }
+            }
+        }
     }
 }

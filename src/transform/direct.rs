@@ -21,9 +21,12 @@
 use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
-use super::lexer::{find_string_special, string_special_bytes, Lexer};
+use super::lexer::{
+    find_string_special, non_digit_bytes, string_special_bytes, Lexer, NumberParts,
+};
 use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
 use super::pynum::FloatRepr;
+use super::simd::plain_string_masks;
 use super::swar::{bytes_below, equal_bytes, word, HIGHS};
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
 
@@ -126,6 +129,10 @@ impl TagSet {
     fn sort(&mut self, payload: &[u8]) {
         let tags = &mut self.tags[..self.len];
         for i in 1..tags.len() {
+            // Mostly in order already: nothing to move.
+            if !sorts_after(payload, &tags[i - 1], &tags[i]) {
+                continue;
+            }
             let tag = tags[i];
             let mut j = i;
             while j > 0 && sorts_after(payload, &tags[j - 1], &tag) {
@@ -139,6 +146,7 @@ impl TagSet {
     /// Appends `,key=value` per key in key order, the last value of a
     /// repeated key: the sorted dimensions, with the non-empty meta tags
     /// (`_region`, `_tenant_id`, in that order) merged in.
+    #[inline(always)]
     fn write(&self, payload: &[u8], meta: [MetaTag; 2], line: &mut LineBuf) -> Option<()> {
         let mut meta = &meta[..];
         let tags = &self.tags[..self.len];
@@ -180,6 +188,7 @@ struct MetaTag {
 }
 
 impl MetaTag {
+    #[inline(always)]
     fn write(&self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
         if self.value.len == 0 {
             return Some(());
@@ -198,6 +207,7 @@ fn sorts_after(payload: &[u8], a: &Tag, b: &Tag) -> bool {
     a.prefix > b.prefix || (a.prefix == b.prefix && a.key.of(payload) > b.key.of(payload))
 }
 
+#[inline(always)]
 fn same_key(payload: &[u8], a: &Tag, b: &Tag) -> bool {
     a.prefix == b.prefix && a.key.len == b.key.len && a.key.of(payload) == b.key.of(payload)
 }
@@ -228,15 +238,17 @@ fn low_bytes(n: usize) -> u64 {
     }
 }
 
-/// The line being built, on the stack: appends are stores at an index in a
-/// register, and text is copied in fixed-size windows (no `memcpy` call)
-/// whose bytes past the text are overwritten by what follows.
-struct LineBuf {
-    bytes: [u8; LINE_CAPACITY],
+/// The line being built, in the per-thread scratch: its length is a local
+/// of the encoder (kept in a register, where a length stored beside the
+/// bytes would be reloaded after every store into them), and text is copied
+/// in fixed-size windows (no `memcpy` call) whose bytes past the text are
+/// overwritten by what follows.
+struct LineBuf<'b> {
+    bytes: &'b mut [u8; LINE_CAPACITY],
     len: usize,
 }
 
-impl LineBuf {
+impl LineBuf<'_> {
     #[inline(always)]
     fn push(&mut self, byte: u8) -> Option<()> {
         *self.bytes.get_mut(self.len)? = byte;
@@ -247,7 +259,8 @@ impl LineBuf {
     #[inline(always)]
     fn push_slice(&mut self, text: &[u8]) -> Option<()> {
         self.bytes
-            .get_mut(self.len..self.len + text.len())?
+            .get_mut(self.len..)?
+            .get_mut(..text.len())?
             .copy_from_slice(text);
         self.len += text.len();
         Some(())
@@ -256,34 +269,40 @@ impl LineBuf {
     /// Appends `window[..len]`, copying all of `window`.
     #[inline(always)]
     fn push_prefix<const W: usize>(&mut self, window: &[u8; W], len: usize) -> Option<()> {
-        match self.bytes.get_mut(self.len..self.len + W) {
+        match self
+            .bytes
+            .get_mut(self.len..)
+            .and_then(|free| free.first_chunk_mut::<W>())
+        {
             Some(slot) => {
-                slot.copy_from_slice(window);
+                *slot = *window;
                 self.len += len;
                 Some(())
             }
-            None => self.push_slice(window.get(..len)?),
+            None => self.push_slice_near_end(window.get(..len)?),
         }
     }
 
+    /// [`LineBuf::push_slice`] out of line, for the rare window that does
+    /// not fit: inline, its copy would merge with the windows' into one
+    /// `memcpy` call of either size.
+    #[inline(never)]
+    fn push_slice_near_end(&mut self, text: &[u8]) -> Option<()> {
+        self.push_slice(text)
+    }
+
     /// Appends measurement, tag key or tag value text from the payload,
-    /// escaped as `line::push_tag_bytes` does.
+    /// escaped as `line::push_tag_bytes` does. Text without escapes of up
+    /// to 32 bytes is one window (one size only, so that the copies stay
+    /// inline rather than merge into a `memcpy` call of either size).
     #[inline(always)]
     fn push_tag(&mut self, payload: &[u8], text: Span) -> Option<()> {
-        if !text.escapes {
-            let (at, len) = (text.at as usize, text.len as usize);
-            if len <= 16 {
-                if let Some(window) = payload.get(at..at + 16) {
-                    let mut copy = [0; 16];
-                    copy.copy_from_slice(window);
-                    return self.push_prefix(&copy, len);
-                }
-            } else if len <= 32 {
-                if let Some(window) = payload.get(at..at + 32) {
-                    let mut copy = [0; 32];
-                    copy.copy_from_slice(window);
-                    return self.push_prefix(&copy, len);
-                }
+        if !text.escapes && text.len <= 32 {
+            let window = payload
+                .get(text.at as usize..)
+                .and_then(|rest| rest.first_chunk::<32>());
+            if let Some(window) = window {
+                return self.push_prefix(window, text.len as usize);
             }
         }
         self.push_escaped_tag(text.of(payload))
@@ -319,7 +338,7 @@ struct Fields {
 /// read only below their lengths, which start at zero).
 struct Scratch {
     tags: TagSet,
-    line: LineBuf,
+    line: [u8; LINE_CAPACITY],
 }
 
 const NO_SPAN: Span = Span {
@@ -339,10 +358,7 @@ thread_local! {
                 }; MAX_TAGS],
                 len: 0,
             },
-            line: LineBuf {
-                bytes: [0; LINE_CAPACITY],
-                len: 0,
-            },
+            line: [0; LINE_CAPACITY],
         })
     };
 }
@@ -370,16 +386,17 @@ fn encode_with<'p>(
     scratch: &mut Scratch,
 ) -> Option<Target<'p>> {
     u32::try_from(payload.len()).ok()?;
-    let mut cursor = Cursor {
-        lex: Lexer::new(payload),
-    };
+    let mut cursor = Cursor::new(payload);
     let mut fields = Fields::default();
     let Scratch { tags, line } = scratch;
     tags.len = 0;
-    line.len = 0;
+    let line = &mut LineBuf {
+        bytes: line,
+        len: 0,
+    };
     cursor.envelope(&mut fields, tags)?;
-    cursor.lex.skip_whitespace();
-    if cursor.lex.pos != payload.len() {
+    cursor.skip_whitespace();
+    if !cursor.rest.is_empty() {
         return None;
     }
 
@@ -484,14 +501,12 @@ fn write_flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
 }
 
 fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
-    let mut cursor = Cursor {
-        lex: Lexer::new(raw),
-    };
+    let mut cursor = Cursor::new(raw);
     let mut keys = [Span::default(); MAX_FLAT_MEMBERS];
-    cursor.lex.eat(b'{')?;
+    cursor.eat(b'{')?;
     line.push(b'{')?;
     for member in 0..MAX_FLAT_MEMBERS {
-        cursor.lex.skip_whitespace();
+        cursor.skip_whitespace();
         let key = cursor.escape_free_string()?;
         let key_text = key.of(raw);
         if keys[..member]
@@ -502,13 +517,14 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
         }
         keys[member] = key;
         cursor.colon()?;
+        cursor.skip_whitespace();
         if member > 0 {
             line.push_slice(b", ")?;
         }
         line.push_slice(b"\\\"")?;
         line.push_slice(key_text)?;
         line.push_slice(b"\\\": ")?;
-        match cursor.lex.peek()? {
+        match cursor.peek()? {
             b'"' => {
                 let text = cursor.escape_free_string()?;
                 line.push_slice(b"\\\"")?;
@@ -516,33 +532,33 @@ fn flat_object(raw: &[u8], line: &mut LineBuf) -> Option<()> {
                 line.push_slice(b"\\\"")?;
             }
             b'-' | b'0'..=b'9' => {
-                let at = cursor.lex.pos;
-                cursor.lex.eat(b'-');
-                cursor.lex.digits();
-                let text = raw.get(at..cursor.lex.pos)?;
-                if text == b"-0" || matches!(cursor.lex.peek(), Some(b'.' | b'e' | b'E')) {
+                let at = cursor.pos();
+                let _ = cursor.eat(b'-');
+                cursor.digits();
+                let text = raw.get(at..cursor.pos())?;
+                if text == b"-0" || matches!(cursor.peek(), Some(b'.' | b'e' | b'E')) {
                     return None;
                 }
                 line.push_slice(text)?;
             }
             b't' => {
-                cursor.lex.literal(b"true")?;
+                cursor.literal(b"true").then_some(())?;
                 line.push_slice(b"true")?;
             }
             b'f' => {
-                cursor.lex.literal(b"false")?;
+                cursor.literal(b"false").then_some(())?;
                 line.push_slice(b"false")?;
             }
             b'n' => {
-                cursor.lex.literal(b"null")?;
+                cursor.literal(b"null").then_some(())?;
                 line.push_slice(b"null")?;
             }
             _ => return None,
         }
         if !cursor.next_member()? {
             line.push(b'}')?;
-            cursor.lex.skip_whitespace();
-            return (cursor.lex.pos == raw.len()).then_some(());
+            cursor.skip_whitespace();
+            return cursor.rest.is_empty().then_some(());
         }
     }
     None
@@ -581,6 +597,7 @@ enum Value {
 
 impl Number {
     /// Digits of the fraction, without the trailing zeros `repr` drops.
+    #[inline(always)]
     fn kept_fraction(self, payload: &[u8]) -> &[u8] {
         let fraction = payload
             .get(self.int_end as usize + 1..self.fraction_end as usize)
@@ -593,6 +610,7 @@ impl Number {
     /// that its text, normalised, is `repr(float(text))`: fixed notation,
     /// at most 15 significant digits, not below 1e-4 (the same conditions,
     /// from the positions the scan found instead of a search).
+    #[inline(always)]
     fn is_short_decimal(self, payload: &[u8]) -> bool {
         if self.exponent {
             return false;
@@ -616,6 +634,7 @@ impl Number {
 
     /// Writes a short decimal as `repr` does: trailing fraction zeros
     /// dropped, at least one fraction digit.
+    #[inline(always)]
     fn write_short_decimal(self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
         let kept = self.kept_fraction(payload).len();
         let at = self.text.at;
@@ -646,79 +665,234 @@ fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
     value.is_finite().then(|| FloatRepr::new(value))
 }
 
-/// A position in the payload and the JSON grammar read from it.
+/// A position in a JSON text and the grammar read from it. It holds what is
+/// left of the text rather than an index, so that a look ahead is one
+/// length comparison (no index overflow to rule out) and the whole text
+/// only to tell offsets.
+///
+/// Whitespace is skipped by whatever reads the next token, not after the
+/// last one, and mostly only once the token it expects is not there: text
+/// without whitespace between tokens pays no check for it.
 struct Cursor<'p> {
-    lex: Lexer<'p>,
+    text: &'p [u8],
+    rest: &'p [u8],
 }
 
-impl Cursor<'_> {
+/// What a key of the `metric` object is, its colon read.
+enum MetricKey {
+    Name,
+    Dimensions,
+    Timestamp,
+    Value,
+    ValueMeta,
+    /// Any other key, not yet read.
+    Other,
+}
+
+/// What a key of the envelope is, its colon read.
+enum EnvelopeKey {
+    Metric,
+    Meta,
+    CreationTime,
+    /// Any other key, not yet read.
+    Other,
+}
+
+/// What a key of the `meta` object is, its colon read.
+enum MetaKey {
+    Region,
+    Tenant,
+    /// Any other key, not yet read.
+    Other,
+}
+
+/// The first eight bytes of a key as Python's `json.dumps` writes it
+/// (quotes, then `": "`), as [`Cursor::head`] reads them.
+const fn head(quoted: &[u8; 8]) -> u64 {
+    u64::from_le_bytes(*quoted)
+}
+
+impl<'p> Cursor<'p> {
+    fn new(text: &'p [u8]) -> Cursor<'p> {
+        Cursor { text, rest: text }
+    }
+
+    /// Offset of the position in the text.
+    #[inline(always)]
+    fn pos(&self) -> usize {
+        self.text.len() - self.rest.len()
+    }
+
+    /// Moves on `n` bytes (at most what is left).
+    #[inline(always)]
+    fn advance(&mut self, n: usize) {
+        self.rest = self.rest.get(n..).unwrap_or_default();
+    }
+
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    /// Exactly `byte`.
+    #[inline(always)]
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        match self.rest {
+            [first, rest @ ..] if *first == byte => {
+                self.rest = rest;
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the text here starts with `literal`, consumed if so.
+    #[inline(always)]
+    fn literal<const N: usize>(&mut self, literal: &[u8; N]) -> bool {
+        match self.rest.split_first_chunk::<N>() {
+            Some((head, rest)) if head == literal => {
+                self.rest = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next eight bytes as a little-endian number (zero when fewer are
+    /// left), to tell keys apart in a few comparisons.
+    #[inline(always)]
+    fn head(&self) -> u64 {
+        self.rest
+            .first_chunk::<8>()
+            .map_or(0, |head| u64::from_le_bytes(*head))
+    }
+
+    /// Exactly `byte`, after any whitespace.
+    #[inline(always)]
+    fn token(&mut self, byte: u8) -> Option<()> {
+        if self.eat(byte).is_none() {
+            self.skip_whitespace();
+            self.eat(byte)?;
+        }
+        Some(())
+    }
+
+    #[inline(always)]
+    fn skip_whitespace(&mut self) {
+        // Most calls find a token at once: one comparison rules out all
+        // whitespace.
+        while let [b, rest @ ..] = self.rest {
+            if *b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return;
+            }
+            self.rest = rest;
+        }
+    }
+
+    /// Runs a step of the shared lexer from here.
+    #[inline(always)]
+    fn lex<T>(&mut self, step: impl FnOnce(&mut Lexer<'p>) -> Option<T>) -> Option<T> {
+        let mut lex = Lexer {
+            bytes: self.text,
+            pos: self.pos(),
+        };
+        let found = step(&mut lex);
+        self.rest = self.text.get(lex.pos..)?;
+        found
+    }
+
     /// `{"metric": {...}, "meta": {...}, ...}`.
     fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         let mut metric_seen = false;
         let mut meta_seen = false;
-        self.lex.skip_whitespace();
-        self.lex.eat(b'{')?;
+        self.token(b'{')?;
         loop {
-            self.lex.skip_whitespace();
-            if self.key(b"\"metric\"") {
-                if std::mem::replace(&mut metric_seen, true) {
-                    return None;
+            match self.envelope_key()? {
+                EnvelopeKey::Metric => {
+                    if std::mem::replace(&mut metric_seen, true) {
+                        return None;
+                    }
+                    self.metric(fields, tags)?;
                 }
-                self.colon()?;
-                self.metric(fields, tags)?;
-            } else if self.key(b"\"meta\"") {
-                if std::mem::replace(&mut meta_seen, true) {
-                    return None;
+                EnvelopeKey::Meta => {
+                    if std::mem::replace(&mut meta_seen, true) {
+                        return None;
+                    }
+                    self.meta(fields)?;
                 }
-                self.colon()?;
-                self.meta(fields)?;
-            } else if self.key(b"\"creation_time\"") {
-                self.colon()?;
-                // Mostly a number: `skip_value` would read it the same way.
-                if matches!(self.lex.peek(), Some(b'-' | b'0'..=b'9')) {
-                    self.lex.skip_number()?;
-                } else {
-                    self.skip_value()?;
+                EnvelopeKey::CreationTime => {
+                    // Mostly a number: `skip_value` would read it the same way.
+                    if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+                        self.number()?;
+                    } else {
+                        self.skip_whitespace();
+                        self.skip_value()?;
+                    }
                 }
-            } else {
-                self.other_member()?;
+                EnvelopeKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
             }
         }
+    }
+
+    /// A key of the envelope: the usual spellings in a few comparisons,
+    /// anything else the careful way.
+    #[inline(always)]
+    fn envelope_key(&mut self) -> Option<EnvelopeKey> {
+        const METRIC: u64 = head(b"\"metric\"");
+        const META: u64 = head(b"\"meta\": ");
+        const CREATION: u64 = head(b"\"creatio");
+        Some(match self.head() {
+            METRIC if self.literal(b"\"metric\": ") => EnvelopeKey::Metric,
+            META if self.literal(b"\"meta\": ") => EnvelopeKey::Meta,
+            CREATION if self.literal(b"\"creation_time\": ") => EnvelopeKey::CreationTime,
+            _ => return self.envelope_key_spelled_out(),
+        })
+    }
+
+    #[inline(never)]
+    fn envelope_key_spelled_out(&mut self) -> Option<EnvelopeKey> {
+        self.skip_whitespace();
+        let key = if self.literal(b"\"metric\"") {
+            EnvelopeKey::Metric
+        } else if self.literal(b"\"meta\"") {
+            EnvelopeKey::Meta
+        } else if self.literal(b"\"creation_time\"") {
+            EnvelopeKey::CreationTime
+        } else {
+            return Some(EnvelopeKey::Other);
+        };
+        self.colon()?;
+        Some(key)
     }
 
     fn metric(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
-        self.lex.eat(b'{')?;
+        self.token(b'{')?;
         loop {
-            self.lex.skip_whitespace();
-            if self.key(b"\"name\"") {
-                self.colon()?;
-                set_once(&mut fields.name, self.plain_string()?)?;
-            } else if self.key(b"\"dimensions\"") {
-                if std::mem::replace(&mut fields.dimensions_seen, true) {
-                    return None;
+            match self.metric_key()? {
+                MetricKey::Name => set_once(&mut fields.name, self.plain_string()?)?,
+                MetricKey::Dimensions => {
+                    if std::mem::replace(&mut fields.dimensions_seen, true) {
+                        return None;
+                    }
+                    self.dimensions(tags)?;
                 }
-                self.colon()?;
-                self.dimensions(tags)?;
-            } else if self.key(b"\"timestamp\"") {
-                self.colon()?;
-                set_once(&mut fields.timestamp, self.timestamp()?)?;
-            } else if self.key(b"\"value\"") {
-                self.colon()?;
-                set_once(&mut fields.value, self.value_number()?)?;
-            } else if self.key(b"\"value_meta\"") {
-                self.colon()?;
-                // Mostly `null`: `skip_value` would read it the same way.
-                let value_meta = if self.key(b"null") {
-                    Span::new(self.lex.pos - 4, self.lex.pos)
-                } else {
-                    self.skip_value()?
-                };
-                set_once(&mut fields.value_meta, value_meta)?;
-            } else {
-                self.other_member()?;
+                MetricKey::Timestamp => set_once(&mut fields.timestamp, self.timestamp()?)?,
+                MetricKey::Value => set_once(&mut fields.value, self.value_number()?)?,
+                MetricKey::ValueMeta => {
+                    // Mostly `null`: `skip_value` would read it the same way.
+                    let at = self.pos();
+                    let value_meta = if self.literal(b"null") {
+                        Span::new(at, at + 4)
+                    } else {
+                        self.skip_whitespace();
+                        self.skip_value()?
+                    };
+                    set_once(&mut fields.value_meta, value_meta)?;
+                }
+                MetricKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
@@ -726,36 +900,70 @@ impl Cursor<'_> {
         }
     }
 
+    /// A key of the `metric` object (see [`Cursor::envelope_key`]).
+    #[inline(always)]
+    fn metric_key(&mut self) -> Option<MetricKey> {
+        const NAME: u64 = head(b"\"name\": ");
+        const DIMENSIONS: u64 = head(b"\"dimensi");
+        const TIMESTAMP: u64 = head(b"\"timesta");
+        const VALUE: u64 = head(b"\"value\":");
+        const VALUE_META: u64 = head(b"\"value_m");
+        // Each arm compares the whole key again: what is left after it
+        // then comes with no further length check.
+        Some(match self.head() {
+            NAME if self.literal(b"\"name\": ") => MetricKey::Name,
+            DIMENSIONS if self.literal(b"\"dimensions\": ") => MetricKey::Dimensions,
+            TIMESTAMP if self.literal(b"\"timestamp\": ") => MetricKey::Timestamp,
+            VALUE if self.literal(b"\"value\": ") => MetricKey::Value,
+            VALUE_META if self.literal(b"\"value_meta\": ") => MetricKey::ValueMeta,
+            _ => return self.metric_key_spelled_out(),
+        })
+    }
+
+    #[inline(never)]
+    fn metric_key_spelled_out(&mut self) -> Option<MetricKey> {
+        self.skip_whitespace();
+        let key = if self.literal(b"\"name\"") {
+            MetricKey::Name
+        } else if self.literal(b"\"dimensions\"") {
+            MetricKey::Dimensions
+        } else if self.literal(b"\"timestamp\"") {
+            MetricKey::Timestamp
+        } else if self.literal(b"\"value\"") {
+            MetricKey::Value
+        } else if self.literal(b"\"value_meta\"") {
+            MetricKey::ValueMeta
+        } else {
+            return Some(MetricKey::Other);
+        };
+        self.colon()?;
+        Some(key)
+    }
+
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
-        self.lex.eat(b'{')?;
-        self.lex.skip_whitespace();
-        if self.lex.eat(b'}').is_some() {
+        self.token(b'{')?;
+        self.skip_whitespace();
+        if self.eat(b'}').is_some() {
             return Some(());
         }
         loop {
             let key = self.plain_string()?;
             self.colon()?;
             let value = self.plain_string()?;
-            tags.push_dimension(self.lex.bytes, key, value)?;
+            tags.push_dimension(self.text, key, value)?;
             if !self.next_member()? {
                 return Some(());
             }
-            self.lex.skip_whitespace();
         }
     }
 
     fn meta(&mut self, fields: &mut Fields) -> Option<()> {
-        self.lex.eat(b'{')?;
+        self.token(b'{')?;
         loop {
-            self.lex.skip_whitespace();
-            if self.key(b"\"region\"") {
-                self.colon()?;
-                set_once(&mut fields.region, self.plain_string()?)?;
-            } else if self.key(b"\"tenantId\"") {
-                self.colon()?;
-                set_once(&mut fields.tenant, self.plain_string()?)?;
-            } else {
-                self.other_member()?;
+            match self.meta_key()? {
+                MetaKey::Region => set_once(&mut fields.region, self.plain_string()?)?,
+                MetaKey::Tenant => set_once(&mut fields.tenant, self.plain_string()?)?,
+                MetaKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
@@ -763,70 +971,98 @@ impl Cursor<'_> {
         }
     }
 
-    /// Whether the text here is `quoted` (a key with its quotes), consumed
-    /// if so. A key with escapes never matches; it goes the full path.
+    /// A key of the `meta` object (see [`Cursor::envelope_key`]).
     #[inline(always)]
-    fn key<const N: usize>(&mut self, quoted: &[u8; N]) -> bool {
-        let found = self.lex.bytes.get(self.lex.pos..self.lex.pos + N) == Some(&quoted[..]);
-        if found {
-            self.lex.pos += N;
-        }
-        found
+    fn meta_key(&mut self) -> Option<MetaKey> {
+        const REGION: u64 = head(b"\"region\"");
+        const TENANT: u64 = head(b"\"tenantI");
+        Some(match self.head() {
+            REGION if self.literal(b"\"region\": ") => MetaKey::Region,
+            TENANT if self.literal(b"\"tenantId\": ") => MetaKey::Tenant,
+            _ => {
+                self.skip_whitespace();
+                let key = if self.literal(b"\"region\"") {
+                    MetaKey::Region
+                } else if self.literal(b"\"tenantId\"") {
+                    MetaKey::Tenant
+                } else {
+                    return Some(MetaKey::Other);
+                };
+                self.colon()?;
+                key
+            }
+        })
     }
 
     /// A member of no interest: a plain key, and a value to validate.
     fn other_member(&mut self) -> Option<()> {
         self.plain_string()?;
         self.colon()?;
+        self.skip_whitespace();
         self.skip_value()?;
         Some(())
     }
 
-    /// The colon after a key, and the whitespace around it.
+    /// The colon after a key (and a space after it, if there is one).
     #[inline(always)]
     fn colon(&mut self) -> Option<()> {
-        // The common `": "` in two comparisons.
-        if self.lex.bytes.get(self.lex.pos..self.lex.pos + 2) == Some(b": ") {
-            self.lex.pos += 2;
-        } else {
-            self.lex.skip_whitespace();
-            self.lex.eat(b':')?;
+        // The common `": "` in one comparison.
+        if !self.literal(b": ") {
+            self.token(b':')?;
         }
-        self.lex.skip_whitespace();
         Some(())
     }
 
     /// After a member: `true` at a comma, `false` at the closing brace.
     #[inline(always)]
     fn next_member(&mut self) -> Option<bool> {
-        self.lex.skip_whitespace();
-        match self.lex.next()? {
-            b',' => Some(true),
-            b'}' => Some(false),
-            _ => None,
+        // The common `, "` of the next key in one comparison.
+        if self.rest.starts_with(b", \"") {
+            self.advance(2);
+            return Some(true);
         }
+        self.skip_whitespace();
+        let more = match self.rest.split_first()? {
+            (b',', _) => true,
+            (b'}', _) => false,
+            _ => return None,
+        };
+        self.advance(1);
+        Some(more)
     }
 
     /// A string without escapes, its content (checked as UTF-8).
     #[inline(always)]
     fn plain_string(&mut self) -> Option<Span> {
-        self.lex.eat(b'"')?;
-        let start = self.lex.pos;
-        let (mut end, mut escapes) = scan_plain(self.lex.bytes, start);
-        let mut end_byte = *self.lex.bytes.get(end)?;
-        if end_byte >= 0x80 {
-            // Tag escaping of non-ASCII text is left to the careful loop.
-            escapes = true;
-            end = find_string_special(self.lex.bytes, end);
-            std::str::from_utf8(self.lex.bytes.get(start..end)?).ok()?;
-            end_byte = *self.lex.bytes.get(end)?;
+        self.token(b'"')?;
+        let start = self.pos();
+        let (len, escapes) = scan_plain(self.rest);
+        let end = start + len;
+        match *self.rest.get(len)? {
+            b'"' => {}
+            0x80.. => return self.non_ascii_string(start),
+            _ => return None,
         }
-        if end_byte != b'"' {
-            return None;
-        }
-        self.lex.pos = end + 1;
+        self.rest = self.text.get(end + 1..)?;
         Some(Span {
             escapes,
+            ..Span::new(start, end)
+        })
+    }
+
+    /// The rest of a plain string from `start` that holds a non-ASCII
+    /// byte: its end the careful way, its text checked as UTF-8.
+    #[inline(never)]
+    fn non_ascii_string(&mut self, start: usize) -> Option<Span> {
+        let end = find_string_special(self.text, start);
+        std::str::from_utf8(self.text.get(start..end)?).ok()?;
+        if *self.text.get(end)? != b'"' {
+            return None;
+        }
+        self.rest = self.text.get(end + 1..)?;
+        Some(Span {
+            // Tag escaping of non-ASCII text is left to the careful loop.
+            escapes: true,
             ..Span::new(start, end)
         })
     }
@@ -834,11 +1070,10 @@ impl Cursor<'_> {
     /// A JSON integer within InfluxDB's time range other than `-0`: the
     /// text `str(int(timestamp))` gives back.
     fn timestamp(&mut self) -> Option<Span> {
-        let start = self.lex.pos;
-        let negative = self.lex.eat(b'-').is_some();
-        let digits_start = self.lex.pos;
-        self.lex.digits();
-        let digits = self.lex.bytes.get(digits_start..self.lex.pos)?;
+        self.skip_whitespace();
+        let start = self.pos();
+        let negative = self.eat(b'-').is_some();
+        let digits = self.digits();
         // A fraction or exponent goes the full path: the caller finds the
         // `.` or `e` where it wants a `,` or `}`.
         match digits {
@@ -853,15 +1088,76 @@ impl Cursor<'_> {
         if digits.len() > LIMIT.len() || (digits.len() == LIMIT.len() && digits > LIMIT) {
             return None;
         }
-        Some(Span::new(start, self.lex.pos))
+        Some(Span::new(start, self.pos()))
     }
 
-    /// A JSON number and where its parts are (see [`Lexer::number`]).
+    /// ASCII digits, eight at a time, skipped and returned.
+    #[inline(always)]
+    fn digits(&mut self) -> &'p [u8] {
+        let rest = self.rest;
+        let mut len = 0;
+        while let Some(chunk) = rest.get(len..).and_then(|r| r.first_chunk::<8>()) {
+            let others = non_digit_bytes(u64::from_le_bytes(*chunk));
+            if others != 0 {
+                len += (others.trailing_zeros() / 8) as usize;
+                return self.take(len);
+            }
+            len += 8;
+        }
+        while rest.get(len).is_some_and(u8::is_ascii_digit) {
+            len += 1;
+        }
+        self.take(len)
+    }
+
+    /// A JSON number, validated as [`Lexer::number`] does (and answering
+    /// the same), with its digits read eight at a time.
+    #[inline(always)]
+    fn number(&mut self) -> Option<NumberParts> {
+        let _ = self.eat(b'-');
+        match self.digits() {
+            // A digit right after a leading `0` is an error, not a new
+            // token.
+            [] | [b'0', _, ..] => return None,
+            _ => {}
+        }
+        let int_end = self.pos();
+        if self.eat(b'.').is_some() && self.digits().is_empty() {
+            return None;
+        }
+        let fraction_end = self.pos();
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
+            self.advance(1);
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.advance(1);
+            }
+            if self.digits().is_empty() {
+                return None;
+            }
+        }
+        Some(NumberParts {
+            int_end,
+            fraction_end,
+            exponent,
+        })
+    }
+
+    /// The next `len` bytes (at most what is left), skipped.
+    #[inline(always)]
+    fn take(&mut self, len: usize) -> &'p [u8] {
+        let (taken, rest) = self.rest.split_at(len.min(self.rest.len()));
+        self.rest = rest;
+        taken
+    }
+
+    /// A JSON number and where its parts are.
     fn value_number(&mut self) -> Option<Number> {
-        let start = self.lex.pos;
-        let parts = self.lex.number()?;
+        self.skip_whitespace();
+        let start = self.pos();
+        let parts = self.number()?;
         Some(Number {
-            text: Span::new(start, self.lex.pos),
+            text: Span::new(start, self.pos()),
             int_end: parts.int_end as u32,
             fraction_end: parts.fraction_end as u32,
             exponent: parts.exponent,
@@ -870,28 +1166,50 @@ impl Cursor<'_> {
 
     /// Skips one JSON value (see [`Lexer::skip_value`]), its text.
     fn skip_value(&mut self) -> Option<Span> {
-        let range = self.lex.skip_value()?;
+        let range = self.lex(Lexer::skip_value)?;
         Some(Span::new(range.start, range.end))
     }
 
     /// A string without escapes or control characters (its UTF-8 already
     /// checked by the caller), its content.
     fn escape_free_string(&mut self) -> Option<Span> {
-        self.lex.eat(b'"')?;
-        let start = self.lex.pos;
-        let end = find_string_special(self.lex.bytes, start);
-        if *self.lex.bytes.get(end)? != b'"' {
+        self.eat(b'"')?;
+        let start = self.pos();
+        let end = find_string_special(self.text, start);
+        if *self.text.get(end)? != b'"' {
             return None;
         }
-        self.lex.pos = end + 1;
+        self.rest = self.text.get(end + 1..)?;
         Some(Span::new(start, end))
     }
 }
 
-/// [`find_plain_end`], and whether the text before the end holds a space,
-/// `,` or `=` (the bytes of plain text that tag text escapes).
+/// The length of the plain text at the start of `bytes` (up to the first
+/// `"`, `\`, control character or non-ASCII byte), and whether it holds a
+/// space, `,` or `=` (the bytes of plain text that tag text escapes):
+/// sixteen bytes at a time where that many are left, then eight.
 #[inline(always)]
-fn scan_plain(bytes: &[u8], from: usize) -> (usize, bool) {
+fn scan_plain(bytes: &[u8]) -> (usize, bool) {
+    let mut i = 0;
+    let mut escapes = 0;
+    while let Some(chunk) = bytes.get(i..).and_then(|rest| rest.first_chunk::<16>()) {
+        let (ends, escaped) = plain_string_masks(chunk);
+        if ends != 0 {
+            // No byte is in both masks: `ends - 1` keeps the escapes
+            // below the lowest end and clears those above it.
+            escapes |= escaped & (ends - 1);
+            return (i + ends.trailing_zeros() as usize, escapes != 0);
+        }
+        escapes |= escaped;
+        i += 16;
+    }
+    let (end, tail_escapes) = scan_plain_words(bytes, i);
+    (end, escapes != 0 || tail_escapes)
+}
+
+/// [`scan_plain`] from `from`, eight bytes at a time.
+#[inline(always)]
+fn scan_plain_words(bytes: &[u8], from: usize) -> (usize, bool) {
     let mut i = from;
     let mut escapes = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {
@@ -943,7 +1261,7 @@ mod tests {
                         .iter()
                         .any(|&b| matches!(b, b' ' | b',' | b'='));
                     assert_eq!(
-                        scan_plain(&bytes, 0),
+                        scan_plain(&bytes),
                         (end, escapes),
                         "{special} at {at}/{len}"
                     );
@@ -962,7 +1280,7 @@ mod tests {
                     if at < bytes.len() && at != len {
                         bytes[at] = special;
                     }
-                    let (end, escapes) = scan_plain(&bytes, 0);
+                    let (end, escapes) = scan_plain(&bytes);
                     assert_eq!(end, len);
                     assert_eq!(escapes, at < len, "{special} at {at}/{len}");
                 }
@@ -990,8 +1308,9 @@ mod tests {
     #[test]
     fn flat_value_meta_is_written_directly_and_the_rest_by_pyjson() {
         let meta = |value_meta: &str| {
+            let mut bytes = [0; LINE_CAPACITY];
             let mut line = LineBuf {
-                bytes: [0; LINE_CAPACITY],
+                bytes: &mut bytes,
                 len: 0,
             };
             write_flat_object(value_meta.as_bytes(), &mut line)?;

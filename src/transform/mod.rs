@@ -16,6 +16,7 @@ mod message;
 mod pyjson;
 mod pynum;
 mod scan;
+mod simd;
 mod swar;
 mod tags;
 
