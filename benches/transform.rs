@@ -1,7 +1,7 @@
 //! Throughput of the hot path: decoding Monasca metric messages and encoding
-//! their InfluxDB lines into a reused buffer, on one core. The mix is what a
-//! Monasca agent sends: five dimensions, value_meta null nine times in ten
-//! and a small object otherwise. Criterion reports messages per second.
+//! their InfluxDB lines into a reused buffer, on one core. The mix
+//! (`support/metric_mix.rs`) is what a Monasca agent sends. Criterion
+//! reports messages per second.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -10,23 +10,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::Transformer;
 
-const MIX: usize = 1000;
+#[path = "support/metric_mix.rs"]
+mod metric_mix;
+use metric_mix::MIX;
 
 fn metric_mix() -> Vec<String> {
-    (0..MIX)
-        .map(|i| {
-            let value_meta =
-                if i % 10 == 9 { r#"{"status": "ok", "detail": "within threshold", "code": 200}"# } else { "null" };
-            format!(
-                r#"{{"metric": {{"name": "{}", "dimensions": {{"hostname": "compute-{:03}", "service": "monitoring", "component": "monasca-agent", "device": "sda{}", "mount_point": "/var/lib/nova"}}, "timestamp": {}, "value": {}, "value_meta": {value_meta}}}, "meta": {{"region": "RegionOne", "tenantId": "0123456789abcdef0123456789abcdef"}}, "creation_time": 1554725988}}"#,
-                ["cpu.idle_perc", "disk.space_used_perc", "mem.free_mb", "net.in_bytes_sec"][i % 4],
-                i % 200,
-                i % 4,
-                1_554_725_987_408 + i as u64,
-                (i as f64) * 1.37,
-            )
-        })
-        .collect()
+    (0..MIX).map(metric_mix::metric).collect()
 }
 
 fn alarm_transition() -> String {

@@ -23,6 +23,9 @@
 //! `--db-per-tenant` writes as `[influxdb] db_per_tenant` does. `--dump`
 //! writes the lines to stdout, to compare two builds' output byte for byte.
 
+#[path = "../benches/support/metric_mix.rs"]
+mod metric_mix;
+
 use std::hint::black_box;
 use std::io::Write as _;
 
@@ -110,22 +113,6 @@ fn loadgen_mix(count: u64) -> Vec<Vec<u8>> {
 /// `benches/transform.rs`'s metric mix, cycled to `count` messages.
 fn criterion_mix(count: u64) -> Vec<Vec<u8>> {
     (0..count as usize)
-        .map(|n| {
-            let i = n % 1000;
-            let value_meta = if i % 10 == 9 {
-                r#"{"status": "ok", "detail": "within threshold", "code": 200}"#
-            } else {
-                "null"
-            };
-            format!(
-                r#"{{"metric": {{"name": "{}", "dimensions": {{"hostname": "compute-{:03}", "service": "monitoring", "component": "monasca-agent", "device": "sda{}", "mount_point": "/var/lib/nova"}}, "timestamp": {}, "value": {}, "value_meta": {value_meta}}}, "meta": {{"region": "RegionOne", "tenantId": "0123456789abcdef0123456789abcdef"}}, "creation_time": 1554725988}}"#,
-                ["cpu.idle_perc", "disk.space_used_perc", "mem.free_mb", "net.in_bytes_sec"][i % 4],
-                i % 200,
-                i % 4,
-                1_554_725_987_408 + i as u64,
-                (i as f64) * 1.37,
-            )
-            .into_bytes()
-        })
+        .map(|i| metric_mix::metric(i).into_bytes())
         .collect()
 }

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
 use super::lexer::{
-    find_string_special, non_digit_bytes, string_special_bytes, Lexer, NumberParts,
+    digit_count, find_string_special, number_at, string_special_bytes, Lexer, NumberParts,
 };
 use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
 use super::pynum::FloatRepr;
@@ -1094,53 +1094,16 @@ impl<'p> Cursor<'p> {
     /// ASCII digits, eight at a time, skipped and returned.
     #[inline(always)]
     fn digits(&mut self) -> &'p [u8] {
-        let rest = self.rest;
-        let mut len = 0;
-        while let Some(chunk) = rest.get(len..).and_then(|r| r.first_chunk::<8>()) {
-            let others = non_digit_bytes(u64::from_le_bytes(*chunk));
-            if others != 0 {
-                len += (others.trailing_zeros() / 8) as usize;
-                return self.take(len);
-            }
-            len += 8;
-        }
-        while rest.get(len).is_some_and(u8::is_ascii_digit) {
-            len += 1;
-        }
-        self.take(len)
+        self.take(digit_count(self.rest))
     }
 
-    /// A JSON number, validated as [`Lexer::number`] does (and answering
-    /// the same), with its digits read eight at a time.
+    /// A JSON number, by the grammar the lexer reads too.
     #[inline(always)]
     fn number(&mut self) -> Option<NumberParts> {
-        let _ = self.eat(b'-');
-        match self.digits() {
-            // A digit right after a leading `0` is an error, not a new
-            // token.
-            [] | [b'0', _, ..] => return None,
-            _ => {}
-        }
-        let int_end = self.pos();
-        if self.eat(b'.').is_some() && self.digits().is_empty() {
-            return None;
-        }
-        let fraction_end = self.pos();
-        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
-        if exponent {
-            self.advance(1);
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.advance(1);
-            }
-            if self.digits().is_empty() {
-                return None;
-            }
-        }
-        Some(NumberParts {
-            int_end,
-            fraction_end,
-            exponent,
-        })
+        let start = self.pos();
+        let (len, parts) = number_at(self.rest)?;
+        self.advance(len);
+        Some(parts.after(start))
     }
 
     /// The next `len` bytes (at most what is left), skipped.

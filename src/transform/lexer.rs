@@ -21,6 +21,80 @@ pub(super) struct NumberParts {
     pub(super) exponent: bool,
 }
 
+impl NumberParts {
+    /// The parts of a number read at `start`, from their ends relative to it.
+    #[inline(always)]
+    pub(super) fn after(self, start: usize) -> NumberParts {
+        NumberParts {
+            int_end: start + self.int_end,
+            fraction_end: start + self.fraction_end,
+            exponent: self.exponent,
+        }
+    }
+}
+
+/// The JSON number `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at the
+/// start of `text`: its length, and where its parts end (from the start).
+/// The one copy of the grammar, for the lexer and the direct path's cursor.
+#[inline(always)]
+pub(super) fn number_at(text: &[u8]) -> Option<(usize, NumberParts)> {
+    let mut at = usize::from(text.first() == Some(&b'-'));
+    let int = digit_count(text.get(at..)?);
+    match text.get(at..at + int)? {
+        // A digit right after a leading `0` is an error, not a new token.
+        [] | [b'0', _, ..] => return None,
+        _ => {}
+    }
+    at += int;
+    let int_end = at;
+    if text.get(at) == Some(&b'.') {
+        at += 1;
+        let fraction = digit_count(text.get(at..)?);
+        if fraction == 0 {
+            return None;
+        }
+        at += fraction;
+    }
+    let fraction_end = at;
+    let exponent = matches!(text.get(at), Some(b'e' | b'E'));
+    if exponent {
+        at += 1;
+        if matches!(text.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        let digits = digit_count(text.get(at..)?);
+        if digits == 0 {
+            return None;
+        }
+        at += digits;
+    }
+    Some((
+        at,
+        NumberParts {
+            int_end,
+            fraction_end,
+            exponent,
+        },
+    ))
+}
+
+/// How many ASCII digits `text` starts with, counted eight at a time.
+#[inline(always)]
+pub(super) fn digit_count(text: &[u8]) -> usize {
+    let mut len = 0;
+    while let Some(chunk) = text.get(len..).and_then(|r| r.first_chunk::<8>()) {
+        let others = non_digit_bytes(u64::from_le_bytes(*chunk));
+        if others != 0 {
+            return len + (others.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    while text.get(len).is_some_and(u8::is_ascii_digit) {
+        len += 1;
+    }
+    len
+}
+
 /// A position in a payload.
 pub(super) struct Lexer<'p> {
     pub(super) bytes: &'p [u8],
@@ -161,60 +235,10 @@ impl<'p> Lexer<'p> {
     /// A JSON number (see [`Lexer::skip_number`]), and where its parts end.
     #[inline]
     pub(super) fn number(&mut self) -> Option<NumberParts> {
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        let int_end = self.pos;
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            self.some_digits()?;
-        }
-        let fraction_end = self.pos;
-        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
-        if exponent {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            self.some_digits()?;
-        }
-        // A digit right after a leading `0` is an error, not a new token.
-        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(NumberParts {
-            int_end,
-            fraction_end,
-            exponent,
-        })
-    }
-
-    /// Skips ASCII digits, eight at a time.
-    #[inline(always)]
-    pub(super) fn digits(&mut self) {
-        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-            let others = non_digit_bytes(word(chunk));
-            if others != 0 {
-                self.pos += (others.trailing_zeros() / 8) as usize;
-                return;
-            }
-            self.pos += 8;
-        }
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-        }
-    }
-
-    /// At least one ASCII digit, skipped.
-    pub(super) fn some_digits(&mut self) -> Option<()> {
         let start = self.pos;
-        self.digits();
-        (self.pos > start).then_some(())
+        let (len, parts) = number_at(self.bytes.get(start..)?)?;
+        self.pos += len;
+        Some(parts.after(start))
     }
 
     /// Exactly `word` (`null`, `true`, `false`).
@@ -395,16 +419,14 @@ mod tests {
     }
 
     #[test]
-    fn digits_are_skipped_to_the_first_other_byte() {
+    fn digits_are_counted_to_the_first_other_byte() {
         for other in [b'.', b'e', b'/', b':', b' ', 0x80, 0xff, 0xfa] {
             for len in 0..20 {
                 let mut bytes = b"12345678901234567890".to_vec();
                 bytes.truncate(len);
                 bytes.push(other);
                 bytes.extend_from_slice(b"123");
-                let mut lexer = Lexer::new(&bytes);
-                lexer.digits();
-                assert_eq!(lexer.pos, len, "{other} after {len}");
+                assert_eq!(digit_count(&bytes), len, "{other} after {len}");
             }
         }
     }
