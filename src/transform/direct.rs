@@ -22,12 +22,12 @@ use std::borrow::Cow;
 
 use super::database::{check_tenant, Target};
 use super::lexer::{
-    digit_count, find_string_special, number_at, string_special_bytes, Lexer, NumberParts,
+    digit_count, find_plain_end, find_string_special, number_at, whitespace_len, Lexer, NumberParts,
 };
-use super::line::{escape_tag_bytes, max_series_key_len, StringFieldSink, TAG_BYTE_CLASS};
+use super::line::{escape_tag_bytes, max_series_key_len, may_need_tag_escape, StringFieldSink};
 use super::pynum::FloatRepr;
 use super::simd::plain_string_masks;
-use super::swar::{bytes_below, equal_bytes, word, HIGHS};
+use super::swar::word;
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
 
 /// Dimensions the direct path sorts on the stack; a message with more goes
@@ -779,14 +779,7 @@ impl<'p> Cursor<'p> {
 
     #[inline(always)]
     fn skip_whitespace(&mut self) {
-        // Most calls find a token at once: one comparison rules out all
-        // whitespace.
-        while let [b, rest @ ..] = self.rest {
-            if *b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return;
-            }
-            self.rest = rest;
-        }
+        self.advance(whitespace_len(self.rest));
     }
 
     /// Runs a step of the shared lexer from here.
@@ -1150,7 +1143,7 @@ impl<'p> Cursor<'p> {
 /// The length of the plain text at the start of `bytes` (up to the first
 /// `"`, `\`, control character or non-ASCII byte), and whether it holds a
 /// space, `,` or `=` (the bytes of plain text that tag text escapes):
-/// sixteen bytes at a time where that many are left, then eight.
+/// sixteen bytes at a time where that many are left.
 #[inline(always)]
 fn scan_plain(bytes: &[u8]) -> (usize, bool) {
     let mut i = 0;
@@ -1166,44 +1159,10 @@ fn scan_plain(bytes: &[u8]) -> (usize, bool) {
         escapes |= escaped;
         i += 16;
     }
-    let (end, tail_escapes) = scan_plain_words(bytes, i);
-    (end, escapes != 0 || tail_escapes)
-}
-
-/// [`scan_plain`] from `from`, eight bytes at a time.
-#[inline(always)]
-fn scan_plain_words(bytes: &[u8], from: usize) -> (usize, bool) {
-    let mut i = from;
-    let mut escapes = 0;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = word(chunk);
-        let escaped = plain_tag_escape_bytes(word);
-        let mask = (string_special_bytes(word) | word) & HIGHS;
-        if mask != 0 {
-            let before = (mask.trailing_zeros() / 8) as usize;
-            escapes |= escaped & low_bytes(before);
-            return (i + before, escapes != 0);
-        }
-        escapes |= escaped;
-        i += 8;
-    }
-    let mut tail_escapes = false;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
-            break;
-        }
-        tail_escapes |= TAG_BYTE_CLASS[usize::from(b)] != 0;
-        i += 1;
-    }
-    (i, escapes != 0 || tail_escapes)
-}
-
-/// High bit set in each byte of `word` that is a space, `,` or `=` — or a
-/// control character, and maybe a byte above a marked one (a borrow moves
-/// up only): exact for the bytes below the first string special.
-#[inline(always)]
-fn plain_tag_escape_bytes(word: u64) -> u64 {
-    (bytes_below(word, 0x21) | equal_bytes(word, b',') | equal_bytes(word, b'=')) & HIGHS
+    // Only the last few bytes of a payload: the plain end the lexer's way,
+    // then the tag-escape check of the text before it.
+    let end = find_plain_end(bytes, i);
+    (end, escapes != 0 || may_need_tag_escape(&bytes[i..end]))
 }
 
 #[cfg(test)]

@@ -78,6 +78,16 @@ pub(super) fn number_at(text: &[u8]) -> Option<(usize, NumberParts)> {
     ))
 }
 
+/// How much JSON whitespace `text` starts with.
+#[inline(always)]
+pub(super) fn whitespace_len(text: &[u8]) -> usize {
+    // Most calls find a token at once: one comparison rules out all
+    // whitespace.
+    text.iter()
+        .position(|&b| b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+        .unwrap_or(text.len())
+}
+
 /// How many ASCII digits `text` starts with, counted eight at a time.
 #[inline(always)]
 pub(super) fn digit_count(text: &[u8]) -> usize {
@@ -252,14 +262,7 @@ impl<'p> Lexer<'p> {
 
     #[inline]
     pub(super) fn skip_whitespace(&mut self) {
-        // Most calls find a token at once: one comparison rules out all
-        // whitespace.
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return;
-            }
-            self.pos += 1;
-        }
+        self.pos += self.bytes.get(self.pos..).map_or(0, whitespace_len);
     }
 
     #[inline]

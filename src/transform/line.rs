@@ -123,7 +123,7 @@ pub(crate) fn escape_tag_bytes(bytes: &[u8], mut push: impl FnMut(&[u8])) {
 /// Whether `bytes` may hold a byte [`push_tag_bytes`] escapes: exact for
 /// "no", and "yes" also for other control characters (the escaping loop
 /// then copies them as they are).
-fn may_need_tag_escape(bytes: &[u8]) -> bool {
+pub(super) fn may_need_tag_escape(bytes: &[u8]) -> bool {
     let n = bytes.len();
     if n < 4 {
         return bytes.iter().any(|&b| TAG_BYTE_CLASS[usize::from(b)] != 0);
