@@ -367,7 +367,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         "WAL append latency including fsync.",
         &s.wal_append_latency,
     );
-    let gauges: [(&str, &str, f64); 6] = [
+    let gauges: [(&str, &str, f64); 7] = [
         (
             "wal_pending_records",
             "Records in the WAL not yet written to InfluxDB.",
@@ -397,6 +397,11 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
             "consumers_paused",
             "Consumers paused by WAL back-pressure.",
             s.paused_consumers.load(Relaxed) as f64,
+        ),
+        (
+            "last_write_success_timestamp_seconds",
+            "Unix time of the last InfluxDB write that was accepted (0: none yet).",
+            s.last_write_ok_ms.load(Relaxed) as f64 / 1000.0,
         ),
     ];
     for (name, help, v) in gauges {

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monasca_persister::health::{HealthServer, HealthSettings};
 use monasca_persister::pipeline::{Control, Pipeline};
@@ -84,6 +84,21 @@ fn healthcheck_follows_influxdb_and_metrics_match_the_traffic() {
     let base = format!("http://{bind}");
 
     let ts0 = p::base_ts();
+    let unix_now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is past 1970")
+            .as_secs_f64()
+    };
+    let before_writes = unix_now();
+    let last_write = |s: &prometheus_parse::Scrape| {
+        value(
+            s,
+            "monasca_persister_last_write_success_timestamp_seconds",
+            &[],
+        )
+    };
+    assert_eq!(last_write(&scrape(&base)), 0.0, "no write yet");
     for i in 0..1000 {
         kafka.produce(
             METRICS,
@@ -157,6 +172,11 @@ fn healthcheck_follows_influxdb_and_metrics_match_the_traffic() {
         0.0
     );
     assert!(value(&s, "process_resident_memory_bytes", &[]) > 0.0);
+    let written_at = last_write(&s);
+    assert!(
+        before_writes - 0.001 <= written_at && written_at <= unix_now(),
+        "last write at {written_at}, writes began after {before_writes}"
+    );
     assert!(
         s.samples
             .iter()

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::transport::DefaultConnector;
 use ureq::Agent;
 
+use super::resolver::LiteralAddressResolver;
 use super::response::{classify, write_action, WriteResponse};
 use super::schema::{DatabaseCreation, RetentionPolicy};
 use crate::config::InfluxSection;
@@ -231,14 +233,18 @@ impl InfluxClient {
         let base_url = format!("{scheme}://{host}:{}", config.port);
         let timeout =
             (config.timeout_seconds > 0).then(|| Duration::from_secs(config.timeout_seconds));
-        let agent: Agent = Agent::config_builder()
+        let agent_config = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(timeout)
             .max_idle_connections_per_host(32)
             .user_agent(concat!("monasca-persister/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls_config(config, &base_url)?)
-            .build()
-            .into();
+            .build();
+        let agent = Agent::with_parts(
+            agent_config,
+            DefaultConnector::default(),
+            LiteralAddressResolver::default(),
+        );
         let auth = if !config.token.is_empty() {
             Some(Credentials(format!("Token {}", config.token.expose())))
         } else if !config.user.is_empty() && !config.password.is_empty() {
