@@ -394,7 +394,12 @@ fn encode_with<'p>(
         bytes: line,
         len: 0,
     };
-    cursor.envelope(&mut fields, tags)?;
+    if cursor.usual_envelope(&mut fields, tags).is_none() {
+        cursor = Cursor::new(payload);
+        fields = Fields::default();
+        tags.len = 0;
+        cursor.envelope(&mut fields, tags)?;
+    }
     cursor.skip_whitespace();
     if !cursor.rest.is_empty() {
         return None;
@@ -794,7 +799,42 @@ impl<'p> Cursor<'p> {
         found
     }
 
+    /// The envelope as the Monasca API writes it (Python's `json.dumps`
+    /// layout, its members in their usual order): each key one comparison
+    /// with the separator before it, no key dispatch, no repeated-field
+    /// checks. `None` at the first difference, and the caller starts over
+    /// with [`Cursor::envelope`], which reads the same members the same way
+    /// (the same steps for each value) from any layout and order.
+    #[inline(always)]
+    fn usual_envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
+        self.token(b'{')?;
+        self.expect(b"\"metric\": {\"name\": ")?;
+        fields.name = Some(self.plain_string()?);
+        self.expect(b", \"dimensions\": ")?;
+        self.dimensions(tags)?;
+        self.expect(b", \"timestamp\": ")?;
+        fields.timestamp = Some(self.timestamp()?);
+        self.expect(b", \"value\": ")?;
+        fields.value = Some(self.value_number()?);
+        self.expect(b", \"value_meta\": ")?;
+        fields.value_meta = Some(self.value_meta()?);
+        self.expect(b"}, \"meta\": {\"region\": ")?;
+        fields.region = Some(self.plain_string()?);
+        self.expect(b", \"tenantId\": ")?;
+        fields.tenant = Some(self.plain_string()?);
+        self.expect(b"}, \"creation_time\": ")?;
+        self.creation_time()?;
+        self.eat(b'}')
+    }
+
+    /// Exactly `literal`.
+    #[inline(always)]
+    fn expect<const N: usize>(&mut self, literal: &[u8; N]) -> Option<()> {
+        self.literal(literal).then_some(())
+    }
+
     /// `{"metric": {...}, "meta": {...}, ...}`.
+    #[inline(never)]
     fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         let mut metric_seen = false;
         let mut meta_seen = false;
@@ -813,15 +853,7 @@ impl<'p> Cursor<'p> {
                     }
                     self.meta(fields)?;
                 }
-                EnvelopeKey::CreationTime => {
-                    // Mostly a number: `skip_value` would read it the same way.
-                    if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
-                        self.number()?;
-                    } else {
-                        self.skip_whitespace();
-                        self.skip_value()?;
-                    }
-                }
+                EnvelopeKey::CreationTime => self.creation_time()?,
                 EnvelopeKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
@@ -874,22 +906,38 @@ impl<'p> Cursor<'p> {
                 }
                 MetricKey::Timestamp => set_once(&mut fields.timestamp, self.timestamp()?)?,
                 MetricKey::Value => set_once(&mut fields.value, self.value_number()?)?,
-                MetricKey::ValueMeta => {
-                    // Mostly `null`: `skip_value` would read it the same way.
-                    let at = self.pos();
-                    let value_meta = if self.literal(b"null") {
-                        Span::new(at, at + 4)
-                    } else {
-                        self.skip_whitespace();
-                        self.skip_value()?
-                    };
-                    set_once(&mut fields.value_meta, value_meta)?;
-                }
+                MetricKey::ValueMeta => set_once(&mut fields.value_meta, self.value_meta()?)?,
                 MetricKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
             }
+        }
+    }
+
+    /// The `creation_time` value, validated only.
+    #[inline(always)]
+    fn creation_time(&mut self) -> Option<()> {
+        // Mostly a number: `skip_value` would read it the same way.
+        if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+            self.number()?;
+        } else {
+            self.skip_whitespace();
+            self.skip_value()?;
+        }
+        Some(())
+    }
+
+    /// The `value_meta` value, its text.
+    #[inline(always)]
+    fn value_meta(&mut self) -> Option<Span> {
+        // Mostly `null`: `skip_value` would read it the same way.
+        let at = self.pos();
+        if self.literal(b"null") {
+            Some(Span::new(at, at + 4))
+        } else {
+            self.skip_whitespace();
+            self.skip_value()
         }
     }
 
