@@ -981,6 +981,7 @@ impl<'p> Cursor<'p> {
         Some(key)
     }
 
+    #[inline(always)]
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
         self.token(b'{')?;
         self.skip_whitespace();
@@ -1110,6 +1111,7 @@ impl<'p> Cursor<'p> {
 
     /// A JSON integer within InfluxDB's time range other than `-0`: the
     /// text `str(int(timestamp))` gives back.
+    #[inline(always)]
     fn timestamp(&mut self) -> Option<Span> {
         self.skip_whitespace();
         let start = self.pos();
@@ -1156,6 +1158,7 @@ impl<'p> Cursor<'p> {
     }
 
     /// A JSON number and where its parts are.
+    #[inline(always)]
     fn value_number(&mut self) -> Option<Number> {
         self.skip_whitespace();
         let start = self.pos();
