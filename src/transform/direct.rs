@@ -808,8 +808,8 @@ impl<'p> Cursor<'p> {
     #[inline(always)]
     fn usual_envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         self.token(b'{')?;
-        self.expect(b"\"metric\": {\"name\": ")?;
-        fields.name = Some(self.plain_string()?);
+        self.expect(b"\"metric\": {\"name\": \"")?;
+        fields.name = Some(self.plain_string_rest()?);
         self.expect(b", \"dimensions\": ")?;
         self.dimensions(tags)?;
         self.expect(b", \"timestamp\": ")?;
@@ -818,10 +818,10 @@ impl<'p> Cursor<'p> {
         fields.value = Some(self.value_number()?);
         self.expect(b", \"value_meta\": ")?;
         fields.value_meta = Some(self.value_meta()?);
-        self.expect(b"}, \"meta\": {\"region\": ")?;
-        fields.region = Some(self.plain_string()?);
-        self.expect(b", \"tenantId\": ")?;
-        fields.tenant = Some(self.plain_string()?);
+        self.expect(b"}, \"meta\": {\"region\": \"")?;
+        fields.region = Some(self.plain_string_rest()?);
+        self.expect(b", \"tenantId\": \"")?;
+        fields.tenant = Some(self.plain_string_rest()?);
         self.expect(b"}, \"creation_time\": ")?;
         self.creation_time()?;
         self.eat(b'}')
@@ -988,14 +988,24 @@ impl<'p> Cursor<'p> {
         if self.eat(b'}').is_some() {
             return Some(());
         }
+        let mut key = self.plain_string()?;
         loop {
-            let key = self.plain_string()?;
-            self.colon()?;
-            let value = self.plain_string()?;
+            // The common `": "` and `, "` with the quote after them in one
+            // comparison each.
+            let value = if self.literal(b": \"") {
+                self.plain_string_rest()?
+            } else {
+                self.colon()?;
+                self.plain_string()?
+            };
             tags.push_dimension(self.text, key, value)?;
-            if !self.next_member()? {
+            key = if self.literal(b", \"") {
+                self.plain_string_rest()?
+            } else if self.next_member()? {
+                self.plain_string()?
+            } else {
                 return Some(());
-            }
+            };
         }
     }
 
@@ -1077,6 +1087,12 @@ impl<'p> Cursor<'p> {
     #[inline(always)]
     fn plain_string(&mut self) -> Option<Span> {
         self.token(b'"')?;
+        self.plain_string_rest()
+    }
+
+    /// [`Cursor::plain_string`] after its opening quote.
+    #[inline(always)]
+    fn plain_string_rest(&mut self) -> Option<Span> {
         let start = self.pos();
         let (len, escapes) = scan_plain(self.rest);
         let end = start + len;
