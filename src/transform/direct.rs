@@ -983,12 +983,16 @@ impl<'p> Cursor<'p> {
 
     #[inline(always)]
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
-        self.token(b'{')?;
-        self.skip_whitespace();
-        if self.eat(b'}').is_some() {
-            return Some(());
-        }
-        let mut key = self.plain_string()?;
+        let mut key = if self.literal(b"{\"") {
+            self.plain_string_rest()?
+        } else {
+            self.token(b'{')?;
+            self.skip_whitespace();
+            if self.eat(b'}').is_some() {
+                return Some(());
+            }
+            self.plain_string()?
+        };
         loop {
             // The common `": "` and `, "` with the quote after them in one
             // comparison each.
