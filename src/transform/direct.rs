@@ -1298,6 +1298,34 @@ mod tests {
         );
     }
 
+    fn read_usual(payload: &str) -> bool {
+        let mut fields = Fields::default();
+        let mut tags = TagSet {
+            tags: [Tag::default(); MAX_TAGS],
+            len: 0,
+        };
+        Cursor::new(payload.as_bytes())
+            .usual_envelope(&mut fields, &mut tags)
+            .is_some()
+    }
+
+    #[test]
+    fn the_usual_layout_is_read_first_and_any_other_gives_the_same_line() {
+        let usual = r#"{"metric": {"name": "cpu", "dimensions": {"b": "2", "a": "1"}, "timestamp": 7, "value": 1.5, "value_meta": null}, "meta": {"region": "r", "tenantId": "t"}, "creation_time": 1}"#;
+        let want = "cpu,_region=r,_tenant_id=t,a=1,b=2 value=1.5,value_meta=\"{}\" 7\n";
+        assert!(read_usual(usual));
+        assert_eq!(line(usual).as_deref(), Some(want));
+        for other in [
+            r#"{"meta": {"region": "r", "tenantId": "t"}, "metric": {"name": "cpu", "dimensions": {"b": "2", "a": "1"}, "timestamp": 7, "value": 1.5, "value_meta": null}, "creation_time": 1}"#,
+            r#"{"metric": {"dimensions": {"b": "2", "a": "1"}, "name": "cpu", "timestamp": 7, "value": 1.5}, "meta": {"tenantId": "t", "region": "r"}}"#,
+            r#"{"metric":{"name":"cpu","dimensions":{"b":"2","a":"1"},"timestamp":7,"value":1.5,"value_meta":null},"meta":{"region":"r","tenantId":"t"},"creation_time":1}"#,
+            r#"{"metric": {"name": "cpu", "dimensions": {"b": "2", "a": "1"}, "timestamp": 7, "value": 1.5, "value_meta": null}, "meta": {"region": "r", "tenantId": "t"}}"#,
+        ] {
+            assert!(!read_usual(other), "{other}");
+            assert_eq!(line(other).as_deref(), Some(want), "{other}");
+        }
+    }
+
     #[test]
     fn flat_value_meta_is_written_directly_and_the_rest_by_pyjson() {
         let meta = |value_meta: &str| {
