@@ -394,7 +394,12 @@ fn encode_with<'p>(
         bytes: line,
         len: 0,
     };
-    cursor.envelope(&mut fields, tags)?;
+    if cursor.usual_envelope(&mut fields, tags).is_none() {
+        cursor = Cursor::new(payload);
+        fields = Fields::default();
+        tags.len = 0;
+        cursor.envelope(&mut fields, tags)?;
+    }
     cursor.skip_whitespace();
     if !cursor.rest.is_empty() {
         return None;
@@ -794,7 +799,42 @@ impl<'p> Cursor<'p> {
         found
     }
 
+    /// The envelope as the Monasca API writes it (Python's `json.dumps`
+    /// layout, its members in their usual order): each key one comparison
+    /// with the separator before it, no key dispatch, no repeated-field
+    /// checks. `None` at the first difference, and the caller starts over
+    /// with [`Cursor::envelope`], which reads the same members the same way
+    /// (the same steps for each value) from any layout and order.
+    #[inline(always)]
+    fn usual_envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
+        self.token(b'{')?;
+        self.expect(b"\"metric\": {\"name\": \"")?;
+        fields.name = Some(self.plain_string_rest()?);
+        self.expect(b", \"dimensions\": ")?;
+        self.dimensions(tags)?;
+        self.expect(b", \"timestamp\": ")?;
+        fields.timestamp = Some(self.timestamp()?);
+        self.expect(b", \"value\": ")?;
+        fields.value = Some(self.value_number()?);
+        self.expect(b", \"value_meta\": ")?;
+        fields.value_meta = Some(self.value_meta()?);
+        self.expect(b"}, \"meta\": {\"region\": \"")?;
+        fields.region = Some(self.plain_string_rest()?);
+        self.expect(b", \"tenantId\": \"")?;
+        fields.tenant = Some(self.plain_string_rest()?);
+        self.expect(b"}, \"creation_time\": ")?;
+        self.creation_time()?;
+        self.eat(b'}')
+    }
+
+    /// Exactly `literal`.
+    #[inline(always)]
+    fn expect<const N: usize>(&mut self, literal: &[u8; N]) -> Option<()> {
+        self.literal(literal).then_some(())
+    }
+
     /// `{"metric": {...}, "meta": {...}, ...}`.
+    #[inline(never)]
     fn envelope(&mut self, fields: &mut Fields, tags: &mut TagSet) -> Option<()> {
         let mut metric_seen = false;
         let mut meta_seen = false;
@@ -813,15 +853,7 @@ impl<'p> Cursor<'p> {
                     }
                     self.meta(fields)?;
                 }
-                EnvelopeKey::CreationTime => {
-                    // Mostly a number: `skip_value` would read it the same way.
-                    if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
-                        self.number()?;
-                    } else {
-                        self.skip_whitespace();
-                        self.skip_value()?;
-                    }
-                }
+                EnvelopeKey::CreationTime => self.creation_time()?,
                 EnvelopeKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
@@ -874,22 +906,38 @@ impl<'p> Cursor<'p> {
                 }
                 MetricKey::Timestamp => set_once(&mut fields.timestamp, self.timestamp()?)?,
                 MetricKey::Value => set_once(&mut fields.value, self.value_number()?)?,
-                MetricKey::ValueMeta => {
-                    // Mostly `null`: `skip_value` would read it the same way.
-                    let at = self.pos();
-                    let value_meta = if self.literal(b"null") {
-                        Span::new(at, at + 4)
-                    } else {
-                        self.skip_whitespace();
-                        self.skip_value()?
-                    };
-                    set_once(&mut fields.value_meta, value_meta)?;
-                }
+                MetricKey::ValueMeta => set_once(&mut fields.value_meta, self.value_meta()?)?,
                 MetricKey::Other => self.other_member()?,
             }
             if !self.next_member()? {
                 return Some(());
             }
+        }
+    }
+
+    /// The `creation_time` value, validated only.
+    #[inline(always)]
+    fn creation_time(&mut self) -> Option<()> {
+        // Mostly a number: `skip_value` would read it the same way.
+        if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+            self.number()?;
+        } else {
+            self.skip_whitespace();
+            self.skip_value()?;
+        }
+        Some(())
+    }
+
+    /// The `value_meta` value, its text.
+    #[inline(always)]
+    fn value_meta(&mut self) -> Option<Span> {
+        // Mostly `null`: `skip_value` would read it the same way.
+        let at = self.pos();
+        if self.literal(b"null") {
+            Some(Span::new(at, at + 4))
+        } else {
+            self.skip_whitespace();
+            self.skip_value()
         }
     }
 
@@ -933,20 +981,35 @@ impl<'p> Cursor<'p> {
         Some(key)
     }
 
+    #[inline(always)]
     fn dimensions(&mut self, tags: &mut TagSet) -> Option<()> {
-        self.token(b'{')?;
-        self.skip_whitespace();
-        if self.eat(b'}').is_some() {
-            return Some(());
-        }
-        loop {
-            let key = self.plain_string()?;
-            self.colon()?;
-            let value = self.plain_string()?;
-            tags.push_dimension(self.text, key, value)?;
-            if !self.next_member()? {
+        let mut key = if self.literal(b"{\"") {
+            self.plain_string_rest()?
+        } else {
+            self.token(b'{')?;
+            self.skip_whitespace();
+            if self.eat(b'}').is_some() {
                 return Some(());
             }
+            self.plain_string()?
+        };
+        loop {
+            // The common `": "` and `, "` with the quote after them in one
+            // comparison each.
+            let value = if self.literal(b": \"") {
+                self.plain_string_rest()?
+            } else {
+                self.colon()?;
+                self.plain_string()?
+            };
+            tags.push_dimension(self.text, key, value)?;
+            key = if self.literal(b", \"") {
+                self.plain_string_rest()?
+            } else if self.next_member()? {
+                self.plain_string()?
+            } else {
+                return Some(());
+            };
         }
     }
 
@@ -1028,6 +1091,12 @@ impl<'p> Cursor<'p> {
     #[inline(always)]
     fn plain_string(&mut self) -> Option<Span> {
         self.token(b'"')?;
+        self.plain_string_rest()
+    }
+
+    /// [`Cursor::plain_string`] after its opening quote.
+    #[inline(always)]
+    fn plain_string_rest(&mut self) -> Option<Span> {
         let start = self.pos();
         let (len, escapes) = scan_plain(self.rest);
         let end = start + len;
@@ -1062,6 +1131,7 @@ impl<'p> Cursor<'p> {
 
     /// A JSON integer within InfluxDB's time range other than `-0`: the
     /// text `str(int(timestamp))` gives back.
+    #[inline(always)]
     fn timestamp(&mut self) -> Option<Span> {
         self.skip_whitespace();
         let start = self.pos();
@@ -1108,6 +1178,7 @@ impl<'p> Cursor<'p> {
     }
 
     /// A JSON number and where its parts are.
+    #[inline(always)]
     fn value_number(&mut self) -> Option<Number> {
         self.skip_whitespace();
         let start = self.pos();
@@ -1225,6 +1296,34 @@ mod tests {
             .as_deref(),
             Some("cpu\\ idle,_region=r,_tenant_id=t,a=x\\,y\\=z,b=2 value=1.5,value_meta=\"{\\\"n\\\": \\\"é\\\"}\" 1554725987408\n")
         );
+    }
+
+    fn read_usual(payload: &str) -> bool {
+        let mut fields = Fields::default();
+        let mut tags = TagSet {
+            tags: [Tag::default(); MAX_TAGS],
+            len: 0,
+        };
+        Cursor::new(payload.as_bytes())
+            .usual_envelope(&mut fields, &mut tags)
+            .is_some()
+    }
+
+    #[test]
+    fn the_usual_layout_is_read_first_and_any_other_gives_the_same_line() {
+        let usual = r#"{"metric": {"name": "cpu", "dimensions": {"b": "2", "a": "1"}, "timestamp": 7, "value": 1.5, "value_meta": null}, "meta": {"region": "r", "tenantId": "t"}, "creation_time": 1}"#;
+        let want = "cpu,_region=r,_tenant_id=t,a=1,b=2 value=1.5,value_meta=\"{}\" 7\n";
+        assert!(read_usual(usual));
+        assert_eq!(line(usual).as_deref(), Some(want));
+        for other in [
+            r#"{"meta": {"region": "r", "tenantId": "t"}, "metric": {"name": "cpu", "dimensions": {"b": "2", "a": "1"}, "timestamp": 7, "value": 1.5, "value_meta": null}, "creation_time": 1}"#,
+            r#"{"metric": {"dimensions": {"b": "2", "a": "1"}, "name": "cpu", "timestamp": 7, "value": 1.5}, "meta": {"tenantId": "t", "region": "r"}}"#,
+            r#"{"metric":{"name":"cpu","dimensions":{"b":"2","a":"1"},"timestamp":7,"value":1.5,"value_meta":null},"meta":{"region":"r","tenantId":"t"},"creation_time":1}"#,
+            r#"{"metric": {"name": "cpu", "dimensions": {"b": "2", "a": "1"}, "timestamp": 7, "value": 1.5, "value_meta": null}, "meta": {"region": "r", "tenantId": "t"}}"#,
+        ] {
+            assert!(!read_usual(other), "{other}");
+            assert_eq!(line(other).as_deref(), Some(want), "{other}");
+        }
     }
 
     #[test]
