@@ -386,7 +386,6 @@ fn encode_with<'p>(
     scratch: &mut Scratch,
 ) -> Option<Target<'p>> {
     u32::try_from(payload.len()).ok()?;
-    let mut cursor = Cursor::new(payload);
     let mut fields = Fields::default();
     let Scratch { tags, line } = scratch;
     tags.len = 0;
@@ -394,14 +393,19 @@ fn encode_with<'p>(
         bytes: line,
         len: 0,
     };
-    if cursor.usual_envelope(&mut fields, tags).is_none() {
-        cursor = Cursor::new(payload);
+    // A cursor of its own for each reader: the general one is out of line,
+    // and sharing its cursor would keep the usual reader's in memory too.
+    let mut usual = Cursor::new(payload);
+    let rest = if usual.usual_envelope(&mut fields, tags).is_some() {
+        usual.rest
+    } else {
+        let mut general = Cursor::new(payload);
         fields = Fields::default();
         tags.len = 0;
-        cursor.envelope(&mut fields, tags)?;
-    }
-    cursor.skip_whitespace();
-    if !cursor.rest.is_empty() {
+        general.envelope(&mut fields, tags)?;
+        general.rest
+    };
+    if whitespace_len(rest) != rest.len() {
         return None;
     }
 
@@ -1098,33 +1102,20 @@ impl<'p> Cursor<'p> {
     #[inline(always)]
     fn plain_string_rest(&mut self) -> Option<Span> {
         let start = self.pos();
-        let (len, escapes) = scan_plain(self.rest);
-        let end = start + len;
+        let (len, mut escapes) = scan_plain(self.rest);
+        let mut end = start + len;
         match *self.rest.get(len)? {
             b'"' => {}
-            0x80.. => return self.non_ascii_string(start),
+            0x80.. => {
+                end = non_ascii_string_end(self.text, start)?;
+                // Tag escaping of non-ASCII text is left to the careful loop.
+                escapes = true;
+            }
             _ => return None,
         }
         self.rest = self.text.get(end + 1..)?;
         Some(Span {
             escapes,
-            ..Span::new(start, end)
-        })
-    }
-
-    /// The rest of a plain string from `start` that holds a non-ASCII
-    /// byte: its end the careful way, its text checked as UTF-8.
-    #[inline(never)]
-    fn non_ascii_string(&mut self, start: usize) -> Option<Span> {
-        let end = find_string_special(self.text, start);
-        std::str::from_utf8(self.text.get(start..end)?).ok()?;
-        if *self.text.get(end)? != b'"' {
-            return None;
-        }
-        self.rest = self.text.get(end + 1..)?;
-        Some(Span {
-            // Tag escaping of non-ASCII text is left to the careful loop.
-            escapes: true,
             ..Span::new(start, end)
         })
     }
@@ -1192,6 +1183,7 @@ impl<'p> Cursor<'p> {
     }
 
     /// Skips one JSON value (see [`Lexer::skip_value`]), its text.
+    #[inline(always)]
     fn skip_value(&mut self) -> Option<Span> {
         let range = self.lex(Lexer::skip_value)?;
         Some(Span::new(range.start, range.end))
@@ -1234,6 +1226,17 @@ fn scan_plain(bytes: &[u8]) -> (usize, bool) {
     // then the tag-escape check of the text before it.
     let end = find_plain_end(bytes, i);
     (end, escapes != 0 || may_need_tag_escape(&bytes[i..end]))
+}
+
+/// Where the plain string from `start` that holds a non-ASCII byte ends
+/// (at its closing quote), found the careful way, its text checked as
+/// UTF-8. Out of line and on offsets only, so that the cursor of the usual
+/// reader stays in registers.
+#[inline(never)]
+fn non_ascii_string_end(text: &[u8], start: usize) -> Option<usize> {
+    let end = find_string_special(text, start);
+    std::str::from_utf8(text.get(start..end)?).ok()?;
+    (*text.get(end)? == b'"').then_some(end)
 }
 
 #[cfg(test)]
