@@ -126,6 +126,7 @@ impl TagSet {
 
     /// Sorts by key, stably (among repeated keys the last stays last), by
     /// insertion: a handful of tags, mostly few out of place.
+    #[inline(always)]
     fn sort(&mut self, payload: &[u8]) {
         let tags = &mut self.tags[..self.len];
         for i in 1..tags.len() {
