@@ -1302,6 +1302,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn non_ascii_strings_are_read_to_their_end_and_escaped_carefully() {
+        assert_eq!(
+            line(
+                r#"{"metric": {"name": "température", "dimensions": {"hôte": "名 x,y", "b": "é"}, "timestamp": 7, "value": 2, "value_meta": null}, "meta": {"region": "réseau", "tenantId": "t"}, "creation_time": 1}"#
+            )
+            .as_deref(),
+            Some("température,_region=réseau,_tenant_id=t,b=é,hôte=名\\ x\\,y value=2.0,value_meta=\"{}\" 7\n")
+        );
+        let unclosed = "{\"metric\": {\"name\": \"é";
+        assert_eq!(line(unclosed), None);
+    }
+
     fn read_usual(payload: &str) -> bool {
         let mut fields = Fields::default();
         let mut tags = TagSet {
