@@ -457,21 +457,25 @@ fn encode_with<'p>(
             line.push_prefix(digits, len)?;
         }
     }
-    line.push_slice(b",value_meta=\"")?;
+    // Mostly `null`: the whole field in one copy.
+    const EMPTY_VALUE_META: &[u8] = b",value_meta=\"{}\" ";
     match fields.value_meta.map(|raw| raw.of(payload)) {
-        None | Some(b"null") => line.push_slice(b"{}")?,
+        None | Some(b"null") => line.push_slice(EMPTY_VALUE_META)?,
         Some(raw) => {
             let raw = std::str::from_utf8(raw).ok()?;
             if pyjson::is_falsy(raw) {
-                line.push_slice(b"{}")?;
-            } else if write_flat_object(raw.as_bytes(), line).is_none() {
-                out.extend_from_slice(line.text());
-                line.len = 0;
-                pyjson::write(raw, &[], &mut StringFieldSink(out)).ok()?;
+                line.push_slice(EMPTY_VALUE_META)?;
+            } else {
+                line.push_slice(b",value_meta=\"")?;
+                if write_flat_object(raw.as_bytes(), line).is_none() {
+                    out.extend_from_slice(line.text());
+                    line.len = 0;
+                    pyjson::write(raw, &[], &mut StringFieldSink(out)).ok()?;
+                }
+                line.push_slice(b"\" ")?;
             }
         }
     }
-    line.push_slice(b"\" ")?;
     // A JSON integer is written canonically (no leading zeros, no `+`),
     // as `int()` then `str()` would write it; only `-0` is not.
     // Copied as a window: digits need no escaping.
