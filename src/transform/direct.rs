@@ -229,14 +229,20 @@ fn prefix_of(payload: &[u8], key: Span) -> u64 {
     }
 }
 
-/// A mask of the lowest `n` bytes of a word (all of it from eight on).
+/// A mask of the lowest `n` bytes of a word (all of it from eight on),
+/// looked up: one load where the computed mask is a shift and a select.
 #[inline(always)]
 fn low_bytes(n: usize) -> u64 {
-    if n >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * n)) - 1
-    }
+    const MASKS: [u64; 9] = {
+        let mut masks = [u64::MAX; 9];
+        let mut n = 0;
+        while n < 8 {
+            masks[n] = (1u64 << (8 * n)) - 1;
+            n += 1;
+        }
+        masks
+    };
+    MASKS[n.min(8)]
 }
 
 /// The line being built, in the per-thread scratch: its length is a local
@@ -1304,6 +1310,14 @@ mod tests {
             .as_deref(),
             Some("cpu\\ idle,_region=r,_tenant_id=t,a=x\\,y\\=z,b=2 value=1.5,value_meta=\"{\\\"n\\\": \\\"é\\\"}\" 1554725987408\n")
         );
+    }
+
+    #[test]
+    fn low_byte_masks_keep_exactly_the_lowest_bytes() {
+        for n in 0..20 {
+            let want = u64::from_le_bytes(std::array::from_fn(|i| if i < n { 0xff } else { 0 }));
+            assert_eq!(low_bytes(n), want, "{n}");
+        }
     }
 
     #[test]
