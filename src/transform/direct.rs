@@ -126,6 +126,7 @@ impl TagSet {
 
     /// Sorts by key, stably (among repeated keys the last stays last), by
     /// insertion: a handful of tags, mostly few out of place.
+    #[inline(always)]
     fn sort(&mut self, payload: &[u8]) {
         let tags = &mut self.tags[..self.len];
         for i in 1..tags.len() {
@@ -228,14 +229,20 @@ fn prefix_of(payload: &[u8], key: Span) -> u64 {
     }
 }
 
-/// A mask of the lowest `n` bytes of a word (all of it from eight on).
+/// A mask of the lowest `n` bytes of a word (all of it from eight on),
+/// looked up: one load where the computed mask is a shift and a select.
 #[inline(always)]
 fn low_bytes(n: usize) -> u64 {
-    if n >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * n)) - 1
-    }
+    const MASKS: [u64; 9] = {
+        let mut masks = [u64::MAX; 9];
+        let mut n = 0;
+        while n < 8 {
+            masks[n] = (1u64 << (8 * n)) - 1;
+            n += 1;
+        }
+        masks
+    };
+    MASKS[n.min(8)]
 }
 
 /// The line being built, in the per-thread scratch: its length is a local
@@ -386,7 +393,6 @@ fn encode_with<'p>(
     scratch: &mut Scratch,
 ) -> Option<Target<'p>> {
     u32::try_from(payload.len()).ok()?;
-    let mut cursor = Cursor::new(payload);
     let mut fields = Fields::default();
     let Scratch { tags, line } = scratch;
     tags.len = 0;
@@ -394,14 +400,19 @@ fn encode_with<'p>(
         bytes: line,
         len: 0,
     };
-    if cursor.usual_envelope(&mut fields, tags).is_none() {
-        cursor = Cursor::new(payload);
+    // A cursor of its own for each reader: the general one is out of line,
+    // and sharing its cursor would keep the usual reader's in memory too.
+    let mut usual = Cursor::new(payload);
+    let rest = if usual.usual_envelope(&mut fields, tags).is_some() {
+        usual.rest
+    } else {
+        let mut general = Cursor::new(payload);
         fields = Fields::default();
         tags.len = 0;
-        cursor.envelope(&mut fields, tags)?;
-    }
-    cursor.skip_whitespace();
-    if !cursor.rest.is_empty() {
+        general.envelope(&mut fields, tags)?;
+        general.rest
+    };
+    if whitespace_len(rest) != rest.len() {
         return None;
     }
 
@@ -452,21 +463,25 @@ fn encode_with<'p>(
             line.push_prefix(digits, len)?;
         }
     }
-    line.push_slice(b",value_meta=\"")?;
+    // Mostly `null`: the whole field in one copy.
+    const EMPTY_VALUE_META: &[u8] = b",value_meta=\"{}\" ";
     match fields.value_meta.map(|raw| raw.of(payload)) {
-        None | Some(b"null") => line.push_slice(b"{}")?,
+        None | Some(b"null") => line.push_slice(EMPTY_VALUE_META)?,
         Some(raw) => {
             let raw = std::str::from_utf8(raw).ok()?;
             if pyjson::is_falsy(raw) {
-                line.push_slice(b"{}")?;
-            } else if write_flat_object(raw.as_bytes(), line).is_none() {
-                out.extend_from_slice(line.text());
-                line.len = 0;
-                pyjson::write(raw, &[], &mut StringFieldSink(out)).ok()?;
+                line.push_slice(EMPTY_VALUE_META)?;
+            } else {
+                line.push_slice(b",value_meta=\"")?;
+                if write_flat_object(raw.as_bytes(), line).is_none() {
+                    out.extend_from_slice(line.text());
+                    line.len = 0;
+                    pyjson::write(raw, &[], &mut StringFieldSink(out)).ok()?;
+                }
+                line.push_slice(b"\" ")?;
             }
         }
     }
-    line.push_slice(b"\" ")?;
     // A JSON integer is written canonically (no leading zeros, no `+`),
     // as `int()` then `str()` would write it; only `-0` is not.
     // Copied as a window: digits need no escaping.
@@ -1098,33 +1113,20 @@ impl<'p> Cursor<'p> {
     #[inline(always)]
     fn plain_string_rest(&mut self) -> Option<Span> {
         let start = self.pos();
-        let (len, escapes) = scan_plain(self.rest);
-        let end = start + len;
+        let (len, mut escapes) = scan_plain(self.rest);
+        let mut end = start + len;
         match *self.rest.get(len)? {
             b'"' => {}
-            0x80.. => return self.non_ascii_string(start),
+            0x80.. => {
+                end = non_ascii_string_end(self.text, start)?;
+                // Tag escaping of non-ASCII text is left to the careful loop.
+                escapes = true;
+            }
             _ => return None,
         }
         self.rest = self.text.get(end + 1..)?;
         Some(Span {
             escapes,
-            ..Span::new(start, end)
-        })
-    }
-
-    /// The rest of a plain string from `start` that holds a non-ASCII
-    /// byte: its end the careful way, its text checked as UTF-8.
-    #[inline(never)]
-    fn non_ascii_string(&mut self, start: usize) -> Option<Span> {
-        let end = find_string_special(self.text, start);
-        std::str::from_utf8(self.text.get(start..end)?).ok()?;
-        if *self.text.get(end)? != b'"' {
-            return None;
-        }
-        self.rest = self.text.get(end + 1..)?;
-        Some(Span {
-            // Tag escaping of non-ASCII text is left to the careful loop.
-            escapes: true,
             ..Span::new(start, end)
         })
     }
@@ -1192,6 +1194,7 @@ impl<'p> Cursor<'p> {
     }
 
     /// Skips one JSON value (see [`Lexer::skip_value`]), its text.
+    #[inline(always)]
     fn skip_value(&mut self) -> Option<Span> {
         let range = self.lex(Lexer::skip_value)?;
         Some(Span::new(range.start, range.end))
@@ -1234,6 +1237,17 @@ fn scan_plain(bytes: &[u8]) -> (usize, bool) {
     // then the tag-escape check of the text before it.
     let end = find_plain_end(bytes, i);
     (end, escapes != 0 || may_need_tag_escape(&bytes[i..end]))
+}
+
+/// Where the plain string from `start` that holds a non-ASCII byte ends
+/// (at its closing quote), found the careful way, its text checked as
+/// UTF-8. Out of line and on offsets only, so that the cursor of the usual
+/// reader stays in registers.
+#[inline(never)]
+fn non_ascii_string_end(text: &[u8], start: usize) -> Option<usize> {
+    let end = find_string_special(text, start);
+    std::str::from_utf8(text.get(start..end)?).ok()?;
+    (*text.get(end)? == b'"').then_some(end)
 }
 
 #[cfg(test)]
@@ -1296,6 +1310,27 @@ mod tests {
             .as_deref(),
             Some("cpu\\ idle,_region=r,_tenant_id=t,a=x\\,y\\=z,b=2 value=1.5,value_meta=\"{\\\"n\\\": \\\"é\\\"}\" 1554725987408\n")
         );
+    }
+
+    #[test]
+    fn low_byte_masks_keep_exactly_the_lowest_bytes() {
+        for n in 0..20 {
+            let want = u64::from_le_bytes(std::array::from_fn(|i| if i < n { 0xff } else { 0 }));
+            assert_eq!(low_bytes(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_strings_are_read_to_their_end_and_escaped_carefully() {
+        assert_eq!(
+            line(
+                r#"{"metric": {"name": "température", "dimensions": {"hôte": "名 x,y", "b": "é"}, "timestamp": 7, "value": 2, "value_meta": null}, "meta": {"region": "réseau", "tenantId": "t"}, "creation_time": 1}"#
+            )
+            .as_deref(),
+            Some("température,_region=réseau,_tenant_id=t,b=é,hôte=名\\ x\\,y value=2.0,value_meta=\"{}\" 7\n")
+        );
+        let unclosed = "{\"metric\": {\"name\": \"é";
+        assert_eq!(line(unclosed), None);
     }
 
     fn read_usual(payload: &str) -> bool {
