@@ -41,7 +41,7 @@ impl Resolver for LiteralAddressResolver {
 
 /// The socket address of `uri` when its host is an IPv4 or (bracketed) IPv6
 /// literal, with the scheme's default port when the URI names none.
-pub(crate) fn literal_address(uri: &Uri) -> Option<SocketAddr> {
+fn literal_address(uri: &Uri) -> Option<SocketAddr> {
     let authority = uri.authority()?;
     let host = authority.host();
     let host = host
