@@ -213,6 +213,59 @@ fn rebalance_under_load_loses_nothing() {
     b.shutdown();
 }
 
+/// Stops both members of a group one right after the other, so that the
+/// second is closing while the group hands it the first one's partitions:
+/// librdkafka can abort the whole process when a close meets an assignment
+/// in progress (see `leave_group` in src/pipeline/consumer.rs). An abort
+/// ends this test binary with SIGABRT.
+#[test]
+fn members_stopping_during_a_rebalance_close_cleanly() {
+    const ROUNDS: usize = 4;
+    const PER_ROUND: usize = 2_000;
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let ts0 = p::base_ts();
+    for round in 0..ROUNDS {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        produce_metrics(
+            &kafka,
+            PER_ROUND,
+            8,
+            &["t1"],
+            ts0 + (round * PER_ROUND) as i64,
+        );
+        kafka.flush();
+        let (a, stats_a) = start(&p::config(&kafka, &influx, d1.path()));
+        wait_for("first instance assigned all partitions", LONG, || {
+            (stats_a.assigned_partitions[0].load(Relaxed) == 8).then_some(())
+        });
+        let (b, stats_b) = start(&p::config(&kafka, &influx, d2.path()));
+        wait_for("the group split between both instances", LONG, || {
+            let (na, nb) = (
+                stats_a.assigned_partitions[0].load(Relaxed),
+                stats_b.assigned_partitions[0].load(Relaxed),
+            );
+            (na > 0 && nb > 0 && na + nb == 8).then_some(())
+        });
+        a.shutdown();
+        b.shutdown();
+        assert_eq!(
+            stats_b.assigned_partitions[0].load(Relaxed),
+            0,
+            "round {round}: a stopped member still counts partitions as its own"
+        );
+    }
+    // Whatever the stopped members read and committed, a last member finds
+    // the rest where they left it.
+    let d3 = tempfile::tempdir().unwrap();
+    let (c, _stats_c) = start(&p::config(&kafka, &influx, d3.path()));
+    wait_for("every round's metrics in mon", LONG, || {
+        let want = (ROUNDS * PER_ROUND) as u64;
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == want).then_some(())
+    });
+    c.shutdown();
+}
+
 #[test]
 fn influxdb_outage_keeps_consuming_into_the_wal_then_delivers() {
     let mut influx = Influxd::start();

@@ -8,8 +8,10 @@
 //! one request without scanning it for line ends.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::line_buffers::LineBuffers;
 use crate::transform::Target;
 
 /// Lines for one database.
@@ -65,11 +67,14 @@ pub struct PendingBatch {
     pub points: usize,
     /// When the oldest buffered message was read (None when empty).
     pub oldest: Option<Instant>,
+    /// Where new record buffers come from.
+    buffers: Arc<LineBuffers>,
 }
 
 impl PendingBatch {
-    /// An empty batch sealing a record every `seal_at` points of a database.
-    pub fn new(seal_at: usize) -> Self {
+    /// An empty batch sealing a record every `seal_at` points of a
+    /// database, into buffers taken from `buffers`.
+    pub fn new(seal_at: usize, buffers: Arc<LineBuffers>) -> Self {
         PendingBatch {
             open: Vec::new(),
             shared_slot: None,
@@ -82,6 +87,7 @@ impl PendingBatch {
             dead_letters: Vec::new(),
             points: 0,
             oldest: None,
+            buffers,
         }
     }
 
@@ -180,7 +186,7 @@ impl PendingBatch {
             let full = std::mem::replace(
                 &mut open.buffer,
                 DatabaseLines {
-                    lines: Vec::with_capacity(open.next_capacity),
+                    lines: self.buffers.take(open.next_capacity),
                     points: 0,
                 },
             );
@@ -194,7 +200,7 @@ impl PendingBatch {
         self.open.push(OpenBuffer {
             database,
             buffer: DatabaseLines {
-                lines: Vec::with_capacity(capacity),
+                lines: self.buffers.take(capacity),
                 points: 0,
             },
             next_capacity: capacity,
@@ -271,7 +277,7 @@ mod tests {
 
     #[test]
     fn records_are_sealed_every_seal_at_points_per_database() {
-        let mut b = PendingBatch::new(2);
+        let mut b = PendingBatch::new(2, Default::default());
         for (i, t) in ["a", "b", "a", "a", "b", "a", "c"].iter().enumerate() {
             b.push_line(&tenant(t), format!("{t}{i}\n").as_bytes(), || {
                 format!("mon_{t}")
@@ -301,7 +307,7 @@ mod tests {
 
     #[test]
     fn the_shared_database_is_named_once_and_offsets_only_move_forward() {
-        let mut b = PendingBatch::new(100);
+        let mut b = PendingBatch::new(100, Default::default());
         let mut named = 0;
         for offset in [5, 3, 9] {
             b.push_line(&Target::Shared, b"x\n", || {
@@ -325,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_database_starts_each_flush_period_sized_by_its_last_one() {
-        let mut b = PendingBatch::new(1000);
+        let mut b = PendingBatch::new(1000, Default::default());
         for _ in 0..100 {
             b.push_line(&Target::Shared, b"0123456789\n", || "mon".to_string());
         }
@@ -338,7 +344,7 @@ mod tests {
 
     #[test]
     fn lines_encoded_in_place_are_counted_and_sealed_like_pushed_ones() {
-        let mut b = PendingBatch::new(2);
+        let mut b = PendingBatch::new(2, Default::default());
         for line in ["p0\n", "p1\n", "p2\n"] {
             b.shared_lines(|| "mon".to_string())
                 .extend_from_slice(line.as_bytes());

@@ -93,6 +93,8 @@ pub struct PersisterContext {
     commit_failed: AtomicBool,
     /// Paused for WAL back-pressure.
     paused: Mutex<bool>,
+    /// Leaving the group for good: partitions offered now are declined.
+    closing: AtomicBool,
     /// Where assigned partitions deliver their messages.
     fetch_queue: FetchQueueSlot,
 }
@@ -129,6 +131,30 @@ impl ConsumerContext for PersisterContext {
         tpl: &mut TopicPartitionList,
     ) {
         match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                if self.closing.load(Ordering::Relaxed) =>
+            {
+                // Taking partitions now would start offset queries and
+                // fetches that the close then races (see `leave_group`).
+                // The group must still be answered: with nothing.
+                let nothing = TopicPartitionList::new();
+                let result = if matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
+                    consumer.incremental_assign(&nothing)
+                } else {
+                    consumer.assign(&nothing)
+                };
+                if let Err(e) = result {
+                    log::warn!("declining partitions of {} while closing: {e}", self.topic);
+                }
+                log::info!(
+                    "declined {} partition(s) of {}: this consumer is closing",
+                    tpl.count(),
+                    self.topic
+                );
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.resume_from_wal(consumer, tpl);
                 self.route_to_fetch_queue(tpl);
@@ -596,10 +622,14 @@ pub fn spawn(
         topic: section.topic.clone(),
         kind,
         shared: shared.clone(),
-        batch: Mutex::new(PendingBatch::new(shared.influx_batch_size)),
+        batch: Mutex::new(PendingBatch::new(
+            shared.influx_batch_size,
+            shared.line_buffers.clone(),
+        )),
         durable: Mutex::new(BTreeMap::new()),
         commit_failed: AtomicBool::new(false),
         paused: Mutex::new(false),
+        closing: AtomicBool::new(false),
         fetch_queue: FetchQueueSlot::default(),
     };
     let consumer: BaseConsumer<PersisterContext> = client_config(config, section, member)
@@ -768,11 +798,47 @@ fn run(
     if !hard {
         ctx.commit_durable(&consumer, CommitMode::Sync);
     }
-    consumer.unsubscribe();
+    leave_group(&consumer, &ctx);
     drop(queue);
     drop(ctx.fetch_queue.take());
     drop(consumer);
     log::info!("consumer of {} stopped", ctx.topic);
+}
+
+/// Longest a stopping consumer waits for the group to take its partitions
+/// back before it closes anyway (the close itself then revokes them).
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Leaves the group and waits until nothing is assigned, so that the close
+/// (when the consumer is dropped) finds no assignment in progress:
+/// librdkafka 2.5 and later can abort the process in
+/// `rd_kafka_cgrp_terminated` when a close meets a rebalance
+/// (confluentinc/librdkafka#4792, open at 2.12.1; seen here when two
+/// members stop one after the other). Unsubscribing and serving the revoke
+/// first, as its maintainers suggest, closes with nothing to stop.
+fn leave_group(consumer: &BaseConsumer<PersisterContext>, ctx: &PersisterContext) {
+    ctx.closing.store(true, Ordering::Relaxed);
+    consumer.unsubscribe();
+    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    loop {
+        // Serves the revoke (flush, synchronous commit, unassign). A message
+        // polled now is neither in the WAL nor committed: the partition's
+        // next owner reads it again.
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(50)) {
+            log::debug!("leaving the group of {}: {e}", ctx.topic);
+        }
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        if assigned == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!(
+                "leaving the group of {}: {assigned} partition(s) still assigned after {LEAVE_TIMEOUT:?}; closing anyway",
+                ctx.topic
+            );
+            return;
+        }
+    }
 }
 
 /// Empties a consumer's fetch-queue slot when dropped.

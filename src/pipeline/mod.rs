@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod control;
 pub mod fetch_queue;
 mod handoff;
+mod line_buffers;
 mod replay;
 mod writer_pool;
 
@@ -23,6 +24,7 @@ use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::Control;
 use handoff::HandoffQueue;
+use line_buffers::LineBuffers;
 use replay::Replay;
 
 /// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
@@ -53,6 +55,8 @@ pub struct Shared {
     pub influx: InfluxWriter,
     /// Points per InfluxDB write.
     pub influx_batch_size: usize,
+    /// Written records' buffers, for consumers to fill again.
+    pub line_buffers: Arc<LineBuffers>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Run state.
@@ -129,6 +133,7 @@ impl Pipeline {
             transformer: Transformer::new(&config.influxdb),
             influx,
             influx_batch_size: config.influxdb.batch_size.max(1),
+            line_buffers: Arc::default(),
             stats: stats.clone(),
             control,
             config: config.clone(),

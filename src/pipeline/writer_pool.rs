@@ -75,12 +75,14 @@ fn run(shared: Arc<Shared>) {
                 job.lines.extend_from_slice(&next.lines);
                 job.points += next.points;
                 job.ids.extend(next.ids);
+                shared.line_buffers.give_back(next.lines);
             } else {
                 carry = Some(next);
                 break;
             }
         }
-        write_job(&shared, job, &mut retry);
+        write_job(&shared, &job, &mut retry);
+        shared.line_buffers.give_back(job.lines);
     }
 }
 
@@ -122,7 +124,7 @@ fn resolve(shared: &Shared, h: Handoff) -> Option<WriteJob> {
 
 /// Writes one job until InfluxDB settled all of it (then acks it in the WAL),
 /// or the writers must give up (the records stay in the WAL).
-fn write_job(shared: &Shared, job: WriteJob, retry: &mut crate::retry::Retry) {
+fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
     let stats = &shared.stats;
     let mut offset = 0;
     let mut points_left = job.points;
