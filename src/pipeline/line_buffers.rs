@@ -5,8 +5,9 @@
 //! and freed on a writer thread. glibc hands such chunks back to the kernel
 //! (its heap is trimmed, or the chunk was mapped on its own), so every new
 //! record faulted its pages in again, zero-filled: in perf, `clear_page` on
-//! the consumer thread was ~5 % of the persister's CPU. Recycled buffers are
-//! already mapped and warm.
+//! the consumer thread was ~2 % of the persister's CPU, and a million
+//! messages took 29 000–35 000 minor faults (22 000–26 000 with the pool).
+//! Recycled buffers are already mapped and warm.
 
 use std::sync::Mutex;
 
