@@ -144,17 +144,19 @@ fn end_to_end_database_per_tenant() {
     end_to_end(true);
 }
 
-#[test]
-fn two_instances_share_partitions_and_append_each_message_once() {
-    let influx = Influxd::start();
-    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ts0 = p::base_ts();
-    let (a, stats_a) = start(&p::config(&kafka, &influx, d1.path()));
+/// Two instances in one group over the 8 partitions of `METRICS`: the first
+/// takes them all, then the second joins; returns once both hold some.
+fn start_two_sharing_8_partitions(
+    kafka: &Kafka,
+    influx: &Influxd,
+    d1: &tempfile::TempDir,
+    d2: &tempfile::TempDir,
+) -> ((Pipeline, Arc<Stats>), (Pipeline, Arc<Stats>)) {
+    let (a, stats_a) = start(&p::config(kafka, influx, d1.path()));
     wait_for("first instance assigned all partitions", LONG, || {
         (stats_a.assigned_partitions[0].load(Relaxed) == 8).then_some(())
     });
-    let (b, stats_b) = start(&p::config(&kafka, &influx, d2.path()));
+    let (b, stats_b) = start(&p::config(kafka, influx, d2.path()));
     wait_for("the group split between both instances", LONG, || {
         let (na, nb) = (
             stats_a.assigned_partitions[0].load(Relaxed),
@@ -162,6 +164,16 @@ fn two_instances_share_partitions_and_append_each_message_once() {
         );
         (na > 0 && nb > 0 && na + nb == 8).then_some(())
     });
+    ((a, stats_a), (b, stats_b))
+}
+
+#[test]
+fn two_instances_share_partitions_and_append_each_message_once() {
+    let influx = Influxd::start();
+    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ts0 = p::base_ts();
+    let ((a, stats_a), (b, stats_b)) = start_two_sharing_8_partitions(&kafka, &influx, &d1, &d2);
     produce_metrics(&kafka, 40_000, 8, &["t1"], ts0);
     kafka.flush();
     wait_for("40000 metrics in mon", LONG, || {
@@ -235,18 +247,7 @@ fn members_stopping_during_a_rebalance_close_cleanly() {
             ts0 + (round * PER_ROUND) as i64,
         );
         kafka.flush();
-        let (a, stats_a) = start(&p::config(&kafka, &influx, d1.path()));
-        wait_for("first instance assigned all partitions", LONG, || {
-            (stats_a.assigned_partitions[0].load(Relaxed) == 8).then_some(())
-        });
-        let (b, stats_b) = start(&p::config(&kafka, &influx, d2.path()));
-        wait_for("the group split between both instances", LONG, || {
-            let (na, nb) = (
-                stats_a.assigned_partitions[0].load(Relaxed),
-                stats_b.assigned_partitions[0].load(Relaxed),
-            );
-            (na > 0 && nb > 0 && na + nb == 8).then_some(())
-        });
+        let ((a, _), (b, stats_b)) = start_two_sharing_8_partitions(&kafka, &influx, &d1, &d2);
         a.shutdown();
         b.shutdown();
         assert_eq!(
