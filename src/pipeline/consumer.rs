@@ -123,6 +123,22 @@ impl ClientContext for PersisterContext {
     }
 }
 
+/// Answers an assignment with `tpl`, incrementally under the cooperative
+/// protocol (which adds to what is held) and outright under the eager one.
+fn take_partitions(
+    consumer: &BaseConsumer<PersisterContext>,
+    tpl: &TopicPartitionList,
+) -> rdkafka::error::KafkaResult<()> {
+    if matches!(
+        consumer.rebalance_protocol(),
+        rdkafka::consumer::RebalanceProtocol::Cooperative
+    ) {
+        consumer.incremental_assign(tpl)
+    } else {
+        consumer.assign(tpl)
+    }
+}
+
 impl ConsumerContext for PersisterContext {
     fn rebalance(
         &self,
@@ -137,16 +153,7 @@ impl ConsumerContext for PersisterContext {
                 // Taking partitions now would start offset queries and
                 // fetches that the close then races (see `leave_group`).
                 // The group must still be answered: with nothing.
-                let nothing = TopicPartitionList::new();
-                let result = if matches!(
-                    consumer.rebalance_protocol(),
-                    rdkafka::consumer::RebalanceProtocol::Cooperative
-                ) {
-                    consumer.incremental_assign(&nothing)
-                } else {
-                    consumer.assign(&nothing)
-                };
-                if let Err(e) = result {
+                if let Err(e) = take_partitions(consumer, &TopicPartitionList::new()) {
                     log::warn!("declining partitions of {} while closing: {e}", self.topic);
                 }
                 log::info!(
@@ -158,15 +165,7 @@ impl ConsumerContext for PersisterContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.resume_from_wal(consumer, tpl);
                 self.route_to_fetch_queue(tpl);
-                let result = if matches!(
-                    consumer.rebalance_protocol(),
-                    rdkafka::consumer::RebalanceProtocol::Cooperative
-                ) {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = result {
+                if let Err(e) = take_partitions(consumer, tpl) {
                     log::error!("assigning partitions of {}: {e}", self.topic);
                 }
                 if let Ok(mut p) = self.paused.lock() {
