@@ -67,7 +67,8 @@ impl LineBuffers {
     }
 
     /// Bytes of capacity kept now.
-    pub fn kept_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn kept_bytes(&self) -> usize {
         self.free.lock().map_or(0, |kept| kept.bytes)
     }
 }

@@ -56,7 +56,7 @@ pub struct Shared {
     /// Points per InfluxDB write.
     pub influx_batch_size: usize,
     /// Written records' buffers, for consumers to fill again.
-    pub line_buffers: Arc<LineBuffers>,
+    line_buffers: Arc<LineBuffers>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Run state.
