@@ -1,4 +1,4 @@
-//! The shared compatibility corpus (`../shared/compat/*.jsonl` with the
+//! The compatibility corpus (`tests/data/compat/*.jsonl` with the
 //! reference's `*.expected`): every message must give the reference's point
 //! (compared parsed, floats as numbers, string fields byte for byte) and the
 //! reference's tenant, every ERROR row a typed rejection; and a real influxd
@@ -35,7 +35,7 @@ enum Expected {
 }
 
 fn corpus() -> Vec<Case> {
-    let dir = support::shared_dir().join("compat");
+    let dir = support::compat_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))

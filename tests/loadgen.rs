@@ -1,5 +1,5 @@
 //! The load generator: its messages have the Monasca shapes of the compat
-//! corpus (`../shared/compat/*.jsonl`: same keys, same JSON types), our own
+//! corpus (`tests/data/compat/*.jsonl`: same keys, same JSON types), our own
 //! decoder turns every one into exactly one distinct point, and the real
 //! `monasca-persister-load --embedded-broker` binary serves what it produced
 //! to a plain Kafka consumer and stops when its stdin closes.
@@ -115,7 +115,7 @@ impl Shape {
 /// The shape of the compat messages of one file that the reference stores
 /// (rows not marked ERROR), and the key sets of its first, complete message.
 fn compat_shape(file: &str) -> (Shape, Shape) {
-    let dir = support::shared_dir().join("compat");
+    let dir = support::compat_dir();
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name))
             .unwrap_or_else(|e| panic!("read {}: {e}", dir.join(name).display()))
@@ -155,8 +155,8 @@ fn generate(metrics: u64, alarms: u64, workload: Workload) -> Vec<Message> {
 
 #[test]
 fn messages_have_the_compat_corpus_shapes() {
-    let (metric_ref, metric_first) = compat_shape("shared_metrics");
-    let (alarm_ref, alarm_first) = compat_shape("shared_alarms");
+    let (metric_ref, metric_first) = compat_shape("metrics");
+    let (alarm_ref, alarm_first) = compat_shape("alarm_transitions");
     let messages = generate(
         5_000,
         500,

@@ -1,6 +1,6 @@
 //! The stream of Monasca messages a load run sends: metric envelopes and
 //! `alarm-transitioned` messages in exactly the shape the Monasca API and
-//! thresholding engine put on Kafka (see `../shared/compat/*.jsonl`),
+//! thresholding engine put on Kafka (see `tests/data/compat/*.jsonl`),
 //! deterministic for a given [`Workload`] and seed.
 //!
 //! **Every message is its own InfluxDB point.** Timestamps come from one

@@ -33,15 +33,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `../shared/` beside the repository (compat corpus, seeds).
-pub fn shared_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(
-        dir.is_dir(),
-        "{} not found: the tests need ../shared beside the repository",
-        dir.display()
-    );
-    dir
+/// The compatibility corpus in the repository (`tests/data/compat/`): messages
+/// and what the reference persister stores for them (see its README.md).
+pub fn compat_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compat")
 }
 
 /// Routes the library's log lines to the test's captured output (shown on failure).
