@@ -7,7 +7,9 @@ pub mod consumer;
 pub mod control;
 pub mod fetch_queue;
 mod handoff;
+mod kafka_errors;
 mod line_buffers;
+mod positions;
 mod replay;
 mod writer_pool;
 

@@ -1,0 +1,339 @@
+//! The delivery promises on a real Apache Kafka (`scripts/kafka`), with the
+//! real `monasca-persister` binary and a real influxd: compressed and
+//! transactional producers, a topic created after start-up, messages
+//! deleted by retention before they were read, a broker killed and
+//! restarted, a leader failing over among three brokers, SASL_SSL with
+//! SCRAM, and the last 3.x release line.
+//!
+//! Most tests share one broker (their own topic and group); those that take
+//! brokers down or need another kind of cluster start their own. Every
+//! message has a unique timestamp, so InfluxDB's point count is the number
+//! of distinct messages stored.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use monasca_persister::config::{Config, Secret};
+use rdkafka::producer::Producer;
+
+use support::binary::{wait_until, Persister};
+use support::influxd::Influxd;
+use support::kafka::{send, test_producer, TestKafka};
+use support::persister as p;
+use support::real_kafka::{unique_name, KafkaOptions, RealKafka};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A configuration for the metrics of `topic` in `group` on `kafka` (its
+/// security settings in `[kafka_client]`), the health endpoint on a free
+/// port, alarm transitions off, short timeouts.
+fn config(kafka: &impl TestKafka, topic: &str, influx: &Influxd, dir: &Path) -> Config {
+    let mut c = p::config(kafka, influx, dir);
+    c.kafka_metrics.topic = topic.to_string();
+    c.kafka_metrics.group_id = unique_name("delivery-group");
+    c.kafka_alarm_history.enabled = false;
+    c.health.enabled = true;
+    c.health.bind = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    c.influxdb.retry_initial_ms = 50;
+    c.influxdb.retry_max_ms = 500;
+    c.wal.drain_timeout_seconds = 20;
+    c.kafka_client
+        .properties
+        .insert("session.timeout.ms".into(), Secret::new("2000"));
+    c
+}
+
+/// Metric message `i` of a test: measurement `name`, partition `i % partitions`, timestamp `ts0 + i`.
+fn message(name: &str, i: u64, partitions: i32, ts0: i64) -> (i32, String) {
+    let partition = (i % partitions as u64) as i32;
+    let body = p::metric(
+        name,
+        "t1",
+        &format!("p{partition}"),
+        ts0 + i as i64,
+        i as f64,
+    );
+    (partition, body)
+}
+
+/// Produces messages `from..to` of `name` to `topic` and waits for the acks.
+fn produce(
+    kafka: &impl TestKafka,
+    topic: &str,
+    name: &str,
+    range: std::ops::Range<u64>,
+    partitions: i32,
+    ts0: i64,
+) {
+    for i in range {
+        let (partition, body) = message(name, i, partitions, ts0);
+        kafka.produce(topic, Some(partition), body.as_bytes());
+    }
+    kafka.flush();
+}
+
+/// Points of `measurement` in the database `mon`.
+fn stored(influx: &Influxd, measurement: &str) -> u64 {
+    p::count_field(influx, "mon", measurement, "value")
+}
+
+/// Waits until `measurement` holds `n` points, and checks it holds no more.
+fn wait_stored(a: &Persister, influx: &Influxd, measurement: &str, n: u64) {
+    wait_until(
+        &format!("{n} points of {measurement} in InfluxDB"),
+        LONG,
+        || a.tail(),
+        || (stored(influx, measurement) >= n).then_some(()),
+    );
+    assert_eq!(stored(influx, measurement), n, "{}", a.tail());
+}
+
+fn stop(mut a: Persister) {
+    a.signal(libc::SIGTERM);
+    let (status, _) = a.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}{}", a.tail());
+}
+
+/// Produces messages of `name` from a background thread at about `rate` per
+/// second until stopped (or `total` are produced).
+struct Load {
+    stop: Arc<AtomicBool>,
+    produced: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(
+        kafka: &impl TestKafka,
+        topic: &str,
+        name: &str,
+        total: u64,
+        partitions: i32,
+        rate: u64,
+        ts0: i64,
+    ) -> Load {
+        let producer = test_producer(kafka.client_config());
+        let stop = Arc::new(AtomicBool::new(false));
+        let produced = Arc::new(AtomicU64::new(0));
+        let (s, n) = (stop.clone(), produced.clone());
+        let (topic, name) = (topic.to_string(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            for i in 0..total {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (partition, body) = message(&name, i, partitions, ts0);
+                send(&producer, &topic, Some(partition), body.as_bytes());
+                n.store(i + 1, Ordering::Relaxed);
+                if i % 200 == 199 {
+                    let due = Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+                    if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(ahead);
+                    }
+                }
+            }
+            producer
+                .flush(Duration::from_secs(120))
+                .expect("flush the load producer");
+        });
+        Load {
+            stop,
+            produced,
+            thread: Some(thread),
+        }
+    }
+
+    fn produced(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything is produced and acknowledged; returns how many.
+    fn finish(mut self) -> u64 {
+        if let Some(t) = self.thread.take() {
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        self.produced()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn messages_of_gzip_snappy_lz4_and_zstd_producers_are_all_stored() {
+    const PER_CODEC: u64 = 2_000;
+    const PARTITIONS: i32 = 4;
+    const CODECS: [&str; 4] = ["gzip", "snappy", "lz4", "zstd"];
+    let kafka = RealKafka::shared();
+    let topic = unique_name("compressed");
+    kafka.create_topic(&topic, PARTITIONS);
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ts0 = p::base_ts();
+    for (c, codec) in CODECS.iter().enumerate() {
+        let producer = test_producer(
+            kafka
+                .client_config()
+                .set("compression.codec", *codec)
+                .clone(),
+        );
+        let name = format!("compressed.{codec}");
+        let from = c as u64 * PER_CODEC;
+        for i in from..from + PER_CODEC {
+            let (partition, body) = message(&name, i, PARTITIONS, ts0);
+            send(&producer, &topic, Some(partition), body.as_bytes());
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("flush the {codec} producer: {e}"));
+    }
+    let a = Persister::start(
+        &config(kafka, &topic, &influx, dir.path()),
+        dir.path(),
+        "persister",
+    );
+    for codec in CODECS {
+        wait_stored(&a, &influx, &format!("compressed.{codec}"), PER_CODEC);
+    }
+    stop(a);
+}
+
+#[test]
+fn only_committed_transactions_are_stored_and_their_markers_never_stall_the_consumer() {
+    const PER_TRANSACTION: u64 = 500;
+    const PARTITIONS: i32 = 2;
+    let kafka = RealKafka::shared();
+    let topic = unique_name("transactional");
+    kafka.create_topic(&topic, PARTITIONS);
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ts0 = p::base_ts();
+    let producer = test_producer(
+        kafka
+            .client_config()
+            .set("transactional.id", unique_name("delivery-transactions"))
+            .set("transaction.timeout.ms", "120000")
+            .clone(),
+    );
+    producer
+        .init_transactions(LONG)
+        .expect("initialise transactions");
+    // Committed, aborted, committed, aborted: every partition ends with the
+    // marker of an aborted transaction.
+    let mut i = 0;
+    for commit in [true, false, true, false] {
+        producer.begin_transaction().expect("begin a transaction");
+        let name = if commit {
+            "txn.committed"
+        } else {
+            "txn.aborted"
+        };
+        for _ in 0..PER_TRANSACTION {
+            let (partition, body) = message(name, i, PARTITIONS, ts0);
+            send(&producer, &topic, Some(partition), body.as_bytes());
+            i += 1;
+        }
+        if commit {
+            producer.commit_transaction(LONG).expect("commit");
+        } else {
+            // In the log first, then aborted: the consumer must skip them.
+            producer.flush(LONG).expect("flush the aborted transaction");
+            producer.abort_transaction(LONG).expect("abort");
+        }
+    }
+    let cfg = config(kafka, &topic, &influx, dir.path());
+    let group = cfg.kafka_metrics.group_id.clone();
+    let a = Persister::start(&cfg, dir.path(), "persister");
+    wait_stored(&a, &influx, "txn.committed", 2 * PER_TRANSACTION);
+    // The group's offsets reach the end of every partition, past the
+    // transaction markers, and the reported lag is zero.
+    let ends: Vec<i64> = (0..PARTITIONS)
+        .map(|p| kafka.watermarks(&topic, p).1)
+        .collect();
+    wait_until(
+        "committed offsets at the end of every partition",
+        LONG,
+        || format!("ends {ends:?}{}", a.tail()),
+        || {
+            let committed: Vec<i64> = kafka
+                .committed_offsets(&group, &topic, PARTITIONS)
+                .into_iter()
+                .map(|o| o.unwrap_or(0))
+                .collect();
+            (committed == ends).then_some(())
+        },
+    );
+    wait_until(
+        "a consumer lag of 0",
+        LONG,
+        || a.tail(),
+        || (a.metric("monasca_persister_consumer_lag{topic=\"metrics\"}")? == 0.0).then_some(()),
+    );
+    assert_eq!(stored(&influx, "txn.aborted"), 0, "{}", a.tail());
+    // A message after the markers is read as usual.
+    produce(kafka, &topic, "txn.after", i..i + 10, PARTITIONS, ts0);
+    wait_stored(&a, &influx, "txn.after", 10);
+    assert_eq!(stored(&influx, "txn.aborted"), 0, "{}", a.tail());
+    stop(a);
+}
+
+#[test]
+fn a_topic_missing_at_start_up_is_reported_once_and_consumed_once_created() {
+    const TOTAL: u64 = 1_000;
+    const PARTITIONS: i32 = 4;
+    let kafka = RealKafka::shared();
+    let topic = unique_name("created-later");
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Persister::start(
+        &config(kafka, &topic, &influx, dir.path()),
+        dir.path(),
+        "persister",
+    );
+    let line = a.wait_log(&format!("topic {topic} does not exist"), LONG);
+    assert!(line.contains("WARN"), "{line}");
+    // Still running and polling, however long the topic takes.
+    wait_until(
+        "a few more polls",
+        LONG,
+        || a.tail(),
+        || {
+            let (_, body) = a.get("/healthcheck")?;
+            body.contains("seconds_since_last_poll").then_some(())
+        },
+    );
+    assert!(a.running(), "{}", a.tail());
+    kafka.create_topic(&topic, PARTITIONS);
+    let created = Instant::now();
+    produce(kafka, &topic, "late", 0..TOTAL, PARTITIONS, p::base_ts());
+    wait_stored(&a, &influx, "late", TOTAL);
+    eprintln!(
+        "consumed {:?} after the topic was created",
+        created.elapsed()
+    );
+    let said = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("does not exist"))
+        .count();
+    assert_eq!(said, 1, "said once{}", a.tail());
+    a.wait_log(&format!("topic {topic} exists now"), Duration::ZERO);
+    stop(a);
+}
