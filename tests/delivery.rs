@@ -154,6 +154,12 @@ impl Load {
         self.produced.load(Ordering::Relaxed)
     }
 
+    /// Stops producing; returns how many messages were produced (all acknowledged).
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finish()
+    }
+
     /// Waits until everything is produced and acknowledged; returns how many.
     fn finish(mut self) -> u64 {
         if let Some(t) = self.thread.take() {
@@ -335,5 +341,313 @@ fn a_topic_missing_at_start_up_is_reported_once_and_consumed_once_created() {
         .count();
     assert_eq!(said, 1, "said once{}", a.tail());
     a.wait_log(&format!("topic {topic} exists now"), Duration::ZERO);
+    stop(a);
+}
+
+#[test]
+fn offsets_deleted_by_retention_before_they_were_read_are_warned_about_and_counted() {
+    const PARTITIONS: i32 = 2;
+    const FIRST: u64 = 1_000;
+    // Enough ~1 KiB messages to fill more than one 1 MiB segment per partition.
+    const SECOND: u64 = 5_000;
+    let kafka = RealKafka::shared();
+    let topic = unique_name("retention");
+    kafka.create_topic_with(&topic, PARTITIONS, 1, &[("segment.bytes", "1048576")]);
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(kafka, &topic, &influx, dir.path());
+    let group = cfg.kafka_metrics.group_id.clone();
+    let ts0 = p::base_ts();
+
+    // Read and committed, then the persister stops.
+    produce(kafka, &topic, "kept", 0..FIRST, PARTITIONS, ts0);
+    let a = Persister::start(&cfg, dir.path(), "persister");
+    wait_stored(&a, &influx, "kept", FIRST);
+    stop(a);
+    let committed: Vec<i64> = kafka
+        .committed_offsets(&group, &topic, PARTITIONS)
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .collect();
+
+    // While it is down, more arrives and size-based retention deletes the
+    // oldest segments (never the active one, so some messages are left).
+    let noise = "x".repeat(900);
+    for i in FIRST..FIRST + SECOND {
+        let partition = (i % PARTITIONS as u64) as i32;
+        let body = p::metric_with_meta("t1", &format!("p{partition}"), ts0 + i as i64, &noise);
+        kafka.produce(&topic, Some(partition), body.as_bytes());
+    }
+    kafka.flush();
+    let segment = ("segment.bytes", "1048576");
+    kafka.alter_topic(&topic, &[segment, ("retention.bytes", "1048576")]);
+    wait_until(
+        "retention to delete what the group has not read",
+        LONG,
+        || kafka.logs(),
+        || {
+            (0..PARTITIONS)
+                .all(|p| kafka.watermarks(&topic, p).0 > committed[p as usize])
+                .then_some(())
+        },
+    );
+    // Nothing more is deleted while the test reads what is left.
+    kafka.alter_topic(&topic, &[segment, ("retention.bytes", "-1")]);
+    wait_until(
+        "the brokers to apply retention.bytes = -1",
+        LONG,
+        || kafka.logs(),
+        || (kafka.topic_config(&topic, "retention.bytes").as_deref() == Some("-1")).then_some(()),
+    );
+    let starts: Vec<i64> = (0..PARTITIONS)
+        .map(|p| kafka.watermarks(&topic, p).0)
+        .collect();
+    let ends: Vec<i64> = (0..PARTITIONS)
+        .map(|p| kafka.watermarks(&topic, p).1)
+        .collect();
+    let left: i64 = starts.iter().zip(&ends).map(|(s, e)| e - s).sum();
+    assert!(
+        left > 0,
+        "retention deleted everything: starts {starts:?}, ends {ends:?}"
+    );
+    let skipped: Vec<i64> = starts.iter().zip(&committed).map(|(s, c)| s - c).collect();
+
+    let b = Persister::start(&cfg, dir.path(), "persister");
+    wait_stored(&b, &influx, "disk.io", left as u64);
+    for (partition, n) in skipped.iter().enumerate() {
+        let line = b.wait_log(&format!("{topic}/{partition}: {n} offset(s) skipped"), LONG);
+        assert!(line.contains("WARN"), "{line}");
+    }
+    let counted = b
+        .metric("monasca_persister_offsets_skipped_total{topic=\"metrics\"}")
+        .unwrap_or(-1.0);
+    assert_eq!(counted as i64, skipped.iter().sum::<i64>(), "{}", b.tail());
+    let (_, health) = b.get("/healthcheck").expect("healthcheck");
+    let health: serde_json::Value = serde_json::from_str(&health).expect("health JSON");
+    assert_eq!(
+        health["kafka"]["topics"][&topic]["offsets_skipped"],
+        skipped.iter().sum::<i64>(),
+        "{health}"
+    );
+    assert_eq!(stored(&influx, "kept"), FIRST);
+    stop(b);
+}
+
+#[test]
+fn a_broker_killed_mid_stream_and_restarted_loses_nothing_and_health_reports_the_outage() {
+    const PARTITIONS: i32 = 8;
+    let kafka = RealKafka::start(1, &[]);
+    let topic = unique_name("outage");
+    kafka.create_topic(&topic, PARTITIONS);
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Persister::start(
+        &config(&kafka, &topic, &influx, dir.path()),
+        dir.path(),
+        "persister",
+    );
+    // Flowing until the test stops it, however long the broker is away.
+    let load = Load::start(
+        &kafka,
+        &topic,
+        "outage",
+        u64::MAX,
+        PARTITIONS,
+        4_000,
+        p::base_ts(),
+    );
+    wait_until(
+        "consumption under way",
+        LONG,
+        || a.tail(),
+        || (a.consumed() >= 5_000).then_some(()),
+    );
+    kafka.kill_broker(1);
+    let body = wait_until(
+        "an unhealthy /healthcheck",
+        LONG,
+        || format!("{}{}", a.tail(), kafka.logs()),
+        || {
+            let (status, body) = a.get("/healthcheck")?;
+            (status == 503).then_some(body)
+        },
+    );
+    let health: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
+    assert_eq!(health["kafka"]["ok"], false, "{body}");
+    assert_eq!(
+        health["kafka"]["topics"][&topic]["connected"], false,
+        "{body}"
+    );
+    kafka.restart_broker(1);
+    wait_until(
+        "a healthy /healthcheck",
+        LONG,
+        || format!("{}{}", a.tail(), kafka.logs()),
+        || (a.get("/healthcheck")?.0 == 200).then_some(()),
+    );
+    let consumed = a.consumed();
+    wait_until(
+        "consumption after the restart",
+        LONG,
+        || a.tail(),
+        || (a.consumed() >= consumed + 5_000).then_some(()),
+    );
+    let total = load.stop();
+    wait_stored(&a, &influx, "outage", total);
+    stop(a);
+}
+
+#[test]
+fn consumption_goes_on_from_new_leaders_when_a_busy_leader_dies() {
+    const PARTITIONS: i32 = 6;
+    let kafka = RealKafka::start(3, &[]);
+    let topic = unique_name("failover");
+    kafka.create_topic_with(&topic, PARTITIONS, 3, &[]);
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Persister::start(
+        &config(&kafka, &topic, &influx, dir.path()),
+        dir.path(),
+        "persister",
+    );
+    // Flowing until the test stops it, however long the broker is away.
+    let load = Load::start(
+        &kafka,
+        &topic,
+        "failover",
+        u64::MAX,
+        PARTITIONS,
+        4_000,
+        p::base_ts(),
+    );
+    wait_until(
+        "consumption under way",
+        LONG,
+        || a.tail(),
+        || (a.consumed() >= 5_000).then_some(()),
+    );
+    // The leader of partition 0 leads others too: all of them move.
+    let leaders = kafka.leaders(&topic);
+    let victim = leaders[0];
+    let led: Vec<usize> = (0..leaders.len())
+        .filter(|&p| leaders[p] == victim)
+        .collect();
+    kafka.kill_broker(victim);
+    let consumed_at_kill = a.consumed();
+    wait_until(
+        "new leaders for the dead broker's partitions",
+        LONG,
+        || kafka.logs(),
+        || {
+            let now = kafka.leaders(&topic);
+            led.iter()
+                .all(|&p| now.get(p).is_some_and(|&l| l >= 0 && l != victim))
+                .then_some(())
+        },
+    );
+    wait_until(
+        "consumption after the failover",
+        LONG,
+        || a.tail(),
+        || (a.consumed() >= consumed_at_kill + 5_000).then_some(()),
+    );
+    let total = load.stop();
+    wait_stored(&a, &influx, "failover", total);
+    stop(a);
+}
+
+#[test]
+fn sasl_ssl_scram_through_kafka_client_works_and_a_wrong_password_is_a_clear_unhealthy_error() {
+    const TOTAL: u64 = 2_000;
+    const PARTITIONS: i32 = 2;
+    let kafka = RealKafka::start_with(KafkaOptions {
+        sasl: true,
+        ..KafkaOptions::default()
+    });
+    let topic = unique_name("sasl");
+    kafka.create_topic(&topic, PARTITIONS);
+    let properties = kafka.client_properties();
+    assert!(
+        properties.contains(&("security.protocol".into(), "SASL_SSL".into()))
+            && properties.contains(&("sasl.mechanism".into(), "SCRAM-SHA-512".into())),
+        "{properties:?}"
+    );
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    produce(&kafka, &topic, "secure", 0..TOTAL, PARTITIONS, p::base_ts());
+    // Everything about the security goes through [kafka_client] (p::config).
+    let cfg = config(&kafka, &topic, &influx, dir.path());
+    let a = Persister::start(&cfg, dir.path(), "persister");
+    wait_stored(&a, &influx, "secure", TOTAL);
+    stop(a);
+
+    let wrong = tempfile::tempdir().unwrap();
+    let mut bad = config(&kafka, &topic, &influx, wrong.path());
+    bad.kafka_client
+        .properties
+        .insert("sasl.password".into(), Secret::new("not-the-password"));
+    let mut b = Persister::start(&bad, wrong.path(), "persister");
+    let line = b.wait_log("Kafka refused the connection", LONG);
+    assert!(
+        line.contains("ERROR") && line.contains("[kafka_client]") && line.contains("sasl.password"),
+        "{line}"
+    );
+    assert!(
+        !b.log().contains("not-the-password"),
+        "the password was logged{}",
+        b.tail()
+    );
+    let body = wait_until(
+        "an unhealthy /healthcheck naming the authentication failure",
+        LONG,
+        || b.tail(),
+        || {
+            let (status, body) = b.get("/healthcheck")?;
+            (status == 503 && body.contains("authentication failed")).then_some(body)
+        },
+    );
+    assert!(!body.contains("not-the-password"), "{body}");
+    assert!(b.running(), "a refused login is not fatal{}", b.tail());
+    stop(b);
+}
+
+#[test]
+fn metrics_and_alarm_transitions_reach_influxdb_through_kafka_3_9() {
+    const METRICS: u64 = 3_000;
+    const ALARMS: u64 = 200;
+    let kafka = RealKafka::start_with(KafkaOptions {
+        version: Some("3.9".into()),
+        ..KafkaOptions::default()
+    });
+    let (metrics, alarms) = (unique_name("metrics"), unique_name("alarms"));
+    kafka.create_topic(&metrics, 4);
+    kafka.create_topic(&alarms, 1);
+    let influx = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ts0 = p::base_ts();
+    produce(&kafka, &metrics, "kafka3", 0..METRICS, 4, ts0);
+    for i in 0..ALARMS {
+        kafka.produce(
+            &alarms,
+            None,
+            p::alarm(&format!("alarm-{i}"), "t1", ts0 + i as i64).as_bytes(),
+        );
+    }
+    kafka.flush();
+    let mut cfg = config(&kafka, &metrics, &influx, dir.path());
+    cfg.kafka_alarm_history.enabled = true;
+    cfg.kafka_alarm_history.topic = alarms.clone();
+    cfg.kafka_alarm_history.group_id = unique_name("alarm-group");
+    let a = Persister::start(&cfg, dir.path(), "persister");
+    wait_stored(&a, &influx, "kafka3", METRICS);
+    wait_until(
+        "every alarm transition in InfluxDB",
+        LONG,
+        || a.tail(),
+        || {
+            (p::count_field(&influx, "mon", "alarm_state_history", "alarm_id") == ALARMS)
+                .then_some(())
+        },
+    );
     stop(a);
 }
