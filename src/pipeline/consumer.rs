@@ -420,15 +420,18 @@ impl PersisterContext {
     /// WAL append, records handed to writers, then offsets committed.
     /// `commit` None skips the commit (assignment lost, or shutting down hard).
     fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
+        // The guard must be gone before the early return: advancing past
+        // unread records locks the buffer again.
         let taken = match self.batch.lock() {
-            Ok(mut b) if !b.is_empty() => b.take(),
-            _ => {
-                if let Some(mode) = commit {
-                    self.advance_past_unread_records(consumer);
-                    self.commit_durable(consumer, mode);
-                }
-                return;
+            Ok(mut b) if !b.is_empty() => Some(b.take()),
+            _ => None,
+        };
+        let Some(taken) = taken else {
+            if let Some(mode) = commit {
+                self.advance_past_unread_records(consumer);
+                self.commit_durable(consumer, mode);
             }
+            return;
         };
         let shared = &self.shared;
         if !taken.dead_letters.is_empty() {
