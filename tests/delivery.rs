@@ -12,11 +12,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use monasca_persister::config::{Config, Secret};
@@ -25,27 +21,19 @@ use rdkafka::producer::Producer;
 use support::binary::{wait_until, Persister};
 use support::influxd::Influxd;
 use support::kafka::{send, test_producer, TestKafka};
+use support::load::Load;
 use support::persister as p;
 use support::real_kafka::{unique_name, KafkaOptions, RealKafka};
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// A configuration for the metrics of `topic` in `group` on `kafka` (its
-/// security settings in `[kafka_client]`), the health endpoint on a free
-/// port, alarm transitions off, short timeouts.
+/// The test configuration ([`p::binary_config`]) for the metrics of
+/// `topic` on `kafka` (its security settings in `[kafka_client]`), in a
+/// group of its own.
 fn config(kafka: &impl TestKafka, topic: &str, influx: &Influxd, dir: &Path) -> Config {
-    let mut c = p::config(kafka, influx, dir);
+    let mut c = p::binary_config(kafka, influx, dir);
     c.kafka_metrics.topic = topic.to_string();
     c.kafka_metrics.group_id = unique_name("delivery-group");
-    c.kafka_alarm_history.enabled = false;
-    c.health.enabled = true;
-    c.health.bind = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    c.influxdb.retry_initial_ms = 50;
-    c.influxdb.retry_max_ms = 500;
-    c.wal.drain_timeout_seconds = 20;
-    c.kafka_client
-        .properties
-        .insert("session.timeout.ms".into(), Secret::new("2000"));
     c
 }
 
@@ -100,84 +88,55 @@ fn stop(mut a: Persister) {
     assert!(status.success(), "exit status {status}{}", a.tail());
 }
 
-/// Produces messages of `name` from a background thread at about `rate` per
-/// second until stopped (or `total` are produced).
-struct Load {
-    stop: Arc<AtomicBool>,
-    produced: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+/// Messages of `name` to `topic` from a background thread at about `rate`
+/// per second, until stopped.
+fn load(kafka: &impl TestKafka, topic: &str, name: &str, partitions: i32, rate: u64) -> Load {
+    let (name, ts0) = (name.to_string(), p::base_ts());
+    Load::start(kafka, topic, u64::MAX, rate, move |i| {
+        message(&name, i, partitions, ts0)
+    })
 }
 
-impl Load {
-    fn start(
-        kafka: &impl TestKafka,
-        topic: &str,
-        name: &str,
-        total: u64,
-        partitions: i32,
-        rate: u64,
-        ts0: i64,
-    ) -> Load {
-        let producer = test_producer(kafka.client_config());
-        let stop = Arc::new(AtomicBool::new(false));
-        let produced = Arc::new(AtomicU64::new(0));
-        let (s, n) = (stop.clone(), produced.clone());
-        let (topic, name) = (topic.to_string(), name.to_string());
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            for i in 0..total {
-                if s.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (partition, body) = message(&name, i, partitions, ts0);
-                send(&producer, &topic, Some(partition), body.as_bytes());
-                n.store(i + 1, Ordering::Relaxed);
-                if i % 200 == 199 {
-                    let due = Duration::from_secs_f64((i + 1) as f64 / rate as f64);
-                    if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(ahead);
-                    }
-                }
-            }
-            producer
-                .flush(Duration::from_secs(120))
-                .expect("flush the load producer");
-        });
-        Load {
-            stop,
-            produced,
-            thread: Some(thread),
-        }
-    }
-
-    fn produced(&self) -> u64 {
-        self.produced.load(Ordering::Relaxed)
-    }
-
-    /// Stops producing; returns how many messages were produced (all acknowledged).
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.finish()
-    }
-
-    /// Waits until everything is produced and acknowledged; returns how many.
-    fn finish(mut self) -> u64 {
-        if let Some(t) = self.thread.take() {
-            if let Err(panic) = t.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        self.produced()
-    }
+/// A persister consuming `name` messages flowing into a new `topic` of
+/// `kafka`; returns once it consumed some.
+fn consuming(
+    kafka: &RealKafka,
+    topic: &str,
+    name: &str,
+    partitions: i32,
+    influx: &Influxd,
+    dir: &Path,
+) -> (Persister, Load) {
+    kafka.create_topic_with(topic, partitions, kafka.brokers().min(3), &[]);
+    let a = Persister::start(&config(kafka, topic, influx, dir), dir, "persister");
+    let load = load(kafka, topic, name, partitions, 4_000);
+    wait_until(
+        "consumption under way",
+        LONG,
+        || a.tail(),
+        || (a.consumed() >= 5_000).then_some(()),
+    );
+    (a, load)
 }
 
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Waits until `a` consumed 5 000 more messages, stops `load` and waits
+/// until every message it produced is stored.
+fn consumption_goes_on_and_everything_arrives(
+    a: Persister,
+    load: Load,
+    influx: &Influxd,
+    name: &str,
+) {
+    let consumed = a.consumed();
+    wait_until(
+        "consumption going on",
+        LONG,
+        || a.tail(),
+        || (a.consumed() >= consumed + 5_000).then_some(()),
+    );
+    let total = load.stop();
+    wait_stored(&a, influx, name, total);
+    stop(a);
 }
 
 // ---------------------------------------------------------------------------
@@ -435,33 +394,11 @@ fn offsets_deleted_by_retention_before_they_were_read_are_warned_about_and_count
 
 #[test]
 fn a_broker_killed_mid_stream_and_restarted_loses_nothing_and_health_reports_the_outage() {
-    const PARTITIONS: i32 = 8;
     let kafka = RealKafka::start(1, &[]);
     let topic = unique_name("outage");
-    kafka.create_topic(&topic, PARTITIONS);
     let influx = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let a = Persister::start(
-        &config(&kafka, &topic, &influx, dir.path()),
-        dir.path(),
-        "persister",
-    );
-    // Flowing until the test stops it, however long the broker is away.
-    let load = Load::start(
-        &kafka,
-        &topic,
-        "outage",
-        u64::MAX,
-        PARTITIONS,
-        4_000,
-        p::base_ts(),
-    );
-    wait_until(
-        "consumption under way",
-        LONG,
-        || a.tail(),
-        || (a.consumed() >= 5_000).then_some(()),
-    );
+    let (a, load) = consuming(&kafka, &topic, "outage", 8, &influx, dir.path());
     kafka.kill_broker(1);
     let body = wait_until(
         "an unhealthy /healthcheck",
@@ -485,47 +422,16 @@ fn a_broker_killed_mid_stream_and_restarted_loses_nothing_and_health_reports_the
         || format!("{}{}", a.tail(), kafka.logs()),
         || (a.get("/healthcheck")?.0 == 200).then_some(()),
     );
-    let consumed = a.consumed();
-    wait_until(
-        "consumption after the restart",
-        LONG,
-        || a.tail(),
-        || (a.consumed() >= consumed + 5_000).then_some(()),
-    );
-    let total = load.stop();
-    wait_stored(&a, &influx, "outage", total);
-    stop(a);
+    consumption_goes_on_and_everything_arrives(a, load, &influx, "outage");
 }
 
 #[test]
 fn consumption_goes_on_from_new_leaders_when_a_busy_leader_dies() {
-    const PARTITIONS: i32 = 6;
     let kafka = RealKafka::start(3, &[]);
     let topic = unique_name("failover");
-    kafka.create_topic_with(&topic, PARTITIONS, 3, &[]);
     let influx = Influxd::start();
     let dir = tempfile::tempdir().unwrap();
-    let a = Persister::start(
-        &config(&kafka, &topic, &influx, dir.path()),
-        dir.path(),
-        "persister",
-    );
-    // Flowing until the test stops it, however long the broker is away.
-    let load = Load::start(
-        &kafka,
-        &topic,
-        "failover",
-        u64::MAX,
-        PARTITIONS,
-        4_000,
-        p::base_ts(),
-    );
-    wait_until(
-        "consumption under way",
-        LONG,
-        || a.tail(),
-        || (a.consumed() >= 5_000).then_some(()),
-    );
+    let (a, load) = consuming(&kafka, &topic, "failover", 6, &influx, dir.path());
     // The leader of partition 0 leads others too: all of them move.
     let leaders = kafka.leaders(&topic);
     let victim = leaders[0];
@@ -533,7 +439,6 @@ fn consumption_goes_on_from_new_leaders_when_a_busy_leader_dies() {
         .filter(|&p| leaders[p] == victim)
         .collect();
     kafka.kill_broker(victim);
-    let consumed_at_kill = a.consumed();
     wait_until(
         "new leaders for the dead broker's partitions",
         LONG,
@@ -545,15 +450,7 @@ fn consumption_goes_on_from_new_leaders_when_a_busy_leader_dies() {
                 .then_some(())
         },
     );
-    wait_until(
-        "consumption after the failover",
-        LONG,
-        || a.tail(),
-        || (a.consumed() >= consumed_at_kill + 5_000).then_some(()),
-    );
-    let total = load.stop();
-    wait_stored(&a, &influx, "failover", total);
-    stop(a);
+    consumption_goes_on_and_everything_arrives(a, load, &influx, "failover");
 }
 
 #[test]

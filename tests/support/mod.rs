@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod influxd;
 pub mod kafka;
+pub mod load;
 pub mod persister;
 pub mod real_kafka;
 

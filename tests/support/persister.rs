@@ -46,6 +46,27 @@ pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
     c
 }
 
+/// The configuration of a persister run as a child process (see
+/// `super::binary`): the usual one with the metrics topic only, a health
+/// endpoint on a free port (progress is read from /metrics), fast retries,
+/// and a short session timeout so that a killed member's partitions move on
+/// quickly.
+pub fn binary_config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
+    let mut c = config(kafka, influx, dir);
+    c.kafka_alarm_history.enabled = false;
+    c.health.enabled = true;
+    c.health.bind = std::net::SocketAddr::from(([127, 0, 0, 1], super::free_port()));
+    c.influxdb.retry_initial_ms = 50;
+    c.influxdb.retry_max_ms = 500;
+    c.wal.commit_interval_ms = 50;
+    c.wal.drain_timeout_seconds = 20;
+    c.kafka_client.properties.insert(
+        "session.timeout.ms".into(),
+        monasca_persister::config::Secret::new("2000"),
+    );
+    c
+}
+
 /// A test's own metrics and alarm transitions topics on a shared cluster,
 /// each read in a consumer group of its own (`<topic>-group`).
 pub struct Topics {
