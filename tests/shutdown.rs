@@ -560,6 +560,9 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
 
     eprintln!("{total} messages produced over {ROUNDS} SIGKILLs");
     let mut last = Persister::start(&cfg, dir.path(), "persister");
+    // Everything may be stored already: the SIGTERM below must not come
+    // before the persister handles signals.
+    last.wait_log(&format!("{} running", env!("CARGO_PKG_VERSION")), LONG);
     wait_until(
         "every message in InfluxDB",
         LONG,
