@@ -13,7 +13,12 @@ use crate::stats::Stats;
 pub fn run(config: &Config) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::new());
     let control = Arc::new(Control::new());
-    crate::signals::install(control.clone())?;
+    let stop = control.clone();
+    crate::signals::stop_with(move |signal| {
+        log::info!("received {signal}: stopping consumers, then draining the WAL (send it again to exit at once)");
+        stop.stop();
+    });
+    fatal_on_panic(control.clone());
     let pipeline = Pipeline::start(config, stats.clone(), control.clone())?;
     let _health = if config.health.enabled {
         let settings = HealthSettings::from_config(config);
@@ -45,4 +50,30 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         Some(e) => anyhow::bail!("fatal: {e}"),
         None => Ok(()),
     }
+}
+
+/// A panic in any thread (a consumer, a writer, a library's) leaves the
+/// pipeline without it: it is a fatal error, so the process stops and
+/// exits non-zero within seconds (see [`Control::fatal`]) instead of
+/// running on without, say, its consumers.
+fn fatal_on_panic(control: Arc<Control>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let thread = std::thread::current();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        control.fatal(format!(
+            "thread {} panicked{at}: {what}",
+            thread.name().unwrap_or("unnamed")
+        ));
+    }));
 }

@@ -14,6 +14,10 @@ pub(crate) trait Values {
     /// topic section inherits from it) and whether it is a secret; `None`
     /// when there is no such option.
     fn raw(&self, section: &str, option: &str) -> Option<RawValue>;
+
+    /// Takes `bytes` of substitution work (text scanned) from the budget
+    /// of the whole configuration; false once it is spent.
+    fn spend(&self, bytes: usize) -> bool;
 }
 
 /// An option's text before substitution.
@@ -43,6 +47,19 @@ pub(crate) const SECRET_SUBSTITUTION_ERROR: &str =
 /// earlier; this only bounds pathological chains).
 const MAX_DEPTH: usize = 32;
 
+/// A value longer than this after substitution is refused: references
+/// that multiply ("billion laughs") would otherwise exhaust memory. The
+/// longest sensible value, a PEM bundle in `[kafka_client]`, is far below.
+pub(crate) const MAX_EXPANDED_BYTES: usize = 1 << 20;
+
+/// Bytes of text all substitutions of one configuration may scan together
+/// (see [`Values::spend`]): chains of references to empty values expand
+/// to nothing, yet can take exponential time.
+pub(crate) const WORK_BUDGET_BYTES: usize = 8 << 20;
+
+/// What one reference costs of that budget besides the text it scans.
+const REFERENCE_COST_BYTES: usize = 64;
+
 /// Substitutes every reference in `text`, a value of `[section]`.
 pub(crate) fn expand(values: &dyn Values, section: &str, text: &str) -> Result<Expanded, String> {
     let mut stack = Vec::new();
@@ -55,6 +72,11 @@ fn expand_in(
     text: &str,
     stack: &mut Vec<(String, String)>,
 ) -> Result<Expanded, String> {
+    if !values.spend(text.len() + REFERENCE_COST_BYTES) {
+        return Err(format!(
+            "$ substitution takes too long: the configuration's references scan more than {WORK_BUDGET_BYTES} bytes (references that multiply?)"
+        ));
+    }
     let mut out = Expanded {
         text: String::with_capacity(text.len()),
         secret: false,
@@ -86,6 +108,11 @@ fn expand_in(
             continue;
         }
         let value = resolve(values, section, name, stack)?;
+        if out.text.len() + value.text.len() > MAX_EXPANDED_BYTES {
+            return Err(format!(
+                "$ substitution expands to more than {MAX_EXPANDED_BYTES} bytes (references that multiply?)"
+            ));
+        }
         out.text.push_str(&value.text);
         out.secret |= value.secret;
         rest = &after[consumed..];
@@ -180,7 +207,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    struct Map(BTreeMap<(String, String), (String, bool)>);
+    struct Map(
+        BTreeMap<(String, String), (String, bool)>,
+        std::cell::Cell<usize>,
+    );
 
     impl Values for Map {
         fn raw(&self, section: &str, option: &str) -> Option<RawValue> {
@@ -191,6 +221,12 @@ mod tests {
                     context: section.to_string(),
                     secret: *secret,
                 })
+        }
+
+        fn spend(&self, bytes: usize) -> bool {
+            let left = self.1.get();
+            self.1.set(left.saturating_sub(bytes));
+            left >= bytes
         }
     }
 
@@ -203,7 +239,9 @@ mod tests {
                     (v.to_string(), *o == "password"),
                 )
             })
-            .collect())
+            .collect(),
+            std::cell::Cell::new(WORK_BUDGET_BYTES),
+        )
     }
 
     fn ok(m: &Map, section: &str, text: &str) -> String {
@@ -265,6 +303,53 @@ mod tests {
             e.contains("substitution loop: [a] x -> [a] y -> [a] x"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn references_that_multiply_are_refused_quickly() {
+        // Ten levels of ten references each: 10^10 bytes if expanded.
+        let mut entries = vec![("a".to_string(), "l0".to_string(), "lol".to_string())];
+        for level in 1..=10 {
+            let refs = format!("$l{}", level - 1).repeat(10);
+            entries.push(("a".to_string(), format!("l{level}"), refs));
+        }
+        let borrowed: Vec<(&str, &str, &str)> = entries
+            .iter()
+            .map(|(s, o, v)| (s.as_str(), o.as_str(), v.as_str()))
+            .collect();
+        let m = values(&borrowed);
+        let started = std::time::Instant::now();
+        let e = expand(&m, "a", "$l10").unwrap_err();
+        assert!(
+            e.contains(&format!("more than {MAX_EXPANDED_BYTES} bytes"))
+                || e.contains("takes too long"),
+            "{e}"
+        );
+        // Within both limits, the length limit speaks.
+        let big = "x".repeat(MAX_EXPANDED_BYTES / 2 + 1);
+        let m = values(&[("a", "big", &big)]);
+        let e = expand(&m, "a", "$big$big").unwrap_err();
+        assert!(
+            e.contains(&format!("expands to more than {MAX_EXPANDED_BYTES} bytes")),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+        // References to nothing expand to nothing, but take exponential time.
+        let mut entries = vec![("a".to_string(), "e0".to_string(), String::new())];
+        for level in 1..=12 {
+            let refs = format!("$e{}", level - 1).repeat(10);
+            entries.push(("a".to_string(), format!("e{level}"), refs));
+        }
+        let borrowed: Vec<(&str, &str, &str)> = entries
+            .iter()
+            .map(|(s, o, v)| (s.as_str(), o.as_str(), v.as_str()))
+            .collect();
+        let m = values(&borrowed);
+        let started = std::time::Instant::now();
+        let e = expand(&m, "a", "$e12").unwrap_err();
+        assert!(e.contains("takes too long"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
