@@ -185,7 +185,10 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
             "disk_full": disk_full,
         },
     });
-    (healthy, crate::secrets::mask(&format!("{body:#}\n")).into_owned())
+    (
+        healthy,
+        crate::secrets::mask(&format!("{body:#}\n")).into_owned(),
+    )
 }
 
 /// Resident set size of this process in bytes, from /proc (0 where unavailable).

@@ -203,7 +203,10 @@ struct ErrorLog {
 
 impl ErrorLog {
     fn failed(&mut self, error: &io::Error) {
-        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
             self.suppressed += 1;
             return;
         }

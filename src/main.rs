@@ -8,7 +8,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     if let Err(e) = monasca_persister::signals::install() {
-        eprintln!("monasca-persister: error: cannot install the handlers of SIGTERM and SIGINT: {e}");
+        eprintln!(
+            "monasca-persister: error: cannot install the handlers of SIGTERM and SIGINT: {e}"
+        );
         return ExitCode::FAILURE;
     }
     monasca_persister::cli::run(monasca_persister::cli::Cli::parse())

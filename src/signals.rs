@@ -72,6 +72,7 @@ fn name(signal: i32) -> &'static str {
 /// fatal for the caller: without it a stop would kill the process.
 pub fn install() -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    unblock()?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -80,6 +81,31 @@ pub fn install() -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Unblocks SIGTERM and SIGINT in this thread (and the threads it starts).
+///
+/// No process can handle a signal that arrives before its first
+/// instruction (while the kernel and the dynamic loader set it up, a few
+/// milliseconds): it dies by it. A parent that wants an orderly stop at any
+/// moment blocks the signals across `exec`; the kernel then holds one that
+/// arrives early, and it is delivered here, to the handlers just installed.
+/// (systemd does not block them, but counts a death by SIGTERM as a clean
+/// stop.)
+fn unblock() -> std::io::Result<()> {
+    // SAFETY: plain libc calls on a local, initialised signal set; changing
+    // the calling thread's mask has no memory-safety effect.
+    let result = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, SIGTERM);
+        libc::sigaddset(&mut set, SIGINT);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut())
+    };
+    match result {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
 }
 
 fn received(signal: i32) {
@@ -140,7 +166,10 @@ pub fn exit_before_start(status: i32, who: &'static str, meaning: &'static str) 
         meaning,
     };
     if let Some(signal) = pending {
-        exit_now(status, &format!("{who}: received {}: {meaning}", name(signal)));
+        exit_now(
+            status,
+            &format!("{who}: received {}: {meaning}", name(signal)),
+        );
     }
 }
 

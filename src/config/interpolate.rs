@@ -55,7 +55,7 @@ pub(crate) const MAX_EXPANDED_BYTES: usize = 1 << 20;
 /// Bytes of text all substitutions of one configuration may scan together
 /// (see [`Values::spend`]): chains of references to empty values expand
 /// to nothing, yet can take exponential time.
-pub(crate) const WORK_BUDGET_BYTES: usize = 8 << 20;
+pub(crate) const WORK_BUDGET_BYTES: usize = 4 << 20;
 
 /// What one reference costs of that budget besides the text it scans.
 const REFERENCE_COST_BYTES: usize = 64;
@@ -231,15 +231,16 @@ mod tests {
     }
 
     fn values(entries: &[(&str, &str, &str)]) -> Map {
-        Map(entries
-            .iter()
-            .map(|(s, o, v)| {
-                (
-                    (s.to_string(), o.to_string()),
-                    (v.to_string(), *o == "password"),
-                )
-            })
-            .collect(),
+        Map(
+            entries
+                .iter()
+                .map(|(s, o, v)| {
+                    (
+                        (s.to_string(), o.to_string()),
+                        (v.to_string(), *o == "password"),
+                    )
+                })
+                .collect(),
             std::cell::Cell::new(WORK_BUDGET_BYTES),
         )
     }

@@ -1118,7 +1118,10 @@ mod tests {
             config_dir: None,
         })
         .unwrap_err();
-        let text = format!("{:#}", anyhow::Error::new(e).context("invalid configuration"));
+        let text = format!(
+            "{:#}",
+            anyhow::Error::new(e).context("invalid configuration")
+        );
         assert_eq!(text.matches("os error").count(), 1, "{text}");
         assert!(text.contains("Is a directory"), "{text}");
     }

@@ -21,8 +21,11 @@ impl KafkaLog {
     pub fn new(topic: &str) -> KafkaLog {
         KafkaLog {
             log: Mutex::new(
-                FailureLog::new(format!("reaching Kafka for topic {topic}"), DEFAULT_SUMMARY_EVERY)
-                    .with_note("librdkafka keeps reconnecting; nothing read is lost"),
+                FailureLog::new(
+                    format!("reaching Kafka for topic {topic}"),
+                    DEFAULT_SUMMARY_EVERY,
+                )
+                .with_note("librdkafka keeps reconnecting; nothing read is lost"),
             ),
         }
     }

@@ -119,18 +119,14 @@ impl Pipeline {
             fsync: config.wal.fsync,
             ..wal::WalOptions::default()
         };
-        let wal = wal::Wal::open(&config.wal.path, wal_opts)
-            .with_context(|| format!("opening the WAL at {}", config.wal.path.display()))?;
+        let wal =
+            wal::Wal::open(&config.wal.path, wal_opts).context("opening the WAL ([wal] path)")?;
+        // The error names the file and what was being done.
         let dead_letters = DeadLetterStore::open(DeadLetterConfig::from_config(
             &config.wal,
             &config.repositories,
         ))
-        .with_context(|| {
-            format!(
-                "opening the dead-letter file {}",
-                config.wal.dead_letter_path.display()
-            )
-        })?;
+        .context("[wal] dead_letter_path")?;
         let influx = InfluxWriter::from_config(&config.influxdb)
             .context("setting up the InfluxDB client")?;
         let shared = Arc::new(Shared {

@@ -3,6 +3,7 @@
 //! only part of it, hence the dead-code allowance.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod influxd;
 pub mod kafka;
 pub mod persister;
