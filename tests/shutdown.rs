@@ -945,3 +945,70 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
         a.tail()
     );
 }
+
+#[test]
+fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
+    const PARTITIONS: i32 = 4;
+    const DELAYS_MS: [u64; 7] = [0, 2, 5, 10, 20, 50, 200];
+    const ROUNDS: usize = 10;
+    let influx = Influxd::start();
+    let kafka = kafka(PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&kafka, &influx, dir.path());
+    // Flowing throughout, so that the later signals meet consumers at work.
+    let load = Load::start(&kafka, u64::MAX, PARTITIONS, 2_000, p::base_ts());
+    let started = Instant::now();
+    let mut exits = std::collections::BTreeMap::<u64, Vec<Duration>>::new();
+    let mut consuming = 0;
+    for delay in DELAYS_MS {
+        for round in 0..ROUNDS {
+            let mut child = Persister::start(&cfg, dir.path(), "persister");
+            // The moment is what is tested, not a synchronisation.
+            std::thread::sleep(Duration::from_millis(delay));
+            child.signal(libc::SIGTERM);
+            let (status, took) = child.wait_exit(LONG);
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "SIGTERM {delay} ms after the start (round {round}): {status}{}",
+                child.tail()
+            );
+            exits.entry(delay).or_default().push(took);
+            if child.log().contains("assigned ") {
+                consuming += 1;
+            }
+        }
+    }
+    eprintln!("{consuming} of the stops came after partitions were assigned");
+    for (delay, took) in &exits {
+        eprintln!(
+            "SIGTERM after {delay:>3} ms: exit 0 x{}, slowest exit {:?}",
+            took.len(),
+            took.iter().max().expect("rounds")
+        );
+    }
+    eprintln!(
+        "{} starts and stops in {:?}",
+        DELAYS_MS.len() * ROUNDS,
+        started.elapsed()
+    );
+
+    // Whatever was read before a stop is in InfluxDB or read again: a
+    // restart brings InfluxDB to exactly the produced set.
+    let total = load.stop();
+    let mut last = Persister::start(&cfg, dir.path(), "persister");
+    wait_until(
+        "every message in InfluxDB",
+        LONG,
+        || last.tail(),
+        || (stored_count(&influx) == total).then_some(()),
+    );
+    last.signal(libc::SIGTERM);
+    let (status, _) = last.wait_exit(LONG);
+    assert_clean_exit(&last, status);
+    assert_eq!(stored_count(&influx), total);
+    assert_eq!(
+        committed(&kafka, PARTITIONS).iter().sum::<i64>(),
+        total as i64
+    );
+}
