@@ -171,7 +171,9 @@ fn check_config(cli: &Cli) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("warning: {}", crate::secrets::mask(w));
             }
-            print!("{}", loaded.config);
+            // Secrets by name are masked already; this catches their
+            // values substituted into other options.
+            print!("{}", crate::secrets::mask(&loaded.config.to_string()));
             ExitCode::SUCCESS
         }
         Err(e) => {

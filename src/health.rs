@@ -78,7 +78,11 @@ impl HealthServer {
             },
             _ => Response::text(404, "not found: try /healthcheck or /metrics\n"),
         });
-        let server = HttpServer::start(bind, "health", Limits::default(), handler)
+        let limits = Limits {
+            max_connections: connection_budget(),
+            ..Limits::default()
+        };
+        let server = HttpServer::start(bind, "health", limits, handler)
             .with_context(|| format!("binding the health endpoint to {bind} ([health] bind)"))?;
         let (probe_stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let probe = std::thread::Builder::new()
@@ -101,6 +105,24 @@ impl Drop for HealthServer {
         if let Some(t) = self.probe.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// How many connections the endpoint may hold open: 64, or a quarter of the
+/// file descriptors this process has left when fewer (the WAL, Kafka and
+/// InfluxDB need the rest), and at least 4.
+fn connection_budget() -> usize {
+    const MOST: usize = 64;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    match limit {
+        Some(limit) => {
+            let left = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(open);
+            (left / 4).clamp(4, MOST)
+        }
+        None => MOST,
     }
 }
 

@@ -37,6 +37,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     while !control.stopping() {
         control.wait(Duration::from_secs(1));
     }
+    let shared = pipeline.shared().clone();
     let summary = pipeline.shutdown();
     log::info!(
         "stopped: {} point(s) drained after the stop signal, {} record(s) left in the WAL, {} dead letter(s); {} point(s) written this run, {} WAL record(s) replayed at start",
@@ -47,7 +48,13 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         summary.replayed_records,
     );
     match control.fatal_error() {
-        Some(e) => anyhow::bail!("fatal: {e}"),
+        Some(e) => {
+            // After a storage error sled cannot flush, and its drop waits
+            // for a flush for ever: the WAL is left to the exit instead
+            // (everything durable already is; the next start recovers).
+            std::mem::forget(shared);
+            anyhow::bail!("fatal: {e}")
+        }
         None => Ok(()),
     }
 }

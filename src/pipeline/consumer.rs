@@ -411,7 +411,7 @@ impl PersisterContext {
         let taken = match self.batch.lock() {
             // On a full disk the batch waits (`apply_back_pressure` pauses
             // the partitions meanwhile) and the flush is tried again.
-            Ok(b) if !b.is_empty() && !self.shared.disk_space.has_room() => return,
+            Ok(b) if !b.is_empty() && !self.shared.disk_space.has_room(b.bytes()) => return,
             Ok(mut b) if !b.is_empty() => b.take(),
             _ => {
                 if let Some(mode) = commit {

@@ -70,11 +70,11 @@ impl DiskSpace {
         }
     }
 
-    /// Checks the file systems now: true when each has more than
-    /// [`RESERVE_BYTES`] free (or its free space cannot be read, in which
-    /// case the write decides). Logs the first failure, summaries, and the
-    /// recovery.
-    pub fn has_room(&self) -> bool {
+    /// Checks the file systems now: true when each has room for `bytes`
+    /// and [`RESERVE_BYTES`] besides (or its free space cannot be read, in
+    /// which case the write decides). Logs the first failure, summaries,
+    /// and the recovery.
+    pub fn has_room(&self, bytes: u64) -> bool {
         let mut least: Option<(u64, &Path)> = None;
         for dir in &self.dirs {
             if let Some(free) = free_bytes(dir) {
@@ -87,11 +87,10 @@ impl DiskSpace {
         self.free_bytes.store(free, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let line = match least {
-            Some((free, dir)) if free < RESERVE_BYTES => {
+            Some((free, dir)) if free < RESERVE_BYTES.saturating_add(bytes) => {
                 let reason = format!(
-                    "the file system of {} has {} bytes free, below the {RESERVE_BYTES} bytes the WAL keeps in reserve",
+                    "the file system of {} has {free} bytes free, too few for a flush point of up to {bytes} bytes and the {RESERVE_BYTES} bytes kept in reserve",
                     dir.display(),
-                    free
                 );
                 let line = state.log.failed(Instant::now(), &reason);
                 state.reason = Some(reason);
@@ -145,9 +144,17 @@ mod tests {
     fn a_disk_with_room_has_room() {
         let dir = tempfile::tempdir().unwrap();
         let space = DiskSpace::new(&dir.path().join("wal"), &dir.path().join("dl.jsonl"));
-        assert!(space.has_room(), "{:?}", space.full_reason());
+        assert!(space.has_room(1 << 20), "{:?}", space.full_reason());
         assert!(!space.is_full());
         assert!(space.free_bytes() > RESERVE_BYTES && space.free_bytes() < u64::MAX);
         assert_eq!(space.full_reason(), None);
+        assert!(!space.has_room(u64::MAX));
+        assert!(space.is_full());
+        let reason = space.full_reason().expect("a reason");
+        assert!(
+            reason.contains(&dir.path().join("wal").display().to_string()),
+            "{reason}"
+        );
+        assert!(space.has_room(0));
     }
 }
