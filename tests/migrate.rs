@@ -620,7 +620,7 @@ fn a_stop_signal_ends_the_run_between_chunks_with_the_state_files_consistent() {
             "720",
         ]);
     let dummy: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
-    let mut run = support::child::Persister::spawn(command, dummy, setup.dir.path(), "migrate");
+    let mut run = support::binary::Persister::spawn(command, dummy, setup.dir.path(), "migrate");
     run.wait_log("Migrating \"m.b\"", std::time::Duration::from_secs(120));
     run.signal(libc::SIGTERM);
     let (status, _) = run.wait_exit(std::time::Duration::from_secs(60));

@@ -1,6 +1,6 @@
-//! The real `monasca-persister` binary as a child process: started on a
-//! configuration, its stdout and stderr in a log file, with helpers to
-//! signal it, wait for it, read its log, its health endpoint and metrics.
+//! The real `monasca-persister` binary as a child process of a test: its
+//! configuration written to a file, its log captured in a file, signals,
+//! exit status, the health endpoint and the closing summary line read back.
 //!
 //! Children start with SIGTERM and SIGINT blocked, as a service manager
 //! may hand them over: a stop signal that a test sends while the binary is
@@ -25,11 +25,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_monasca-persister");
 pub struct Persister {
     child: Option<Child>,
     exit: Option<ExitStatus>,
-    /// Where its stdout and stderr go.
-    pub log: PathBuf,
-    /// Its `[health] bind`.
-    pub health: SocketAddr,
-    /// When it was spawned.
+    log: PathBuf,
+    health: SocketAddr,
     pub spawned: Instant,
 }
 
@@ -212,11 +209,8 @@ impl Drop for Persister {
 /// The numbers of the closing log line.
 #[derive(Debug)]
 pub struct Summary {
-    /// Points drained after the stop signal.
     pub drained: u64,
-    /// Records left in the WAL.
     pub left: u64,
-    /// Dead letters written.
     pub dead_letters: u64,
 }
 
