@@ -18,7 +18,7 @@ use support::binary::{wait_until, Persister, BIN};
 use support::influxd::Influxd;
 use support::kafka::TestKafka;
 use support::persister as p;
-use support::real_kafka::{unique_name, RealKafka};
+use support::real_kafka::Stream;
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -144,80 +144,30 @@ fn paths_it_may_not_use_give_one_clear_line_with_the_os_error_once() {
     let out = run_unprivileged(d, &["check-config", "--config-file", &arg(&conf)]);
     assert_one_clear_line("config file (check-config)", out, &conf);
 
-    // The log directory.
-    let logs = read_only_dir(&d.join("logs"));
-    let conf = unprivileged_config(
-        d,
-        "log",
-        &format!(
+    // The log, WAL and dead-letter directories.
+    for (what, options, file) in [
+        (
+            "log directory",
             "[DEFAULT]\nlog_dir = {}\nlog_file = persister.log\n",
-            logs.display()
+            "persister.log",
         ),
-    );
-    let out = run_unprivileged(d, &["--config-file", &arg(&conf)]);
-    assert_one_clear_line("log directory", out, &logs.join("persister.log"));
-
-    // The WAL directory.
-    let locked = read_only_dir(&d.join("locked-wal"));
-    let conf = unprivileged_config(
-        d,
-        "wal",
-        &format!("[wal]\npath = {}/wal\n", locked.display()),
-    );
-    let out = run_unprivileged(d, &["--config-file", &arg(&conf)]);
-    assert_one_clear_line("WAL directory", out, &locked.join("wal"));
-
-    // The dead-letter directory.
-    let locked = read_only_dir(&d.join("locked-dl"));
-    let conf = unprivileged_config(
-        d,
-        "dead-letter",
-        &format!("[wal]\ndead_letter_path = {}/dl.jsonl\n", locked.display()),
-    );
-    let out = run_unprivileged(d, &["--config-file", &arg(&conf)]);
-    assert_one_clear_line("dead-letter directory", out, &locked.join("dl.jsonl"));
+        ("WAL directory", "[wal]\npath = {}/wal\n", "wal"),
+        (
+            "dead-letter directory",
+            "[wal]\ndead_letter_path = {}/dl.jsonl\n",
+            "dl.jsonl",
+        ),
+    ] {
+        let locked = read_only_dir(&d.join(format!("locked-{file}")));
+        let extra = options.replace("{}", &locked.display().to_string());
+        let conf = unprivileged_config(d, file, &extra);
+        let out = run_unprivileged(d, &["--config-file", &arg(&conf)]);
+        assert_one_clear_line(what, out, &locked.join(file));
+    }
 }
 
 // ---------------------------------------------------------------------------
-// A persister at work, against the mock cluster and a real influxd.
-
-/// A test's Kafka: the shared real broker, a metrics topic of its own with
-/// `partitions` partitions and a consumer group of its own.
-struct Stream {
-    kafka: &'static RealKafka,
-    topic: String,
-    group: String,
-    partitions: i32,
-}
-
-impl Stream {
-    fn new(partitions: i32) -> Stream {
-        let kafka = RealKafka::shared();
-        let topic = unique_name("robustness-metrics");
-        kafka.create_topic(&topic, partitions);
-        Stream {
-            kafka,
-            topic,
-            group: unique_name("robustness-group"),
-            partitions,
-        }
-    }
-
-    /// Produces message `i` to partition `i % partitions`.
-    fn produce(&self, i: i64, payload: &[u8]) {
-        let partition = (i % i64::from(self.partitions)) as i32;
-        self.kafka.produce(&self.topic, Some(partition), payload);
-    }
-
-    /// Messages the group committed.
-    fn committed_total(&self) -> i64 {
-        self.kafka
-            .committed_offsets(&self.group, &self.topic, self.partitions)
-            .into_iter()
-            .map(|o| o.unwrap_or(0))
-            .sum()
-    }
-}
+// A persister at work, against the real broker and a real influxd.
 
 /// The usual test configuration for the stream, with a health endpoint on a
 /// free port and only the metrics topic.
@@ -593,6 +543,20 @@ impl Drop for SmallDisk {
     }
 }
 
+/// `n` metrics of `disk.io` with ~1 000 bytes of incompressible
+/// `value_meta` each (~1.1 KB of line), with unique timestamps, produced
+/// and acknowledged.
+fn produce_large_metrics(stream: &Stream, n: i64) {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let ts0 = p::base_ts();
+    for i in 0..n {
+        let noise: String = (0..1000).map(|_| rng.alphanumeric()).collect();
+        let body = p::metric_with_meta("t1", "h1", ts0 + i, &noise);
+        stream.produce(i, body.as_bytes());
+    }
+    stream.kafka.flush();
+}
+
 #[test]
 fn a_full_wal_disk_pauses_consumption_and_loses_nothing() {
     use monasca_persister::pipeline::disk_space::RESERVE_BYTES;
@@ -615,14 +579,7 @@ fn a_full_wal_disk_pauses_consumption_and_loses_nothing() {
     let filler = disk.path.join("filler");
     let fill = disk.free_bytes() - RESERVE_BYTES - (4 << 20);
     std::fs::write(&filler, vec![0u8; fill as usize]).expect("fill the disk");
-    let mut rng = fastrand::Rng::with_seed(5);
-    let ts0 = p::base_ts();
-    for i in 0..TOTAL {
-        let noise: String = (0..1000).map(|_| rng.alphanumeric()).collect();
-        let body = p::metric_with_meta("t1", "h1", ts0 + i, &noise);
-        stream.produce(i, body.as_bytes());
-    }
-    stream.kafka.flush();
+    produce_large_metrics(&stream, TOTAL);
 
     // Consumption pauses; the process answers and says why.
     let health = |who: &Persister| {
@@ -721,14 +678,7 @@ fn a_write_the_wal_cannot_do_is_fatal_and_exits_within_seconds() {
         blobs.display()
     );
     std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o555)).expect("chmod");
-    let mut rng = fastrand::Rng::with_seed(9);
-    let ts0 = p::base_ts();
-    for i in 0..TOTAL {
-        let noise: String = (0..1000).map(|_| rng.alphanumeric()).collect();
-        let body = p::metric_with_meta("t1", "h1", ts0 + i, &noise);
-        stream.produce(i, body.as_bytes());
-    }
-    stream.kafka.flush();
+    produce_large_metrics(&stream, TOTAL);
     let fatal = a.wait_log("appending", LONG);
     let noticed = Instant::now();
     let (status, _) = a.wait_exit(LONG);

@@ -31,36 +31,13 @@ use support::binary::{number_before, wait_until, Persister};
 use support::influxd::Influxd;
 use support::kafka::{test_producer, Kafka, TestKafka};
 use support::persister::{self as p, METRICS};
-use support::real_kafka::{unique_name, RealKafka};
+use support::real_kafka::{unique_name, Stream};
 
 const MEASUREMENT: &str = "load";
 const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
 // The cluster and the configuration.
-
-/// A test's Kafka: the shared broker, a metrics topic of its own with
-/// `partitions` partitions and a consumer group of its own.
-struct Stream {
-    kafka: &'static RealKafka,
-    topic: String,
-    group: String,
-    partitions: i32,
-}
-
-impl Stream {
-    fn new(partitions: i32) -> Stream {
-        let kafka = RealKafka::shared();
-        let topic = unique_name("shutdown-metrics");
-        kafka.create_topic(&topic, partitions);
-        Stream {
-            kafka,
-            topic,
-            group: unique_name("shutdown-group"),
-            partitions,
-        }
-    }
-}
 
 /// The test configuration: the usual one for the stream's topic and group,
 /// plus a health endpoint on a free port (progress is read from /metrics),
@@ -296,11 +273,6 @@ fn committed(stream: &Stream) -> Vec<i64> {
         .collect()
 }
 
-/// Messages committed by the stream's group.
-fn committed_total(stream: &Stream) -> i64 {
-    committed(stream).iter().sum()
-}
-
 /// The timestamps of the messages below `upto[p]` in every partition `p`,
 /// read back from Kafka.
 fn timestamps_below(stream: &Stream, upto: &[i64]) -> Vec<i64> {
@@ -479,7 +451,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
     let (status, _) = b.wait_exit(drain_timeout + Duration::from_secs(30));
     assert_clean_exit(&b, status);
     assert_eq!(stored_count(&influx), TOTAL);
-    assert_eq!(committed_total(&stream), TOTAL as i64);
+    assert_eq!(stream.committed_total(), TOTAL as i64);
 }
 
 #[test]
@@ -513,7 +485,7 @@ fn sigterm_while_influxdb_is_down_exits_0_and_the_next_start_delivers() {
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     let wal_bytes = a
         .metric("monasca_persister_wal_pending_bytes")
@@ -575,7 +547,7 @@ fn sigterm_while_influxdb_hangs_exits_soon_after_the_drain_timeout() {
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     a.signal(libc::SIGTERM);
     let (status, took) = a.wait_exit(Duration::from_secs(60));
@@ -671,7 +643,7 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     let (status, _) = last.wait_exit(Duration::from_secs(60));
     assert_clean_exit(&last, status);
     assert_eq!(stored_count(&influx), total);
-    assert_eq!(committed_total(&stream), total as i64);
+    assert_eq!(stream.committed_total(), total as i64);
 }
 
 #[test]
@@ -774,7 +746,7 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
         "every offset committed",
         LONG,
         || b.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     b.signal(libc::SIGTERM);
     let (status, _) = b.wait_exit(Duration::from_secs(60));
@@ -798,7 +770,7 @@ fn a_second_sigterm_exits_at_once_and_a_restart_delivers_everything() {
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     a.signal(libc::SIGTERM);
     a.wait_log("consumers stopped", LONG);
@@ -1038,5 +1010,5 @@ fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
     let (status, _) = last.wait_exit(LONG);
     assert_clean_exit(&last, status);
     assert_eq!(stored_count(&influx), total);
-    assert_eq!(committed_total(&stream), total as i64);
+    assert_eq!(stream.committed_total(), total as i64);
 }

@@ -306,19 +306,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn references_that_multiply_are_refused_quickly() {
-        // Ten levels of ten references each: 10^10 bytes if expanded.
-        let mut entries = vec![("a".to_string(), "l0".to_string(), "lol".to_string())];
-        for level in 1..=10 {
-            let refs = format!("$l{}", level - 1).repeat(10);
-            entries.push(("a".to_string(), format!("l{level}"), refs));
+    /// `levels` options in section `a`, `{name}N` holding ten references to
+    /// `{name}N-1`, and `{name}0` holding `base`.
+    fn chain(name: &str, base: &str, levels: usize) -> Map {
+        let mut entries = vec![(format!("{name}0"), base.to_string())];
+        for level in 1..=levels {
+            let refs = format!("${name}{}", level - 1).repeat(10);
+            entries.push((format!("{name}{level}"), refs));
         }
         let borrowed: Vec<(&str, &str, &str)> = entries
             .iter()
-            .map(|(s, o, v)| (s.as_str(), o.as_str(), v.as_str()))
+            .map(|(o, v)| ("a", o.as_str(), v.as_str()))
             .collect();
-        let m = values(&borrowed);
+        values(&borrowed)
+    }
+
+    #[test]
+    fn references_that_multiply_are_refused_quickly() {
+        // Ten levels of ten references each: 10^10 bytes if expanded.
+        let m = chain("l", "lol", 10);
         let started = std::time::Instant::now();
         let e = expand(&m, "a", "$l10").unwrap_err();
         assert!(
@@ -337,16 +343,7 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
 
         // References to nothing expand to nothing, but take exponential time.
-        let mut entries = vec![("a".to_string(), "e0".to_string(), String::new())];
-        for level in 1..=12 {
-            let refs = format!("$e{}", level - 1).repeat(10);
-            entries.push(("a".to_string(), format!("e{level}"), refs));
-        }
-        let borrowed: Vec<(&str, &str, &str)> = entries
-            .iter()
-            .map(|(s, o, v)| (s.as_str(), o.as_str(), v.as_str()))
-            .collect();
-        let m = values(&borrowed);
+        let m = chain("e", "", 12);
         let started = std::time::Instant::now();
         let e = expand(&m, "a", "$e12").unwrap_err();
         assert!(e.contains("takes too long"), "{e}");
