@@ -405,10 +405,12 @@ fn open_append(path: &Path) -> Result<(File, u64), DeadLetterError> {
 /// One JSON line for `letter`.
 fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // A reason quotes what InfluxDB or the decoder said: never a secret.
+    let reason = crate::secrets::mask(letter.reason);
     let mut record = Record {
         time,
         kind: letter.kind,
-        reason: letter.reason,
+        reason: &reason,
         topic: letter.source.map(|s| s.topic),
         partition: letter.source.map(|s| s.partition),
         offset: letter.source.map(|s| s.offset),
