@@ -88,10 +88,17 @@ impl DiskSpace {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let line = match least {
             Some((free, dir)) if free < RESERVE_BYTES.saturating_add(bytes) => {
-                let reason = format!(
-                    "the file system of {} has {free} bytes free, too few for a flush point of up to {bytes} bytes and the {RESERVE_BYTES} bytes kept in reserve",
-                    dir.display(),
-                );
+                let reason = if free == 0 && out_of_inodes(dir) {
+                    format!(
+                        "the file system of {} has fewer than {RESERVE_FILES} free inodes left",
+                        dir.display()
+                    )
+                } else {
+                    format!(
+                        "the file system of {} has {free} bytes free, too few for a flush point of up to {bytes} bytes and the {RESERVE_BYTES} bytes kept in reserve",
+                        dir.display(),
+                    )
+                };
                 let line = state.log.failed(Instant::now(), &reason);
                 state.reason = Some(reason);
                 self.full.store(true, Ordering::Release);
@@ -128,12 +135,30 @@ impl DiskSpace {
     }
 }
 
+/// Files (inodes) below which a file system counts as full: the WAL creates
+/// a file for each record larger than a frame.
+const RESERVE_FILES: u64 = 64;
+
 /// Bytes an unprivileged writer may still use on the file system of `dir`
-/// (of its nearest existing ancestor).
+/// (of its nearest existing ancestor); 0 when it is out of inodes (file
+/// systems that report no inode count, as btrfs, never are).
 fn free_bytes(dir: &Path) -> Option<u64> {
-    let existing = dir.ancestors().find(|d| d.exists())?;
-    let stat = rustix::fs::statvfs(existing).ok()?;
+    let stat = statvfs(dir)?;
+    if stat.f_files > 0 && stat.f_favail < RESERVE_FILES {
+        return Some(0);
+    }
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// True when the file system of `dir` is out of inodes.
+fn out_of_inodes(dir: &Path) -> bool {
+    statvfs(dir).is_some_and(|s| s.f_files > 0 && s.f_favail < RESERVE_FILES)
+}
+
+/// The file system statistics of `dir`'s nearest existing ancestor.
+fn statvfs(dir: &Path) -> Option<rustix::fs::StatVfs> {
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    rustix::fs::statvfs(existing).ok()
 }
 
 #[cfg(test)]
