@@ -153,6 +153,14 @@ influx_query() {
         --data-urlencode "db=$2" --data-urlencode "epoch=ms" --data-urlencode "q=$3"
 }
 
+# influx_point_count PORT DB: prints how many points a load generator's run
+# left in DB (metric values plus alarm transitions; 0 when unreachable).
+influx_point_count() {
+    influx_query "$1" "$2" \
+        'SELECT count(value) FROM /.*/; SELECT count(new_state) FROM alarm_state_history' 2>/dev/null |
+        jq '[.results[].series[]?.values[][1]] | add // 0' 2>/dev/null || echo 0
+}
+
 # stop_process PID SECONDS: SIGTERM, wait up to SECONDS for the exit, then
 # SIGKILL. Sets STOP_STATUS to the exit status (PID must be a child of this
 # shell; 0 when it was already reaped).

@@ -8,10 +8,10 @@
 //! errors and commit callbacks still arrive through `BaseConsumer::poll` on
 //! the consumer queue, which the thread keeps calling between drains.
 //!
-//! This is the crate's only `unsafe` code: a thin wrapper of seven librdkafka
-//! calls with the ownership rules spelled out where they are used (the
-//! seventh reads the log start offset the last fetch reported, which the
-//! rdkafka crate does not expose).
+//! The crate's main `unsafe` code (see ARCHITECTURE.md): a thin wrapper of
+//! seven librdkafka calls with the ownership rules spelled out where they
+//! are used (the seventh reads the log start offset the last fetch
+//! reported, which the rdkafka crate does not expose).
 
 use std::ffi::CString;
 use std::ptr::NonNull;
