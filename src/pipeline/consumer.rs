@@ -559,8 +559,15 @@ impl PersisterContext {
     /// handing them over: transaction markers and aborted messages (the
     /// default `isolation.level = read_committed`). Without this the group's
     /// offsets would stop short of a partition that ends with a marker, and
-    /// its lag never reach zero. Returns whether an offset moved.
+    /// its lag never reach zero. Only while nothing fatal happened: a batch
+    /// whose append failed is gone from the buffer without being durable.
+    /// Returns whether an offset moved.
     fn advance_past_unread_records(&self, consumer: &BaseConsumer<Self>) -> bool {
+        // After a fatal error a batch may have been taken and not made
+        // durable (a failed append): the position proves nothing then.
+        if self.shared.control.fatal_error().is_some() {
+            return false;
+        }
         if !self.batch.lock().is_ok_and(|b| b.is_empty()) {
             return false;
         }
