@@ -91,6 +91,13 @@ pub enum Content<'a> {
     Message(&'a [u8]),
     /// A line InfluxDB refused (subject to `ignore_parse_point_error`).
     RejectedLine(&'a [u8]),
+    /// An event document Elasticsearch refused, and its index.
+    Document {
+        /// The index it was written to.
+        index: &'a str,
+        /// The document (JSON) as sent.
+        document: &'a [u8],
+    },
 }
 
 /// One dead letter.
@@ -202,6 +209,12 @@ struct Record<'a> {
     line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     line_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_base64: Option<String>,
 }
 
 impl DeadLetterStore {
@@ -245,7 +258,7 @@ impl DeadLetterStore {
     /// and those are not kept, appends `letter`. Durable after [`sync`](Self::sync).
     pub fn record(&self, letter: &DeadLetter<'_>) -> Result<Disposition, DeadLetterError> {
         let keep = match letter.content {
-            Content::Message(_) => true,
+            Content::Message(_) | Content::Document { .. } => true,
             Content::RejectedLine(_) => self.config.keep_rejected_lines,
         };
         let encoded = if keep { Some(encode(letter)) } else { None };
@@ -414,6 +427,9 @@ fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
         payload_base64: None,
         line: None,
         line_base64: None,
+        index: None,
+        document: None,
+        document_base64: None,
     };
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     match letter.content {
@@ -425,6 +441,13 @@ fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
             Ok(text) => record.line = Some(text),
             Err(_) => record.line_base64 = Some(b64(bytes)),
         },
+        Content::Document { index, document } => {
+            record.index = Some(index);
+            match std::str::from_utf8(document) {
+                Ok(text) => record.document = Some(text),
+                Err(_) => record.document_base64 = Some(b64(document)),
+            }
+        }
     }
     // Serialising plain strings and integers cannot fail; an empty object
     // keeps the file valid JSON lines if it ever did.
@@ -458,6 +481,9 @@ fn log_letter(state: &mut State, letter: &DeadLetter<'_>, disposition: Dispositi
     let what = match letter.content {
         Content::Message(bytes) => format!("message {}", preview(bytes)),
         Content::RejectedLine(bytes) => format!("line {}", preview(bytes)),
+        Content::Document { index, document } => {
+            format!("document {} for index {index:?}", preview(document))
+        }
     };
     let from = match (letter.source, letter.database) {
         (Some(s), _) => format!(" from {}[{}]@{}", s.topic, s.partition, s.offset),

@@ -5,4 +5,10 @@
 //! what `_bulk` answered for each item, `writer.rs` writes a record's items
 //! until every one is stored or refused for good.
 
+pub mod bulk;
+pub mod client;
 pub mod document;
+pub mod writer;
+
+pub use client::{EsClient, EsError};
+pub use writer::{EventsWriter, RefusedItem, WriteReport};
