@@ -3,10 +3,10 @@
  * classpath: the server with its Netty4 transport and HTTP plugin, no
  * security plugin, one data directory. scripts/opensearch starts it; it
  * prints "url=http://127.0.0.1:PORT" once the node answers HTTP and stops
- * (closing the node) on SIGTERM, or when the process named by --owner-pid
+ * (closing the node) on SIGTERM, or when the process named by --owner
  * exits, so a test run that dies leaves no JVM behind.
  *
- * Usage: OpenSearchTestNode --home DIR [--port PORT] [--owner-pid PID]
+ * Usage: OpenSearchTestNode --home DIR [--port PORT] [--owner PID]
  * (PORT 0, the default, takes a free one).
  */
 package org.monasca.persister.testnode;
@@ -46,7 +46,7 @@ public final class OpenSearchTestNode {
             switch (args[i]) {
                 case "--home" -> home = Path.of(require(args[i], value)).toAbsolutePath();
                 case "--port" -> port = require(args[i], value);
-                case "--owner-pid" -> ownerPid = Long.parseLong(require(args[i], value));
+                case "--owner" -> ownerPid = Long.parseLong(require(args[i], value));
                 default -> fail("unknown argument " + args[i]);
             }
             i++;
