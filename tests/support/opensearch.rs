@@ -133,10 +133,14 @@ impl OpenSearch {
             &format!("/{pattern}/_refresh?ignore_unavailable=true&allow_no_indices=true"),
             None,
         );
-        assert!(status == 200 || status == 404, "refresh {pattern}: {status} {answer}");
+        assert!(
+            status == 200 || status == 404,
+            "refresh {pattern}: {status} {answer}"
+        );
     }
 
-    /// Documents in the indices matching `pattern` (0 when there is none).
+    /// Documents in the indices matching `pattern` (0 when there is none,
+    /// or while a new index is not ready to count yet).
     pub fn count(&self, pattern: &str) -> u64 {
         self.refresh(pattern);
         let (status, answer) = self.request(
@@ -144,12 +148,16 @@ impl OpenSearch {
             &format!("/{pattern}/_count?ignore_unavailable=true&allow_no_indices=true"),
             None,
         );
-        assert_eq!(status, 200, "count {pattern}: {answer}");
-        answer["count"].as_u64().unwrap_or(0)
+        match status {
+            200 => answer["count"].as_u64().unwrap_or(0),
+            503 => 0,
+            _ => panic!("count {pattern}: {status} {answer}"),
+        }
     }
 
     /// Every document of the indices matching `pattern`: `(index, id,
-    /// version, source)`, sorted by index and id.
+    /// version, source)`, sorted by index and id (none while a new index is
+    /// not searchable yet).
     pub fn documents(&self, pattern: &str) -> Vec<(String, String, u64, Value)> {
         self.refresh(pattern);
         let query = r#"{"size": 10000, "version": true, "query": {"match_all": {}}}"#;
@@ -158,6 +166,9 @@ impl OpenSearch {
             &format!("/{pattern}/_search?ignore_unavailable=true&allow_no_indices=true"),
             Some(query),
         );
+        if status == 503 {
+            return Vec::new(); // a new index is not searchable yet
+        }
         assert_eq!(status, 200, "search {pattern}: {answer}");
         let mut docs: Vec<_> = answer["hits"]["hits"]
             .as_array()
