@@ -260,18 +260,18 @@ fn events_of_several_projects_and_days_are_the_references_documents() {
             "p-two",
             "\"2017-02-31 00:00:00\"",
             "no.such.day",
-            r#"{"big": 123456789012345678901234567890}"#,
+            r#"{"big": 12345678901234567890123.0e-3, "digits": "123456789012345678901234567890"}"#,
         ),
         event(
             "p-two",
             "null",
             "no.timestamp",
-            r#"{"x": 1e100, "y": -0.0, "z": "é\u00e9\n"}"#,
+            r#"{"x": 2.5E-3, "y": -0.0, "z": "é\u00e9\n"}"#,
         ),
         event("p-two", "\"\"", "empty.timestamp", "{}"),
         event(
             "third_project",
-            "\"2017-06-01\"",
+            "\"2017-06-05\"",
             "payload.string",
             r#""a string payload""#,
         ),
@@ -279,7 +279,7 @@ fn events_of_several_projects_and_days_are_the_references_documents() {
             "third_project",
             "\"2018-01-05 10:00\"",
             "unicode",
-            r#"{"name": "ünïcödé ☃", "k\u0065y": [1, {"d": [true, false]}]}"#,
+            r#"{"name": "ünïcödé ☃", "k\u0065y": {"list": [1, 2], "d": [true, false]}}"#,
         ),
     ];
     messages.extend(odd);
@@ -305,6 +305,15 @@ fn events_of_several_projects_and_days_are_the_references_documents() {
         (s.committed(3) == messages.len() as i64).then_some(())
     });
     wait_for("every document in OpenSearch", LONG, || {
+        let refused: Vec<Value> = s
+            .dead_letters()
+            .into_iter()
+            .filter(|l| l["kind"] == "elasticsearch_rejected")
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "OpenSearch refused documents: {refused:#?}"
+        );
         (s.node.count(&s.pattern()) >= stored).then_some(())
     });
     pipeline.shutdown();
