@@ -2,7 +2,8 @@
 //! up, with the reason, so nothing is dropped silently.
 //!
 //! An append-only JSON-lines file (`[wal] dead_letter_path`), one object per
-//! Kafka message that could not be decoded or per line InfluxDB refused:
+//! Kafka message that could not be decoded, per line InfluxDB refused or per
+//! event document Elasticsearch refused:
 //!
 //! ```json
 //! {"time":"2026-11-21T21:46:12.123Z","kind":"influxdb_rejected","reason":"unable to parse: invalid field format","database":"mon","line":"cpu value= 1"}
@@ -10,9 +11,10 @@
 //! ```
 //!
 //! `topic`/`partition`/`offset` and `database` appear when known. The raw
-//! content is `payload` (a message) or `line` (a refused line) as a string
-//! when it is valid UTF-8, else `payload_base64` / `line_base64` (standard
-//! base64 with padding) so the exact bytes survive.
+//! content is `payload` (a message), `line` (a refused line) or `document`
+//! (a refused event document, with its `index`) as a string when it is
+//! valid UTF-8, else `payload_base64` / `line_base64` / `document_base64`
+//! (standard base64 with padding) so the exact bytes survive.
 //!
 //! Appends are buffered; [`DeadLetterStore::sync`] flushes and fsyncs, and
 //! the caller calls it at its flush point, before committing the offsets of
