@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::NaiveDate;
-use monasca_persister::config::{Config, Secret};
+use monasca_persister::config::Config;
 use monasca_persister::elasticsearch::document;
 use monasca_persister::pipeline::{Control, Pipeline};
 use monasca_persister::stats::Stats;
@@ -78,17 +78,7 @@ impl Setup {
         c.wal.commit_interval_ms = 50;
         c.wal.drain_timeout_seconds = 10;
         c.health.enabled = false;
-        for (k, v) in [
-            ("heartbeat.interval.ms", "300"),
-            ("session.timeout.ms", "6000"),
-        ] {
-            c.kafka_client
-                .properties
-                .insert(k.to_string(), Secret::new(v));
-        }
-        for (k, v) in self.kafka.client_properties() {
-            c.kafka_client.properties.insert(k, Secret::new(v));
-        }
+        support::persister::kafka_client_for_tests(&mut c, self.kafka);
         c
     }
 

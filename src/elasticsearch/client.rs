@@ -9,13 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ureq::Agent;
 
 use crate::config::ElasticsearchSection;
-use crate::http_client::{AgentSettings, Credentials, SetupError};
+use crate::http_client::{shown, AgentSettings, Credentials, SetupError};
 
 /// Largest answer read: a `_bulk` answer is a few hundred bytes per item.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
-
-/// How much of a server message an error's text shows.
-const MESSAGE_SHOWN: usize = 400;
 
 /// A failed exchange with a node. Every variant names what was being done
 /// and the node's URL (which never holds credentials).
@@ -80,17 +77,6 @@ pub enum EsError {
     },
 }
 
-fn shown(message: &str) -> String {
-    if message.len() <= MESSAGE_SHOWN {
-        return message.to_string();
-    }
-    let mut cut = MESSAGE_SHOWN;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}… ({} bytes in all)", &message[..cut], message.len())
-}
-
 /// What a node answered to a `_bulk` request.
 #[derive(Debug)]
 pub enum BulkAnswer {
@@ -134,21 +120,16 @@ impl EsClient {
             timeout_seconds: config.timeout_seconds,
             server: &nodes.join(", "),
         })?;
-        let auth = if !config.api_key.is_empty() {
-            Some(Credentials::scheme("ApiKey", config.api_key.expose()))
-        } else if !config.user.is_empty() && !config.password.is_empty() {
-            Some(Credentials::basic(&config.user, config.password.expose()))
-        } else {
-            None
-        };
+        let (auth, how) = crate::http_client::credentials(
+            "ApiKey",
+            "API key",
+            &config.api_key,
+            &config.user,
+            &config.password,
+        );
         log::info!(
-            "Elasticsearch at {}: {}, timeout {} s",
+            "Elasticsearch at {}: {how}, timeout {} s",
             nodes.join(", "),
-            match (&auth, config.api_key.is_empty()) {
-                (None, _) => "no authentication".to_string(),
-                (Some(_), false) => "API key authentication".to_string(),
-                (Some(_), true) => format!("user {:?} with password", config.user),
-            },
             config.timeout_seconds
         );
         Ok(EsClient {
@@ -177,16 +158,7 @@ impl EsClient {
             if let Some(auth) = &self.auth {
                 request = request.header("Authorization", auth.header_value());
             }
-            let mut response = request
-                .send(body)
-                .map_err(|e| self.transport_error(ACTION, url, e))?;
-            let status = response.status().as_u16();
-            let answer = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_ANSWER_BYTES)
-                .read_to_vec()
-                .map_err(|e| self.transport_error(ACTION, url, e))?;
+            let (status, answer) = self.answer(ACTION, url, request.send(body))?;
             match status {
                 200 => Ok(BulkAnswer::Items(answer)),
                 413 => Ok(BulkAnswer::Refused {
@@ -213,16 +185,7 @@ impl EsClient {
             if let Some(auth) = &self.auth {
                 request = request.header("Authorization", auth.header_value());
             }
-            let mut response = request
-                .call()
-                .map_err(|e| self.transport_error(ACTION, url, e))?;
-            let status = response.status().as_u16();
-            let answer = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_ANSWER_BYTES)
-                .read_to_vec()
-                .map_err(|e| self.transport_error(ACTION, url, e))?;
+            let (status, answer) = self.answer(ACTION, url, request.call())?;
             if status != 200 {
                 return Err(status_error(ACTION, url, status, &answer));
             }
@@ -272,6 +235,24 @@ impl EsClient {
             }
             attempt += 1;
         }
+    }
+
+    /// The status and body of a response.
+    fn answer(
+        &self,
+        action: &'static str,
+        url: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, Vec<u8>), EsError> {
+        let mut response = response.map_err(|e| self.transport_error(action, url, e))?;
+        let status = response.status().as_u16();
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(action, url, e))?;
+        Ok((status, answer))
     }
 
     fn transport_error(&self, action: &'static str, url: &str, error: ureq::Error) -> EsError {

@@ -176,6 +176,31 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The credentials a section configures, and how the start-up log says so:
+/// `<scheme> <secret>` when `secret` is set (`label` names it in the log),
+/// else basic authentication when `user` and `password` are set, else none.
+pub fn credentials(
+    scheme: &str,
+    label: &str,
+    secret: &crate::config::Secret,
+    user: &str,
+    password: &crate::config::Secret,
+) -> (Option<Credentials>, String) {
+    if !secret.is_empty() {
+        (
+            Some(Credentials::scheme(scheme, secret.expose())),
+            format!("{label} authentication"),
+        )
+    } else if !user.is_empty() && !password.is_empty() {
+        (
+            Some(Credentials::basic(user, password.expose())),
+            format!("user {user:?} with password"),
+        )
+    } else {
+        (None, "no authentication".to_string())
+    }
+}
+
 /// `host` as a URL authority part: IPv6 literals in brackets.
 pub fn url_host(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -195,4 +220,21 @@ pub fn is_timeout(error: &ureq::Error) -> bool {
         ),
         _ => false,
     }
+}
+
+/// How much of a server's message an error's text shows (the full text
+/// stays in the error's `message` field).
+const MESSAGE_SHOWN: usize = 400;
+
+/// A server's message for an error's text: cut at [`MESSAGE_SHOWN`] bytes,
+/// saying how long it was.
+pub fn shown(message: &str) -> String {
+    if message.len() <= MESSAGE_SHOWN {
+        return message.to_string();
+    }
+    let mut cut = MESSAGE_SHOWN;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..cut], message.len())
 }

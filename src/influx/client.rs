@@ -10,15 +10,11 @@ use super::response::{classify, write_action, WriteResponse};
 use super::schema::{DatabaseCreation, RetentionPolicy};
 use crate::config::InfluxSection;
 pub use crate::http_client::SetupError;
-use crate::http_client::{AgentSettings, Credentials};
+use crate::http_client::{shown, AgentSettings, Credentials};
 
 /// Largest answer body read; a 400 echoing every line of a big write is
 /// about the size of the request, so this leaves plenty of room.
 const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
-
-/// How much of InfluxDB's message an error's text shows (the full text stays
-/// in the error's `message` field).
-const MESSAGE_SHOWN: usize = 400;
 
 /// A failed exchange with InfluxDB. Every variant names what was being done
 /// and the server URL (which never holds credentials).
@@ -158,17 +154,6 @@ impl InfluxError {
     }
 }
 
-fn shown(message: &str) -> String {
-    if message.len() <= MESSAGE_SHOWN {
-        return message.to_string();
-    }
-    let mut cut = MESSAGE_SHOWN;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}… ({} bytes in all)", &message[..cut], message.len())
-}
-
 /// An InfluxDB 1.x HTTP client. Cheap to clone; clones share connections.
 #[derive(Clone, Debug)]
 pub struct InfluxClient {
@@ -197,20 +182,15 @@ impl InfluxClient {
             timeout_seconds: config.timeout_seconds,
             server: &base_url,
         })?;
-        let auth = if !config.token.is_empty() {
-            Some(Credentials::scheme("Token", config.token.expose()))
-        } else if !config.user.is_empty() && !config.password.is_empty() {
-            Some(Credentials::basic(&config.user, config.password.expose()))
-        } else {
-            None
-        };
+        let (auth, how) = crate::http_client::credentials(
+            "Token",
+            "token",
+            &config.token,
+            &config.user,
+            &config.password,
+        );
         log::info!(
-            "InfluxDB at {base_url}: {}, timeout {} s",
-            match (&auth, config.token.is_empty()) {
-                (None, _) => "no authentication".to_string(),
-                (Some(_), false) => "token authentication".to_string(),
-                (Some(_), true) => format!("user {:?} with password", config.user),
-            },
+            "InfluxDB at {base_url}: {how}, timeout {} s",
             config.timeout_seconds
         );
         Ok(InfluxClient {
