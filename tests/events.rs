@@ -710,3 +710,41 @@ fn sigkill_and_restart_create_no_duplicates() {
         );
     }
 }
+
+/// A request the server refuses as a whole (here: one item whose action it
+/// cannot read) is split until the culprit is alone: it is refused with the
+/// server's reason, every other item is stored.
+#[test]
+fn a_request_refused_as_a_whole_is_split_until_the_culprit_is_alone() {
+    support::init_test_logging();
+    let node = OpenSearch::shared();
+    let index_name = unique_name("split").to_lowercase();
+    let mut config = Config::default();
+    config.elasticsearch.hosts = vec![node.host_port().to_string()];
+    let writer = monasca_persister::elasticsearch::EventsWriter::from_config(&config.elasticsearch)
+        .expect("writer");
+    let mut body = Vec::new();
+    for i in 0..7 {
+        let action = if i == 4 {
+            r#"{"frobnicate":{"_index":"x","_id":"y"}}"#.to_string()
+        } else {
+            format!(r#"{{"index":{{"_index":"{index_name}-p-2020-01-01","_id":"d{i}"}}}}"#)
+        };
+        body.extend_from_slice(format!("{action}\n{{\"i\": {i}}}\n").as_bytes());
+    }
+    let stats = Stats::new();
+    let report = writer.write(&mut body, &stats.events);
+    assert!(body.is_empty(), "nothing left pending");
+    assert_eq!(report.retry, None);
+    assert_eq!(report.stored, 6);
+    assert_eq!(report.refused.len(), 1);
+    assert_eq!(report.refused[0].document, b"{\"i\": 4}");
+    assert!(
+        report.refused[0]
+            .reason
+            .starts_with("HTTP 400 for the whole request: illegal_argument_exception: Malformed action/metadata line"),
+        "{:?}",
+        report.refused[0]
+    );
+    assert_eq!(node.count(&format!("{index_name}-*")), 6);
+}
