@@ -19,6 +19,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 
 use super::batch::{PendingBatch, RejectedMessage};
+use super::event_sink::EVENTS_RECORD_DATABASE;
 use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
 use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
@@ -26,6 +27,7 @@ use super::positions::{deleted_before_read, Positions};
 use super::Shared;
 use crate::config::{Config, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
+use crate::elasticsearch::document::{self, EventSource};
 use crate::stats::TopicKind;
 use crate::transform::{Rejection, Target};
 
@@ -541,8 +543,9 @@ impl PersisterContext {
             .wal_points_appended
             .fetch_add(points, std::sync::atomic::Ordering::Relaxed);
         drop(records);
+        let handoff = shared.handoff_for(self.kind);
         for (id, (db, lines, points)) in ids.iter().zip(taken.records) {
-            shared.handoff.offer(id, db, points, lines);
+            handoff.offer(id, db, points, lines);
         }
         if let Ok(mut durable) = self.durable.lock() {
             durable.extend(taken.next_offsets.iter().map(|(p, o)| (*p, *o)));
@@ -663,11 +666,26 @@ impl PersisterContext {
                     .metric(payload, lines)
                     .map(|_| batch.shared_line_added())
             }
+            TopicKind::Events => {
+                scratch.clear();
+                let index_name = shared.events.as_ref().map_or("", |e| e.index_name.as_str());
+                let source = EventSource {
+                    topic: &self.topic,
+                    partition,
+                    offset,
+                };
+                let today = chrono::Local::now().date_naive();
+                document::encode(index_name, source, payload, today, scratch).map(|()| {
+                    batch.push_line(&Target::Shared, scratch, || {
+                        EVENTS_RECORD_DATABASE.to_string()
+                    })
+                })
+            }
             TopicKind::Metrics | TopicKind::AlarmTransitions => {
                 scratch.clear();
                 let target = match self.kind {
-                    TopicKind::Metrics => transformer.metric(payload, scratch),
                     TopicKind::AlarmTransitions => transformer.alarm_transition(payload, scratch),
+                    _ => transformer.metric(payload, scratch),
                 };
                 target.map(|target| {
                     batch.push_line(&target, scratch, || {
@@ -800,7 +818,7 @@ pub fn spawn(
         kind,
         shared: shared.clone(),
         batch: Mutex::new(PendingBatch::new(
-            shared.influx_batch_size,
+            shared.record_size(kind),
             shared.line_buffers.clone(),
         )),
         durable: Mutex::new(BTreeMap::new()),
@@ -918,12 +936,13 @@ fn run(
         // While InfluxDB keeps up, Kafka holds the backlog: reading further
         // ahead would only send records through the disk and back. Failing
         // writes end the wait, so an outage still fills the WAL.
-        let hold = shared.handoff.ahead_of_writers() && !shared.stats.influx_failing() && {
+        let handoff = shared.handoff_for(kind);
+        let hold = handoff.ahead_of_writers() && !shared.sink_failing(kind) && {
             shared
                 .stats
                 .consumer_waits_for_writers
                 .fetch_add(1, Ordering::Relaxed);
-            !shared.handoff.wait_for_writers(idle_timeout)
+            !handoff.wait_for_writers(idle_timeout)
         };
         let due = match ctx.batch.lock() {
             Ok(mut batch) => {
