@@ -220,6 +220,14 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
                 "consumer_lag": stats.consumer_lag[i].load(Relaxed),
                 "offsets_skipped": stats.offsets_skipped[i].load(Relaxed),
                 "error": stats.kafka_error(*kind),
+                "group": stats.group_members(*kind).iter().map(|m| serde_json::json!({
+                    "instance_id": m.instance_id,
+                    "protocol": m.protocol,
+                    "state": m.state,
+                    "join_state": m.join_state,
+                    "assigned_partitions": m.assigned_partitions,
+                })).collect::<Vec<_>>(),
+                "rebalances": stats.rebalances(*kind),
             }),
         );
     }
@@ -504,6 +512,34 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
             "{p}_assigned_partitions{{topic=\"{}\"}} {}",
             k.label(),
             s.assigned_partitions[Stats::topic_index(*k)].load(Relaxed)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_rebalances_total"),
+        "counter",
+        "Consumer group rebalances that moved partitions to or from this process.",
+    );
+    for (k, _) in &settings.topics {
+        let _ = writeln!(
+            o,
+            "{p}_rebalances_total{{topic=\"{}\"}} {}",
+            k.label(),
+            s.rebalances(*k)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_partitions_unowned_seconds_total"),
+        "counter",
+        "Seconds consumers waited in their group holding no partition (from start-up or from losing their last one), counted when partitions arrive.",
+    );
+    for (k, _) in &settings.topics {
+        let _ = writeln!(
+            o,
+            "{p}_partitions_unowned_seconds_total{{topic=\"{}\"}} {}",
+            k.label(),
+            s.unowned_seconds(*k)
         );
     }
     family(

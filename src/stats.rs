@@ -127,6 +127,22 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A consumer thread's membership of its group, as librdkafka's
+/// statistics last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Its static instance id (`None`: dynamic membership).
+    pub instance_id: Option<String>,
+    /// `classic` or `consumer`.
+    pub protocol: &'static str,
+    /// librdkafka's group state (`up` once the coordinator is known).
+    pub state: String,
+    /// librdkafka's join state (`steady` between rebalances).
+    pub join_state: String,
+    /// Partitions assigned to it.
+    pub assigned_partitions: i64,
+}
+
 /// Everything the persister counts about itself.
 pub struct Stats {
     /// Process start, for uptime.
@@ -146,6 +162,14 @@ pub struct Stats {
     kafka_error: [Mutex<Option<String>>; 3],
     /// Offsets Kafka deleted (retention) before they were read, per topic kind.
     pub offsets_skipped: [AtomicU64; 3],
+    /// Rebalances that moved partitions to or from a consumer, per topic kind.
+    rebalances: [AtomicU64; 3],
+    /// Microseconds consumers waited in their group holding no partition
+    /// (counted when partitions arrive), per topic kind.
+    unowned_micros: [AtomicU64; 3],
+    /// Each consumer thread's group membership (librdkafka statistics), per
+    /// topic kind, by thread.
+    group_members: [Mutex<BTreeMap<usize, GroupMember>>; 3],
     /// Whether consumers are paused for WAL back-pressure (count of paused consumers).
     pub paused_consumers: AtomicI64,
     /// Points InfluxDB stored.
@@ -210,6 +234,9 @@ impl Stats {
             kafka_connected: Default::default(),
             kafka_error: Default::default(),
             offsets_skipped: Default::default(),
+            rebalances: Default::default(),
+            unowned_micros: Default::default(),
+            group_members: Default::default(),
             paused_consumers: AtomicI64::new(0),
             points_written: AtomicU64::new(0),
             points_rejected: AtomicU64::new(0),
@@ -282,6 +309,35 @@ impl Stats {
             .lock()
             .ok()
             .and_then(|e| e.clone())
+    }
+    /// Counts a rebalance that moved partitions to or from a consumer of `topic`.
+    pub fn rebalance(&self, topic: TopicKind) {
+        self.rebalances[topic.index()].fetch_add(1, Relaxed);
+    }
+    /// Rebalances of `topic` so far.
+    pub fn rebalances(&self, topic: TopicKind) -> u64 {
+        self.rebalances[topic.index()].load(Relaxed)
+    }
+    /// Adds the time a consumer of `topic` held no partition.
+    pub fn unowned(&self, topic: TopicKind, waited: std::time::Duration) {
+        self.unowned_micros[topic.index()].fetch_add(waited.as_micros() as u64, Relaxed);
+    }
+    /// Seconds consumers of `topic` held no partition, in total.
+    pub fn unowned_seconds(&self, topic: TopicKind) -> f64 {
+        self.unowned_micros[topic.index()].load(Relaxed) as f64 / 1e6
+    }
+    /// Notes consumer thread `member` of `topic`'s group membership.
+    pub fn set_group_member(&self, topic: TopicKind, member: usize, state: GroupMember) {
+        if let Ok(mut m) = self.group_members[topic.index()].lock() {
+            m.insert(member, state);
+        }
+    }
+    /// The group membership of each consumer thread of `topic`, by thread.
+    pub fn group_members(&self, topic: TopicKind) -> Vec<GroupMember> {
+        self.group_members[topic.index()]
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
     /// Notes a successful poll of `topic`.
     pub fn polled(&self, topic: TopicKind) {

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use monasca_persister::config::{load, load_str, Config, ConfigError, Loaded, Sources};
+use monasca_persister::config::{
+    load, load_str, Config, ConfigError, GroupProtocol, Loaded, Sources,
+};
 use proptest::prelude::*;
 
 const PASSWORD: &str = "Zq7-unique-influx-pw";
@@ -387,6 +389,48 @@ fn assert_error(text: &str, expected: &str) {
 }
 
 #[test]
+fn group_membership_options_are_read_per_topic_and_checked() {
+    let l = load_text(
+        "[kafka]\ngroup_instance_name = edge-17\nsession_timeout_ms = 10000\n\
+         [kafka_alarm_history]\ngroup_instance_name =\ngroup_protocol = Consumer\nsession_timeout_ms =\n",
+    );
+    let (m, a) = (&l.config.kafka_metrics, &l.config.kafka_alarm_history);
+    assert_eq!(m.group_instance_id(3).as_deref(), Some("edge-17-metrics-3"));
+    assert_eq!(m.group_protocol, GroupProtocol::Classic);
+    assert_eq!(m.session_timeout_ms, Some(10_000));
+    assert_eq!(a.group_instance_id(0), None, "empty: static membership off");
+    assert_eq!(a.group_protocol, GroupProtocol::Consumer);
+    assert_eq!(a.session_timeout_ms, None);
+    // Unset: the host name.
+    let d = load_text("").config.kafka_metrics;
+    assert_eq!(d.group_instance_name, None);
+    let id = d
+        .group_instance_id(0)
+        .expect("static membership by default");
+    assert!(
+        id.ends_with("-metrics-0") && id.len() > "-metrics-0".len(),
+        "{id}"
+    );
+
+    assert_error(
+        "[kafka]\ngroup_instance_name = edge 17\n",
+        ": [kafka] group_instance_name = \"edge 17\": ' ' is not allowed in a Kafka group instance id (letters, digits, '.', '_' and '-' are; empty turns static membership off)",
+    );
+    assert_error(
+        "[kafka_metrics]\ngroup_protocol = eager\n",
+        ": [kafka_metrics] group_protocol = \"eager\": not a group protocol (classic or consumer)",
+    );
+    assert_error(
+        "[kafka]\nsession_timeout_ms = 0\n",
+        ": [kafka] session_timeout_ms = \"0\": out of range: must be between 1 and 3600000",
+    );
+    assert_error(
+        "[kafka]\ngroup_protocol = consumer\nsession_timeout_ms = 10000\n",
+        ": [kafka] session_timeout_ms = \"10000\": not with group_protocol = consumer: that protocol's session timeout is the group's, set on the brokers (group.consumer.session.timeout.ms, or consumer.session.timeout.ms of the group)",
+    );
+}
+
+#[test]
 fn each_kind_of_bad_value_names_file_section_option_and_value() {
     assert_error(
         "[influxdb]\nport = abc\n",
@@ -552,6 +596,14 @@ fn the_effective_configuration_reads_back_to_itself() {
     let mut expected = l.config.clone();
     // printed secrets are masked, so they read back as "****"
     expected.influxdb.password = monasca_persister::config::Secret::new("****");
+    // an unset instance name is printed as what it is, the host name
+    for t in [
+        &mut expected.kafka_metrics,
+        &mut expected.kafka_alarm_history,
+        &mut expected.kafka_events,
+    ] {
+        t.group_instance_name = Some(t.instance_name());
+    }
     assert_eq!(again.config, expected);
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
 }
@@ -573,10 +625,14 @@ fn the_sample_config_documents_every_option_and_loads() {
     let l = load_str("sample", &text).unwrap_or_else(|e| panic!("{e}"));
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     // uncommenting every `#option = value` gives the defaults again: the
-    // documented defaults are the real ones
+    // documented defaults are the real ones (but for `<...>`, a default
+    // that depends on the machine, such as its host name)
     let uncommented: String = text
         .lines()
-        .map(|line| format!("{}\n", commented_option(line).unwrap_or(line)))
+        .map(|line| {
+            let option = commented_option(line).filter(|o| !o.contains(" = <"));
+            format!("{}\n", option.unwrap_or(line))
+        })
         .collect();
     let u = load_str("sample", &uncommented).unwrap_or_else(|e| panic!("uncommented sample: {e}"));
     assert!(u.warnings.is_empty(), "{:?}", u.warnings);
@@ -876,7 +932,21 @@ fn properties_that_would_commit_or_change_the_group_are_refused_by_name() {
             "commits offsets to the consumer group",
         ),
         ("group.id", "other", "group_id in [kafka_metrics]"),
-        ("group.instance.id", "p-1", "identity in its group"),
+        (
+            "group.instance.id",
+            "p-1",
+            "set group_instance_name in [kafka]",
+        ),
+        (
+            "group.protocol",
+            "consumer",
+            "set per topic by group_protocol",
+        ),
+        (
+            "session.timeout.ms",
+            "10000",
+            "set per topic by session_timeout_ms",
+        ),
     ] {
         let conf = write(
             tmp.path(),
@@ -905,7 +975,7 @@ fn properties_that_would_commit_or_change_the_group_are_refused_by_name() {
     let conf = write(
         tmp.path(),
         "tuning.conf",
-        "[kafka_client]\nfetch.wait.max.ms = 50\nsession.timeout.ms = 10000\nauto.commit.interval.ms = 1000\nclient.rack = r1\n",
+        "[kafka_client]\nfetch.wait.max.ms = 50\nheartbeat.interval.ms = 1000\nauto.commit.interval.ms = 1000\nclient.rack = r1\n",
     );
     let out = run_binary(&["check-config", "--config-file", &conf.to_string_lossy()]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monasca_persister::config::Config;
+use monasca_persister::config::{Config, GroupProtocol};
 use monasca_persister::pipeline::{Control, Pipeline};
 use monasca_persister::stats::Stats;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -64,12 +64,15 @@ fn committed_total(kafka: &impl TestKafka, group: &str, topic: &str, partitions:
         .sum()
 }
 
-fn end_to_end(db_per_tenant: bool) {
+fn end_to_end(db_per_tenant: bool, protocol: GroupProtocol) {
     let influx = Influxd::start();
     let kafka = RealKafka::shared();
     let topics = Topics::create(kafka, 16, 2);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = topics.apply(p::config(kafka, &influx, dir.path()));
+    let mut config = p::with_protocol(
+        topics.apply(p::config(kafka, &influx, dir.path())),
+        protocol,
+    );
     config.influxdb.db_per_tenant = db_per_tenant;
     let ts0 = p::base_ts();
     let tenants = ["alpha", "beta", "gamma"];
@@ -145,14 +148,17 @@ fn end_to_end(db_per_tenant: bool) {
     assert_eq!(stats.wal_points_appended.load(Relaxed), 101_000);
 }
 
+// Each group protocol runs one of the two database modes: the protocols
+// share every line of the path but the group membership.
+
 #[test]
 fn end_to_end_shared_database() {
-    end_to_end(false);
+    end_to_end(false, GroupProtocol::Classic);
 }
 
 #[test]
 fn end_to_end_database_per_tenant() {
-    end_to_end(true);
+    end_to_end(true, GroupProtocol::Consumer);
 }
 
 /// Two instances in one group over 8 partitions: the first (`config_a`)
@@ -178,15 +184,25 @@ fn start_two_sharing_8_partitions(
 
 #[test]
 fn two_instances_share_partitions_and_append_each_message_once() {
+    two_instances_share_partitions(GroupProtocol::Classic);
+}
+
+#[test]
+fn two_instances_share_partitions_with_the_consumer_protocol() {
+    two_instances_share_partitions(GroupProtocol::Consumer);
+}
+
+fn two_instances_share_partitions(protocol: GroupProtocol) {
     let influx = Influxd::start();
     let kafka = RealKafka::shared();
     let topics = Topics::create(kafka, 8, 1);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ts0 = p::base_ts();
-    let ((a, stats_a), (b, stats_b)) = start_two_sharing_8_partitions(
-        &topics.apply(p::config(kafka, &influx, d1.path())),
-        &topics.apply(p::config(kafka, &influx, d2.path())),
-    );
+    let config = |dir: &std::path::Path| {
+        p::with_protocol(topics.apply(p::config(kafka, &influx, dir)), protocol)
+    };
+    let ((a, stats_a), (b, stats_b)) =
+        start_two_sharing_8_partitions(&config(d1.path()), &config(d2.path()));
     produce_metrics(kafka, &topics.metrics, 40_000, 8, &["t1"], ts0);
     kafka.flush();
     wait_for("40000 metrics in mon", LONG, || {

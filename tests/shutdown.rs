@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use monasca_persister::config::{Config, Secret};
+use monasca_persister::config::{Config, GroupProtocol};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -473,12 +473,22 @@ fn sigterm_while_influxdb_hangs_exits_soon_after_the_drain_timeout() {
 
 #[test]
 fn sigkill_at_random_moments_twenty_times_loses_nothing() {
+    sigkill_at_random_moments(GroupProtocol::Classic, 20);
+}
+
+/// Fewer rounds: each restart of a static member of the consumer protocol
+/// waits for the killed run's session (3 s on the test brokers) to end.
+#[test]
+fn sigkill_at_random_moments_with_the_consumer_protocol_loses_nothing() {
+    sigkill_at_random_moments(GroupProtocol::Consumer, 6);
+}
+
+fn sigkill_at_random_moments(protocol: GroupProtocol, rounds: usize) {
     const PARTITIONS: i32 = 16;
-    const ROUNDS: usize = 20;
     let influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&stream, &influx, dir.path());
+    let cfg = p::with_protocol(config(&stream, &influx, dir.path()), protocol);
     let seed = fastrand::u64(..);
     eprintln!("SIGKILL moments from seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -486,7 +496,7 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     let load = load(&stream, u64::MAX, 1_000, p::base_ts());
 
     let mut kills_after_consuming = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut child = Persister::start(&cfg, dir.path(), "persister");
         // The moments are the chaos, not a synchronisation. A quarter of the
         // kills land anywhere in start-up (WAL replay, group join); the rest
@@ -526,11 +536,11 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     }
     let total = load.stop();
     assert!(
-        kills_after_consuming >= ROUNDS / 2,
-        "only {kills_after_consuming} of {ROUNDS} kills came while consuming"
+        kills_after_consuming >= rounds / 2,
+        "only {kills_after_consuming} of {rounds} kills came while consuming"
     );
 
-    eprintln!("{total} messages produced over {ROUNDS} SIGKILLs");
+    eprintln!("{total} messages produced over {rounds} SIGKILLs");
     let mut last = Persister::start(&cfg, dir.path(), "persister");
     // Everything may be stored already: the SIGTERM below must not come
     // before the persister handles signals.
@@ -777,9 +787,7 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
     let mut cfg = p::binary_config(&kafka, &influx, dir.path());
     // librdkafka's default session timeout: leaving the group without a
     // coordinator waits for it, far longer than the drain timeout.
-    cfg.kafka_client
-        .properties
-        .insert("session.timeout.ms".into(), Secret::new("45000"));
+    cfg.kafka_metrics.session_timeout_ms = Some(45_000);
     cfg.wal.drain_timeout_seconds = 3;
     produce_now(&kafka, METRICS, TOTAL, PARTITIONS, p::base_ts());
     kafka.broker_down(1);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::ini_file;
 use super::interpolate::{self, normalise_section, RawValue, Values};
 use super::value;
-use super::{Config, KafkaClientSection, KafkaTopicSection, Secret};
+use super::{Config, GroupProtocol, KafkaClientSection, KafkaTopicSection, Secret};
 
 /// Where configuration comes from: `--config-file` (repeatable) and `--config-dir`.
 #[derive(Debug, Clone, Default)]
@@ -290,8 +290,9 @@ impl Layers {
 const TOPIC_SECTIONS: [&str; 3] = ["kafka_metrics", "kafka_alarm_history", "kafka_events"];
 
 /// Options of `[kafka]` that the topic sections inherit (reference
-/// `kafka_common`), besides `legacy_kafka_client_enabled`.
-const KAFKA_COMMON: [&str; 7] = [
+/// `kafka_common`, then ours: the group membership), besides
+/// `legacy_kafka_client_enabled`.
+const KAFKA_COMMON: [&str; 10] = [
     "consumer_id",
     "client_id",
     "max_wait_time_seconds",
@@ -299,6 +300,9 @@ const KAFKA_COMMON: [&str; 7] = [
     "buffer_size",
     "max_buffer_size",
     "num_processors",
+    "group_instance_name",
+    "group_protocol",
+    "session_timeout_ms",
 ];
 
 /// Sections of stores other than InfluxDB and Elasticsearch: accepted so
@@ -649,6 +653,14 @@ impl SectionReader<'_> {
         Ok(())
     }
 
+    /// True when a file sets `option` to an empty value.
+    fn is_empty(&self, option: &str) -> Result<bool, ConfigError> {
+        Ok(self
+            .ctx
+            .lookup(self.name, option)?
+            .is_some_and(|found| found.text.trim().is_empty()))
+    }
+
     /// A string that may be empty.
     fn string(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
         if let Some(found) = self.ctx.lookup(self.name, option)? {
@@ -685,6 +697,9 @@ impl SectionReader<'_> {
 /// Upper bound for sizes librdkafka takes as a C `int`.
 const KAFKA_INT_MAX: u64 = i32::MAX as u64;
 
+/// librdkafka's upper bound of `session.timeout.ms` (an hour).
+const MAX_SESSION_TIMEOUT_MS: u64 = 3_600_000;
+
 fn read_topic(ctx: &Context, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
     let r = ctx.section(t.section);
     r.boolean("enabled", &mut t.enabled)?;
@@ -716,6 +731,31 @@ fn read_kafka_common(r: &SectionReader, t: &mut KafkaTopicSection) -> Result<(),
     r.int_opt("buffer_size", 1, KAFKA_INT_MAX, &mut t.buffer_size)?;
     r.int("max_buffer_size", 1, KAFKA_INT_MAX, &mut t.max_buffer_size)?;
     r.int("num_processors", 1, 64, &mut t.num_processors)?;
+    let topic = t.topic.clone();
+    if let Some(name) = r.typed("group_instance_name", |v| {
+        value::group_instance_name(v, &topic)
+    })? {
+        t.group_instance_name = Some(name);
+    } else if r.is_empty("group_instance_name")? {
+        t.group_instance_name = Some(String::new());
+    }
+    if let Some(p) = r.typed("group_protocol", value::group_protocol)? {
+        t.group_protocol = p;
+    }
+    r.int_opt(
+        "session_timeout_ms",
+        1,
+        MAX_SESSION_TIMEOUT_MS,
+        &mut t.session_timeout_ms,
+    )?;
+    if t.group_protocol == GroupProtocol::Consumer && t.session_timeout_ms.is_some() {
+        if let Some(found) = r.ctx.lookup(r.name, "session_timeout_ms")? {
+            return Err(r.ctx.error(
+                &found,
+                "not with group_protocol = consumer: that protocol's session timeout is the group's, set on the brokers (group.consumer.session.timeout.ms, or consumer.session.timeout.ms of the group)",
+            ));
+        }
+    }
     // Only checked here; the warning when true comes with the others.
     r.boolean("legacy_kafka_client_enabled", &mut false)
 }

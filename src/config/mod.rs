@@ -156,6 +156,67 @@ pub struct KafkaTopicSection {
     pub num_processors: usize,
     /// `zookeeper_path`: accepted, ignored.
     pub zookeeper_path: Option<String>,
+    /// `group_instance_name` (ours; unset: the host name): static group
+    /// membership (KIP-345). Each consumer thread joins the group as
+    /// `<name>-<topic>-<thread>` ([`KafkaTopicSection::group_instance_id`]),
+    /// so a restarted persister takes its partitions back without a
+    /// rebalance. Empty: dynamic membership.
+    pub group_instance_name: Option<String>,
+    /// `group_protocol` (ours; classic): Kafka's consumer group protocol.
+    pub group_protocol: GroupProtocol,
+    /// `session_timeout_ms` (ours; unset: the protocol's default, 45 s):
+    /// how long the group waits for a member that stopped heartbeating.
+    pub session_timeout_ms: Option<u64>,
+}
+
+/// Kafka's consumer group protocol (`group_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// `classic`: members join and sync (KIP-345 static membership), the
+    /// assignment is computed by a member, cooperative-sticky.
+    Classic,
+    /// `consumer`: KIP-848, the brokers (4.0 and later) assign partitions
+    /// and members reconcile through heartbeats.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value of `group_protocol` and of librdkafka's `group.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+impl fmt::Display for GroupProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The host name as a static-membership instance name: characters Kafka
+/// refuses in a `group.instance.id` become `-`.
+pub fn host_instance_name() -> String {
+    let uname = rustix::system::uname();
+    let name: String = uname
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "monasca-persister".to_string()
+    } else {
+        name
+    }
 }
 
 /// `[zookeeper]`: accepted for compatibility, unused.
@@ -328,11 +389,12 @@ pub struct KafkaClientSection {
     pub properties: BTreeMap<String, Secret>,
 }
 
-/// librdkafka properties the persister sets itself because the delivery
-/// invariant depends on them (offsets are committed only after the WAL
-/// fsync, by the persister, for the group it names), with why; refused in
-/// `[kafka_client]`.
-const MANAGED_PROPERTIES: [(&str, &str); 7] = [
+/// librdkafka properties the persister sets itself, with why; refused in
+/// `[kafka_client]`: the delivery invariant depends on them (offsets are
+/// committed only after the WAL fsync, by the persister, for the group it
+/// names), or they are the persister's own options per topic section (the
+/// group membership: instance id, protocol, session timeout).
+const MANAGED_PROPERTIES: [(&str, &str); 9] = [
     (
         "enable.auto.commit",
         "librdkafka would commit offsets in the background, before the messages are in the WAL; the persister commits them itself after the WAL fsync",
@@ -359,7 +421,15 @@ const MANAGED_PROPERTIES: [(&str, &str); 7] = [
     ),
     (
         "group.instance.id",
-        "the consumer's identity in its group is the persister's to manage; remove it here",
+        "static group membership is the persister's to manage: set group_instance_name in [kafka] or a topic section (default: the host name; empty: off)",
+    ),
+    (
+        "group.protocol",
+        "the group protocol is set per topic by group_protocol in [kafka] or a topic section (classic or consumer)",
+    ),
+    (
+        "session.timeout.ms",
+        "the session timeout is set per topic by session_timeout_ms in [kafka] or a topic section (with group_protocol = consumer it is the group's, set on the brokers)",
     ),
 ];
 
@@ -419,6 +489,22 @@ impl fmt::Debug for KafkaClientSection {
 }
 
 impl KafkaTopicSection {
+    /// The instance name of static group membership: `group_instance_name`,
+    /// or the host name when unset; empty when static membership is off.
+    pub fn instance_name(&self) -> String {
+        self.group_instance_name
+            .clone()
+            .unwrap_or_else(host_instance_name)
+    }
+
+    /// The static group member id of consumer thread `member`
+    /// (`<instance name>-<topic>-<member>`); `None` with static
+    /// membership off (an empty `group_instance_name`).
+    pub fn group_instance_id(&self, member: usize) -> Option<String> {
+        let name = self.instance_name();
+        (!name.is_empty()).then(|| format!("{name}-{}-{member}", self.topic))
+    }
+
     /// Reference defaults for a topic section (before `[kafka]` and the section override them).
     pub fn defaults(section: &'static str) -> Self {
         let (enabled, group_id, topic, batch_size) = match section {
@@ -446,6 +532,9 @@ impl KafkaTopicSection {
             max_buffer_size: 32768,
             num_processors: 1,
             zookeeper_path: None,
+            group_instance_name: None,
+            group_protocol: GroupProtocol::Classic,
+            session_timeout_ms: None,
         }
     }
 }

@@ -72,6 +72,10 @@ fn topic(t: &KafkaTopicSection) -> EffectiveSection {
         .opt("max_buffer_size", t.max_buffer_size)
         .opt("num_processors", t.num_processors)
         .maybe("zookeeper_path", t.zookeeper_path.as_ref())
+        // Unset, it is the host name: shown as such.
+        .opt("group_instance_name", t.instance_name())
+        .opt("group_protocol", t.group_protocol)
+        .maybe("session_timeout_ms", t.session_timeout_ms)
         .section(t.section)
 }
 

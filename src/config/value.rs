@@ -132,6 +132,40 @@ pub(crate) fn non_empty(text: &str) -> Result<String, String> {
     }
 }
 
+/// Kafka's longest `group.instance.id` (its limit for names).
+const MAX_GROUP_INSTANCE_ID: usize = 249;
+
+/// A static-membership instance name: the characters Kafka allows in a
+/// `group.instance.id` (letters, digits, `.`, `_`, `-`), short enough for
+/// the ids made of it, `<name>-<topic>-<thread>` (threads 0 to 63).
+pub(crate) fn group_instance_name(text: &str, topic: &str) -> Result<String, String> {
+    let t = text.trim();
+    if let Some(c) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a Kafka group instance id (letters, digits, '.', '_' and '-' are; empty turns static membership off)"
+        ));
+    }
+    let longest = t.len() + 1 + topic.len() + 3;
+    if longest > MAX_GROUP_INSTANCE_ID {
+        return Err(format!(
+            "too long: the instance ids <name>-{topic}-<thread> would have up to {longest} characters, Kafka allows {MAX_GROUP_INSTANCE_ID}"
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// `classic` or `consumer` (KIP-848), any case.
+pub(crate) fn group_protocol(text: &str) -> Result<super::GroupProtocol, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "classic" => Ok(super::GroupProtocol::Classic),
+        "consumer" => Ok(super::GroupProtocol::Consumer),
+        _ => Err("not a group protocol (classic or consumer)".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

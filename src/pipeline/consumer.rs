@@ -25,10 +25,10 @@ use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
 use super::positions::{deleted_before_read, Positions};
 use super::Shared;
-use crate::config::{Config, KafkaTopicSection};
+use crate::config::{Config, GroupProtocol, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
 use crate::elasticsearch::document::{self, EventSource};
-use crate::stats::TopicKind;
+use crate::stats::{GroupMember, TopicKind};
 use crate::transform::{Rejection, Target};
 
 /// The WAL offset name of a partition: `topic/partition`.
@@ -77,6 +77,27 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
         // the prefetch queue: the largest transient allocation of the process.
         .set("fetch.max.bytes", fetch_max.to_string())
         .set("log_level", "4");
+    if let Some(id) = section.group_instance_id(member) {
+        c.set("group.instance.id", id);
+    }
+    c.set("group.protocol", section.group_protocol.as_str());
+    if section.group_protocol == GroupProtocol::Classic {
+        // A rebalance moves only the partitions that must move; the other
+        // members keep consuming theirs throughout (the consumer protocol
+        // always works this way, its assignor on the brokers).
+        c.set("partition.assignment.strategy", "cooperative-sticky");
+        if let Some(ms) = section.session_timeout_ms {
+            c.set("session.timeout.ms", ms.to_string());
+            // librdkafka's default heartbeat (3 s) is for its default
+            // session (45 s): a shorter session heartbeats more often, ten
+            // times a session, so that a member of a loaded machine is
+            // not taken for dead, and a rebalance reaches the others soon.
+            c.set(
+                "heartbeat.interval.ms",
+                (ms / 10).clamp(1, 3000).to_string(),
+            );
+        }
+    }
     // Operators' raw librdkafka properties win: TLS, SASL, tuning.
     for (k, v) in &config.kafka_client.properties {
         c.set(k, v.expose());
@@ -111,6 +132,8 @@ pub fn check_client_config(config: &Config) -> anyhow::Result<()> {
 pub struct PersisterContext {
     topic: String,
     kind: TopicKind,
+    /// Which consumer thread of the topic.
+    member: usize,
     shared: Arc<Shared>,
     batch: Mutex<PendingBatch>,
     /// Partition → next offset durable in the WAL (or dead letters): what Kafka should have committed.
@@ -132,20 +155,101 @@ pub struct PersisterContext {
     starts: Mutex<Vec<(i32, i64)>>,
     /// A missing topic and refused credentials: the log and `/healthcheck`.
     errors: KafkaErrors,
+    /// The consumer's identity in its group.
+    membership: Membership,
+    /// librdkafka reported an error: the run loop checks whether the client
+    /// had a fatal one (it is unusable then).
+    check_fatal: AtomicBool,
+    /// Partitions were assigned to this client at least once.
+    assigned_once: AtomicBool,
+    /// Since when this consumer holds no partition (from its start, or
+    /// since it lost its last one); `None` while it holds some.
+    unowned_since: Mutex<Option<Instant>>,
+}
+
+/// A consumer's identity in its topic's group: which group, which static
+/// instance id (KIP-345) if any, which protocol.
+///
+/// What a stop does with the partitions follows from it. A dynamic member
+/// leaves the group: its partitions move to the other members at once. A
+/// static member keeps them until its session times out, so that a restart
+/// takes them back without a rebalance: under the consumer protocol
+/// librdkafka's leave of a static member says so itself (member epoch -2),
+/// under the classic protocol the consumer closes without unsubscribing
+/// (an unsubscribe would send a LeaveGroup naming the instance).
+#[derive(Debug, Clone)]
+pub struct Membership {
+    /// The section's `group_id`.
+    pub group: String,
+    /// `group.instance.id`, with static membership.
+    pub instance_id: Option<String>,
+    /// `group_instance_name`, for messages.
+    pub instance_name: String,
+    /// The group protocol.
+    pub protocol: GroupProtocol,
+}
+
+impl Membership {
+    /// The membership of consumer thread `member` of `section`.
+    pub fn of(section: &KafkaTopicSection, member: usize) -> Membership {
+        Membership {
+            group: section.group_id.clone(),
+            instance_id: section.group_instance_id(member),
+            instance_name: section.instance_name(),
+            protocol: section.group_protocol,
+        }
+    }
+
+    /// True when a stop leaves the partitions to this instance's restart
+    /// rather than to the other members.
+    pub fn keeps_partitions_on_close(&self) -> bool {
+        self.instance_id.is_some() && self.protocol == GroupProtocol::Classic
+    }
+
+    /// The error when another consumer holds this one's instance id.
+    fn duplicate_instance(&self, topic: &str, reason: &str) -> String {
+        format!(
+            "consuming {topic}: another consumer of group {} uses the static instance id {} ({reason}): two persisters run with group_instance_name = {}; give each its own group_instance_name in [kafka] (default: the host name; empty turns static membership off)",
+            self.group,
+            self.instance_id.as_deref().unwrap_or("-"),
+            self.instance_name,
+        )
+    }
+}
+
+/// How a consumer client's run ended.
+enum Ended {
+    /// Stopped (a stop signal or a fatal error): nothing more to do.
+    Stopped,
+    /// Its static instance id is still held by a member that has not left
+    /// (consumer protocol): a killed previous run of this persister whose
+    /// session has not expired yet, or another persister with the same
+    /// instance name. Nothing was assigned: connect again later.
+    InstanceIdHeld(String),
 }
 
 impl ClientContext for PersisterContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         if kafka_log::is_connection_failure(facility) {
             self.kafka_log.failed(message);
+        } else if facility == "FATAL" {
+            // The run loop stops the process with what it means (`fatal_error`).
+            log::debug!("librdkafka: {facility} {message}");
         } else {
             kafka_log::forward(level, facility, message);
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal)) {
-            log::error!("librdkafka: {error}: {reason}");
+        // Any error may be librdkafka's fatal one (reported with its
+        // underlying code): the run loop asks the client.
+        self.check_fatal.store(true, Ordering::Relaxed);
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::FencedInstanceId | RDKafkaErrorCode::UnreleasedInstanceId)
+        ) {
+            // Always fatal: the run loop says what it means.
+            log::debug!("librdkafka: {error}: {reason}");
         } else if kafka_errors::classify(&error) == Problem::Other {
             self.kafka_log.failed(&format!("{error}: {reason}"));
         } else {
@@ -175,6 +279,19 @@ impl ClientContext for PersisterContext {
             .values()
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
+        if let Some(cgrp) = &statistics.cgrp {
+            self.shared.stats.set_group_member(
+                self.kind,
+                self.member,
+                GroupMember {
+                    instance_id: self.membership.instance_id.clone(),
+                    protocol: self.membership.protocol.as_str(),
+                    state: cgrp.state.clone(),
+                    join_state: cgrp.join_state.clone(),
+                    assigned_partitions: i64::from(cgrp.assignment_size),
+                },
+            );
+        }
         if up {
             self.errors.connected(&self.shared.stats);
         }
@@ -242,6 +359,7 @@ impl ConsumerContext for PersisterContext {
                     }
                 }
                 self.count_assignment(consumer);
+                self.note_rebalance(consumer, tpl.count());
                 self.errors.assigned(tpl.count(), &self.shared.stats);
                 log::info!(
                     "assigned {} partition(s) of {}: {}",
@@ -282,6 +400,7 @@ impl ConsumerContext for PersisterContext {
                     log::error!("unassigning partitions of {}: {e}", self.topic);
                 }
                 self.count_assignment(consumer);
+                self.note_rebalance(consumer, tpl.count());
             }
             other => {
                 log::error!("rebalance error on {}: {:?}", self.topic, other);
@@ -328,6 +447,54 @@ fn partition_list(tpl: &TopicPartitionList) -> String {
 }
 
 impl PersisterContext {
+    /// Counts a rebalance that moved `moved` partitions to or from this
+    /// consumer, and the time it held none (see `unowned_since`).
+    fn note_rebalance(&self, consumer: &BaseConsumer<Self>, moved: usize) {
+        if moved == 0 {
+            return;
+        }
+        let stats = &self.shared.stats;
+        stats.rebalance(self.kind);
+        let held = consumer.assignment().map_or(0, |a| a.count());
+        let Ok(mut since) = self.unowned_since.lock() else {
+            return;
+        };
+        match (*since, held) {
+            (Some(t), 1..) => {
+                stats.unowned(self.kind, t.elapsed());
+                *since = None;
+                self.assigned_once.store(true, Ordering::Relaxed);
+            }
+            (None, 0) => *since = Some(Instant::now()),
+            _ => {}
+        }
+    }
+
+    /// After librdkafka reported a fatal error: what it means. Another
+    /// member holding this consumer's static instance id ends the run (to
+    /// connect again while that may be a killed previous run, see
+    /// [`Ended::InstanceIdHeld`]); anything else is fatal for the process,
+    /// said with its cause.
+    fn fatal_error(&self, consumer: &BaseConsumer<Self>) -> Option<Ended> {
+        let (code, reason) = consumer.client().fatal_error()?;
+        let control = &self.shared.control;
+        match code {
+            RDKafkaErrorCode::UnreleasedInstanceId
+                if !self.assigned_once.load(Ordering::Relaxed) =>
+            {
+                return Some(Ended::InstanceIdHeld(reason));
+            }
+            RDKafkaErrorCode::FencedInstanceId | RDKafkaErrorCode::UnreleasedInstanceId => {
+                control.fatal(self.membership.duplicate_instance(&self.topic, &reason));
+            }
+            _ => control.fatal(format!(
+                "the Kafka consumer of topic {} in group {} failed for good: {reason}",
+                self.topic, self.membership.group
+            )),
+        }
+        Some(Ended::Stopped)
+    }
+
     fn count_assignment(&self, consumer: &BaseConsumer<Self>) {
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0) as i64;
         self.shared.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)]
@@ -804,6 +971,80 @@ impl ConsumerThread {
     }
 }
 
+/// Longest a consumer keeps connecting again while its static instance id
+/// is held by a member that has not left (consumer protocol): above the
+/// brokers' longest session timeout by default
+/// (`group.consumer.max.session.timeout.ms`, 60 s), after which the holder
+/// can only be another running persister.
+const INSTANCE_ID_PATIENCE: Duration = Duration::from_secs(75);
+
+/// Pause between two attempts to join with a held instance id.
+const INSTANCE_ID_RETRY: Duration = Duration::from_secs(1);
+
+/// What a consumer thread needs to connect (again).
+struct Connect {
+    config: Config,
+    section: KafkaTopicSection,
+    kind: TopicKind,
+    member: usize,
+    shared: Arc<Shared>,
+}
+
+impl Connect {
+    /// Creates the client, subscribes and makes its fetch queue.
+    fn open(&self) -> anyhow::Result<(BaseConsumer<PersisterContext>, FetchQueue)> {
+        use anyhow::Context as _;
+        let (section, shared) = (&self.section, &self.shared);
+        let context = PersisterContext {
+            topic: section.topic.clone(),
+            kind: self.kind,
+            member: self.member,
+            shared: shared.clone(),
+            batch: Mutex::new(PendingBatch::new(
+                shared.record_size(self.kind),
+                shared.line_buffers.clone(),
+            )),
+            durable: Mutex::new(BTreeMap::new()),
+            commit_failed: AtomicBool::new(false),
+            paused: Mutex::new(false),
+            wal_over_limit: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            fetch_queue: FetchQueueSlot::default(),
+            kafka_log: KafkaLog::new(&section.topic),
+            starts: Mutex::new(Vec::new()),
+            errors: KafkaErrors::new(&section.topic, self.kind),
+            membership: Membership::of(section, self.member),
+            check_fatal: AtomicBool::new(false),
+            assigned_once: AtomicBool::new(false),
+            unowned_since: Mutex::new(Some(Instant::now())),
+        };
+        let consumer: BaseConsumer<PersisterContext> =
+            client_config(&self.config, section, self.member)
+                .create_with_context(context)
+                .with_context(|| {
+                    format!(
+                        "creating Kafka consumer for [{}] topic {} (brokers {})",
+                        section.section,
+                        section.topic,
+                        section.uri.join(",")
+                    )
+                })?;
+        consumer.subscribe(&[&section.topic]).with_context(|| {
+            format!(
+                "subscribing to topic {} in group {}",
+                section.topic, section.group_id
+            )
+        })?;
+        let queue = FetchQueue::new(consumer.client().native_ptr()).with_context(|| {
+            format!(
+                "creating the fetch queue of the consumer of topic {}",
+                section.topic
+            )
+        })?;
+        Ok((consumer, queue))
+    }
+}
+
 /// Starts consumer `member` of `section` (its topic and group).
 pub fn spawn(
     config: &Config,
@@ -813,46 +1054,14 @@ pub fn spawn(
     shared: Arc<Shared>,
 ) -> anyhow::Result<ConsumerThread> {
     use anyhow::Context as _;
-    let context = PersisterContext {
-        topic: section.topic.clone(),
+    let connect = Connect {
+        config: config.clone(),
+        section: section.clone(),
         kind,
+        member,
         shared: shared.clone(),
-        batch: Mutex::new(PendingBatch::new(
-            shared.record_size(kind),
-            shared.line_buffers.clone(),
-        )),
-        durable: Mutex::new(BTreeMap::new()),
-        commit_failed: AtomicBool::new(false),
-        paused: Mutex::new(false),
-        wal_over_limit: AtomicBool::new(false),
-        closing: AtomicBool::new(false),
-        fetch_queue: FetchQueueSlot::default(),
-        kafka_log: KafkaLog::new(&section.topic),
-        starts: Mutex::new(Vec::new()),
-        errors: KafkaErrors::new(&section.topic, kind),
     };
-    let consumer: BaseConsumer<PersisterContext> = client_config(config, section, member)
-        .create_with_context(context)
-        .with_context(|| {
-            format!(
-                "creating Kafka consumer for [{}] topic {} (brokers {})",
-                section.section,
-                section.topic,
-                section.uri.join(",")
-            )
-        })?;
-    consumer.subscribe(&[&section.topic]).with_context(|| {
-        format!(
-            "subscribing to topic {} in group {}",
-            section.topic, section.group_id
-        )
-    })?;
-    let queue = FetchQueue::new(consumer.client().native_ptr()).with_context(|| {
-        format!(
-            "creating the fetch queue of the consumer of topic {}",
-            section.topic
-        )
-    })?;
+    let opened = connect.open()?;
     let name = format!("{}#{member}", section.section);
     let batch_size = section.batch_size.max(1);
     let interval = Duration::from_millis(
@@ -866,9 +1075,55 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            run(
-                consumer, queue, kind, batch_size, interval, shared, flushed_tx,
-            )
+            let mut flushed = Some(flushed_tx);
+            let mut opened = opened;
+            let mut held_since: Option<Instant> = None;
+            loop {
+                let (consumer, queue) = opened;
+                let reason = match run(
+                    consumer,
+                    queue,
+                    kind,
+                    batch_size,
+                    interval,
+                    shared.clone(),
+                    &mut flushed,
+                ) {
+                    Ended::Stopped => return,
+                    Ended::InstanceIdHeld(reason) => reason,
+                };
+                let membership = Membership::of(&connect.section, member);
+                let since = *held_since.get_or_insert_with(|| {
+                    log::warn!(
+                        "consuming {}: the static instance id {} is still held in group {} ({reason}): by this persister's previous run if it was killed (until its session times out on the brokers), or by another persister with the same group_instance_name; joining again every {INSTANCE_ID_RETRY:?} for up to {INSTANCE_ID_PATIENCE:?}",
+                        connect.section.topic,
+                        membership.instance_id.as_deref().unwrap_or("-"),
+                        membership.group
+                    );
+                    Instant::now()
+                });
+                if since.elapsed() >= INSTANCE_ID_PATIENCE {
+                    shared.control.fatal(format!(
+                        "{} for {INSTANCE_ID_PATIENCE:?}",
+                        membership.duplicate_instance(&connect.section.topic, &reason)
+                    ));
+                    return;
+                }
+                let retry_at = Instant::now() + INSTANCE_ID_RETRY;
+                while Instant::now() < retry_at {
+                    if shared.control.stopping() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                opened = match connect.open() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        shared.control.fatal(format!("{e:#}"));
+                        return;
+                    }
+                };
+            }
         })
         .context("spawning a consumer thread")?;
     Ok(ConsumerThread {
@@ -888,8 +1143,8 @@ fn run(
     batch_size: usize,
     interval: Duration,
     shared: Arc<Shared>,
-    flushed: crossbeam_channel::Sender<()>,
-) {
+    flushed: &mut Option<crossbeam_channel::Sender<()>>,
+) -> Ended {
     let ctx = consumer.context().clone();
     // The queue must be gone before the consumer is dropped, also when this
     // thread unwinds: the guard (dropped before `consumer`) empties the slot.
@@ -905,6 +1160,13 @@ fn run(
     let mut idle = false;
     let mut last_recommit = Instant::now();
     while !shared.control.stopping() {
+        if ctx.check_fatal.swap(false, Ordering::Relaxed) {
+            if let Some(Ended::InstanceIdHeld(reason)) = ctx.fatal_error(&consumer) {
+                drop(queue);
+                drop(ctx.fetch_queue.take());
+                return Ended::InstanceIdHeld(reason);
+            }
+        }
         let mut consumed = 0u64;
         // Rebalances, errors and commit results arrive here, and so do the
         // messages of a partition that could not be routed to the queue.
@@ -931,7 +1193,12 @@ fn run(
                 }
                 consumed += 1;
             }
-            Some(Err(e)) => ctx.errors.report(&e, "", &shared.stats),
+            Some(Err(e)) => {
+                ctx.check_fatal.store(true, Ordering::Relaxed);
+                if !matches!(e, KafkaError::MessageConsumptionFatal(_)) {
+                    ctx.errors.report(&e, "", &shared.stats);
+                }
+            }
         }
         // While InfluxDB keeps up, Kafka holds the backlog: reading further
         // ahead would only send records through the disk and back. Failing
@@ -1015,7 +1282,7 @@ fn run(
     // Everything read is durable now. What follows needs the group
     // coordinator and can take up to the session timeout when Kafka is
     // unreachable, so shutdown stops waiting for it at the drain deadline.
-    drop(flushed);
+    drop(flushed.take());
     if !hard {
         ctx.commit_durable(&consumer, CommitMode::Sync);
     }
@@ -1024,6 +1291,7 @@ fn run(
     drop(ctx.fetch_queue.take());
     drop(consumer);
     log::info!("consumer of {} stopped", ctx.topic);
+    Ended::Stopped
 }
 
 /// Longest a stopping consumer waits for the group to take its partitions
@@ -1039,6 +1307,12 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// first, as its maintainers suggest, closes with nothing to stop.
 fn leave_group(consumer: &BaseConsumer<PersisterContext>, ctx: &PersisterContext) {
     ctx.closing.store(true, Ordering::Relaxed);
+    if ctx.membership.keeps_partitions_on_close() {
+        // The close revokes the partitions locally (the final flush point
+        // ran already) and sends no LeaveGroup: they wait for this
+        // instance's restart (see `Membership`).
+        return;
+    }
     consumer.unsubscribe();
     let deadline = Instant::now() + LEAVE_TIMEOUT;
     loop {

@@ -227,12 +227,19 @@ impl Pipeline {
                     shared.clone(),
                 )?);
             }
+            let name = section.instance_name();
+            let membership = if name.is_empty() {
+                "dynamic members".to_string()
+            } else {
+                format!("static members {name}-{}-<thread>", section.topic)
+            };
             log::info!(
-                "consuming topic {} in group {} from {} with {} thread(s)",
+                "consuming topic {} in group {} from {} with {} thread(s): {membership}, {} protocol",
                 section.topic,
                 section.group_id,
                 section.uri.join(","),
-                section.num_processors.max(1)
+                section.num_processors.max(1),
+                section.group_protocol
             );
         }
         Ok(Pipeline {

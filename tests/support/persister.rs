@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use monasca_persister::config::Config;
+use monasca_persister::config::{Config, GroupProtocol};
 
 use super::influxd::Influxd;
 use super::kafka::TestKafka;
@@ -33,16 +33,20 @@ pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
     c
 }
 
-/// `[kafka_client]` for a test: `kafka`'s security settings and faster
-/// group membership changes than the production defaults.
+/// `[kafka_client]` for a test: `kafka`'s security settings; and group
+/// membership for a test: static, under an instance name of this
+/// configuration's own (two persisters of a test never share one: they
+/// would fence each other; a restart on the same configuration keeps it),
+/// and a 6 s session instead of 45 s.
 pub fn kafka_client_for_tests(c: &mut Config, kafka: &impl TestKafka) {
-    for (k, v) in [
-        ("heartbeat.interval.ms", "300"),
-        ("session.timeout.ms", "6000"),
+    let instance = super::real_kafka::unique_name(&format!("persister-{}", std::process::id()));
+    for s in [
+        &mut c.kafka_metrics,
+        &mut c.kafka_alarm_history,
+        &mut c.kafka_events,
     ] {
-        c.kafka_client
-            .properties
-            .insert(k.to_string(), monasca_persister::config::Secret::new(v));
+        s.group_instance_name = Some(instance.clone());
+        s.session_timeout_ms = Some(6000);
     }
     for (k, v) in kafka.client_properties() {
         c.kafka_client
@@ -65,10 +69,23 @@ pub fn binary_config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Co
     c.influxdb.retry_max_ms = 500;
     c.wal.commit_interval_ms = 50;
     c.wal.drain_timeout_seconds = 20;
-    c.kafka_client.properties.insert(
-        "session.timeout.ms".into(),
-        monasca_persister::config::Secret::new("2000"),
-    );
+    c.kafka_metrics.session_timeout_ms = Some(2000);
+    c
+}
+
+/// `c` with its topics' groups on `protocol`: the session timeout of the
+/// consumer protocol is the brokers' (6 s on those of `scripts/kafka`).
+pub fn with_protocol(mut c: Config, protocol: GroupProtocol) -> Config {
+    for s in [
+        &mut c.kafka_metrics,
+        &mut c.kafka_alarm_history,
+        &mut c.kafka_events,
+    ] {
+        s.group_protocol = protocol;
+        if protocol == GroupProtocol::Consumer {
+            s.session_timeout_ms = None;
+        }
+    }
     c
 }
 
