@@ -219,7 +219,8 @@ fn persist(cli: &Cli) -> ExitCode {
             if !logging_to_stderr {
                 eprintln!("monasca-persister: error: {}", error_text(&e));
             }
-            ExitCode::FAILURE
+            e.downcast_ref::<crate::pipeline::Failure>()
+                .map_or(ExitCode::FAILURE, |f| ExitCode::from(f.exit_status))
         }
     }
 }

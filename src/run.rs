@@ -55,7 +55,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             std::mem::forget(shared);
             anyhow::bail!("fatal: {e}")
         }
-        None => Ok(()),
+        None => match control.failure() {
+            Some(failure) => Err(failure.into()),
+            None => Ok(()),
+        },
     }
 }
 

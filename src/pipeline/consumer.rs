@@ -3,6 +3,9 @@
 //! makes the batch durable before committing its offsets. Rebalances flush and
 //! commit before partitions are given up, and resume assigned partitions from
 //! the WAL's offsets when those are ahead of Kafka's (exactly once into the WAL).
+//! Its [`Membership`] (a static instance id or none, the classic or the
+//! consumer group protocol) decides what a stop does with the partitions and
+//! what another member holding its instance id means.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,12 +22,13 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 
 use super::batch::{PendingBatch, RejectedMessage};
+use super::control::EXIT_INSTANCE_NAME_IN_USE;
 use super::event_sink::EVENTS_RECORD_DATABASE;
 use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
 use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
 use super::positions::{deleted_before_read, Positions};
-use super::Shared;
+use super::{Failure, Shared};
 use crate::config::{Config, GroupProtocol, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
 use crate::elasticsearch::document::{self, EventSource};
@@ -206,14 +210,18 @@ impl Membership {
         self.instance_id.is_some() && self.protocol == GroupProtocol::Classic
     }
 
-    /// The error when another consumer holds this one's instance id.
-    fn duplicate_instance(&self, topic: &str, reason: &str) -> String {
-        format!(
+    /// The failure when another consumer holds this one's instance id.
+    fn duplicate_instance(&self, topic: &str, reason: &str) -> Failure {
+        let message = format!(
             "consuming {topic}: another consumer of group {} uses the static instance id {} ({reason}): two persisters run with group_instance_name = {}; give each its own group_instance_name in [kafka] (default: the host name; empty turns static membership off)",
             self.group,
             self.instance_id.as_deref().unwrap_or("-"),
             self.instance_name,
-        )
+        );
+        Failure {
+            message,
+            exit_status: EXIT_INSTANCE_NAME_IN_USE,
+        }
     }
 }
 
@@ -473,8 +481,10 @@ impl PersisterContext {
     /// After librdkafka reported a fatal error: what it means. Another
     /// member holding this consumer's static instance id ends the run (to
     /// connect again while that may be a killed previous run, see
-    /// [`Ended::InstanceIdHeld`]); anything else is fatal for the process,
-    /// said with its cause.
+    /// [`Ended::InstanceIdHeld`]); anything else ends the process, said
+    /// with its cause, after an orderly stop: the WAL is sound, and what it
+    /// holds reaches InfluxDB before the exit (a fenced persister that left
+    /// records behind would deliver them only when it runs again).
     fn fatal_error(&self, consumer: &BaseConsumer<Self>) -> Option<Ended> {
         let (code, reason) = consumer.client().fatal_error()?;
         let control = &self.shared.control;
@@ -485,12 +495,15 @@ impl PersisterContext {
                 return Some(Ended::InstanceIdHeld(reason));
             }
             RDKafkaErrorCode::FencedInstanceId | RDKafkaErrorCode::UnreleasedInstanceId => {
-                control.fatal(self.membership.duplicate_instance(&self.topic, &reason));
+                control.fail(self.membership.duplicate_instance(&self.topic, &reason));
             }
-            _ => control.fatal(format!(
-                "the Kafka consumer of topic {} in group {} failed for good: {reason}",
-                self.topic, self.membership.group
-            )),
+            _ => control.fail(Failure {
+                message: format!(
+                    "the Kafka consumer of topic {} in group {} failed for good: {reason}",
+                    self.topic, self.membership.group
+                ),
+                exit_status: 1,
+            }),
         }
         Some(Ended::Stopped)
     }
@@ -1103,10 +1116,10 @@ pub fn spawn(
                     Instant::now()
                 });
                 if since.elapsed() >= INSTANCE_ID_PATIENCE {
-                    shared.control.fatal(format!(
-                        "{} for {INSTANCE_ID_PATIENCE:?}",
-                        membership.duplicate_instance(&connect.section.topic, &reason)
-                    ));
+                    let mut failure =
+                        membership.duplicate_instance(&connect.section.topic, &reason);
+                    failure.message += &format!(" (refused for {INSTANCE_ID_PATIENCE:?})");
+                    shared.control.fail(failure);
                     return;
                 }
                 let retry_at = Instant::now() + INSTANCE_ID_RETRY;
@@ -1119,7 +1132,10 @@ pub fn spawn(
                 opened = match connect.open() {
                     Ok(o) => o,
                     Err(e) => {
-                        shared.control.fatal(format!("{e:#}"));
+                        shared.control.fail(Failure {
+                            message: format!("{e:#}"),
+                            exit_status: 1,
+                        });
                         return;
                     }
                 };

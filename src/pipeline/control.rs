@@ -1,12 +1,28 @@
 //! Run state shared by every pipeline thread: running or stopping (consumers
 //! flush and leave), draining (writers empty the WAL), writers told to give
-//! up (drain deadline passed or a fatal error), and the first fatal error.
+//! up (drain deadline passed or a fatal error), the first fatal error, and
+//! the first failure that ends the run after an orderly stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
+
+/// Exit status of a persister that stopped because another one uses its
+/// group instance name: the systemd unit's `RestartPreventExitStatus=`
+/// keeps it from coming back to fence the other in turn.
+pub const EXIT_INSTANCE_NAME_IN_USE: u8 = 3;
+
+/// A failure that ends the run after an orderly stop ([`Control::fail`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fatal: {message}")]
+pub struct Failure {
+    /// What happened, naming what to change.
+    pub message: String,
+    /// The process's exit status (1, or [`EXIT_INSTANCE_NAME_IN_USE`]).
+    pub exit_status: u8,
+}
 
 /// How long the orderly stop after a fatal error may take before the
 /// process exits anyway.
@@ -17,6 +33,7 @@ pub struct Control {
     stopping: AtomicBool,
     draining: AtomicBool,
     fatal: Mutex<Option<String>>,
+    failure: Mutex<Option<Failure>>,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
     // Dropping the sender wakes every writer sleeping in a backoff at once.
@@ -39,6 +56,7 @@ impl Control {
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            failure: Mutex::new(None),
             wake_tx,
             wake_rx,
             writers_stop_tx: Mutex::new(Some(stop_tx)),
@@ -113,6 +131,25 @@ impl Control {
         }
         self.stop();
         self.stop_writers();
+    }
+
+    /// Records a failure that ends the run (the first one wins) and stops
+    /// in order, as a stop signal does: consumers flush and close, writers
+    /// drain the WAL. For what leaves the WAL and the sinks sound (a Kafka
+    /// client that cannot go on); the process then exits non-zero.
+    pub fn fail(&self, failure: Failure) {
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                log::error!("{}; stopping in order", failure.message);
+                *f = Some(failure);
+            }
+        }
+        self.stop();
+    }
+
+    /// The failure that ended the run in order, if one occurred.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// The fatal error, if one occurred.

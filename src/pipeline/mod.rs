@@ -27,7 +27,7 @@ use crate::influx::InfluxWriter;
 use crate::retry::Retry;
 use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
-pub use control::Control;
+pub use control::{Control, Failure};
 use disk_space::DiskSpace;
 use event_sink::EventsSink;
 use handoff::HandoffQueue;
