@@ -492,7 +492,7 @@ impl State {
     }
 
     /// Moves inode `ino`, linked as `name` in `parent`, to the trash.
-    fn to_trash(&mut self, ino: u64) -> io::Result<()> {
+    fn move_to_trash(&mut self, ino: u64) -> io::Result<()> {
         let from = self.path(ino)?;
         let to = self.trash().join(ino.to_string());
         std::fs::rename(&from, &to)?;
@@ -513,7 +513,7 @@ impl State {
             }
             _ => {}
         }
-        self.to_trash(ino)?;
+        self.move_to_trash(ino)?;
         self.node_mut(parent)?.children.remove(name);
         self.journal(&[(parent, name, None)]);
         Ok(())
@@ -558,7 +558,7 @@ impl State {
                 }
                 _ => {}
             }
-            self.to_trash(old)?;
+            self.move_to_trash(old)?;
         }
         let from = self.path(ino)?;
         let to = self.path(new_parent)?.join(new_name);
