@@ -4,8 +4,9 @@
 //! open / holds open a WAL for the lock tests.
 //!
 //! Usage:
-//!   wal-crash-helper append <dir>   two threads append batches forever; each durable
-//!                                   one is reported as "ok <thread> <batch> <first id> <count>"
+//!   wal-crash-helper append <dir> [threads] [reclaim threshold bytes]
+//!                                   threads (2) append batches forever; each durable one is
+//!                                   reported as "ok <thread> <batch> <first id> <count>"
 //!   wal-crash-helper try-open <dir> exit 0 if it opened, 3 if locked, 4 on other errors
 //!   wal-crash-helper hold <dir>     opens, prints "ready", waits for stdin to close
 
@@ -14,9 +15,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use wal::{RecordRef, Wal, WalError, WalOptions};
 
-/// Appending threads: while one waits for its sync, the other is inserting,
-/// so a sync regularly writes part of an unfinished batch to disk — the
-/// state a kill must never turn into a partial batch.
+/// Appending threads by default: while one waits for its sync, the other
+/// is inserting, so a sync regularly writes part of an unfinished batch to
+/// disk — the state a kill must never turn into a partial batch.
 const THREADS: u64 = 2;
 
 #[path = "../../tests/common/workload.rs"]
@@ -60,10 +61,10 @@ fn append_forever(wal: &Wal, t: u64) -> Result<(), WalError> {
     }
 }
 
-fn append(dir: &Path) -> Result<(), WalError> {
-    let wal = Wal::open(dir, WalOptions::default())?;
+fn append(dir: &Path, threads: u64, opts: WalOptions) -> Result<(), WalError> {
+    let wal = Wal::open(dir, opts)?;
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
+        let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let wal = &wal;
                 s.spawn(move || append_forever(wal, t))
@@ -87,13 +88,30 @@ fn main() -> ExitCode {
     };
     let dir = Path::new(dir);
     match mode.as_str() {
-        "append" => match append(dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(4)
+        "append" => {
+            let number = |i: usize, default: u64| {
+                args.get(i).map_or(Some(default), |a| a.parse::<u64>().ok())
+            };
+            let defaults = WalOptions::default();
+            let (Some(threads), Some(reclaim)) = (
+                number(3, THREADS),
+                number(4, defaults.reclaim_threshold_bytes),
+            ) else {
+                eprintln!("threads and reclaim threshold must be numbers");
+                return ExitCode::from(2);
+            };
+            let opts = WalOptions {
+                reclaim_threshold_bytes: reclaim,
+                ..defaults
+            };
+            match append(dir, threads, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(4)
+                }
             }
-        },
+        }
         "try-open" | "hold" => match Wal::open(dir, WalOptions::default()) {
             Ok(wal) => {
                 println!("ready");
