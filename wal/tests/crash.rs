@@ -51,7 +51,7 @@ fn sigkill_at_random_moments_never_loses_a_reported_append() {
         append_then_kill(
             &dir,
             THREADS,
-            defaults.reclaim_threshold_bytes,
+            defaults.segment_bytes,
             rng.u32(1..40),
             &mut reported,
             &ctx,

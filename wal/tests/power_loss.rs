@@ -25,9 +25,9 @@ use common::survivors::{append_then_kill, check, Reported};
 /// Appending threads of the helper.
 const THREADS: u64 = 3;
 
-/// A reclaim threshold this low makes the WAL give space back (new files,
-/// renames, deletions) many times per round.
-const RECLAIM_THRESHOLD: u64 = 2 << 20;
+/// Segments this small make the WAL start and delete segment files (and
+/// move pending records forward) many times per round.
+const SEGMENT_BYTES: u64 = 256 << 10;
 
 #[test]
 fn power_loss_at_random_moments_never_loses_a_reported_append() {
@@ -42,7 +42,8 @@ fn power_loss_at_random_moments_never_loses_a_reported_append() {
     let started = Instant::now();
     let mut rounds = 0;
     let (mut pages_lost, mut pages_kept, mut entries_reverted) = (0, 0, 0);
-    while rounds < 40 && started.elapsed() < Duration::from_secs(40) {
+    let (mut file_syncs, mut dir_syncs) = (0, 0);
+    while rounds < 40 && started.elapsed() < Duration::from_secs(30) {
         rounds += 1;
         let cut = if rounds % 2 == 0 {
             Cut::DropUnsynced
@@ -53,17 +54,21 @@ fn power_loss_at_random_moments_never_loses_a_reported_append() {
         append_then_kill(
             &dir,
             THREADS,
-            RECLAIM_THRESHOLD,
+            SEGMENT_BYTES,
             rng.u32(1..40),
             &mut reported,
             &ctx,
         );
+        let stats = fs.stats();
+        file_syncs += stats.file_syncs;
+        dir_syncs += stats.dir_syncs;
         let report = fs.power_cut(cut).expect("power cut");
         pages_lost += report.pages_lost;
         pages_kept += report.pages_kept;
         entries_reverted += report.entries_reverted;
         let opts = WalOptions {
-            reclaim_threshold_bytes: RECLAIM_THRESHOLD,
+            segment_bytes: SEGMENT_BYTES,
+            reclaim_threshold_bytes: 4 * SEGMENT_BYTES,
             ..WalOptions::default()
         };
         let wal = Wal::open(&dir, opts)
@@ -72,9 +77,13 @@ fn power_loss_at_random_moments_never_loses_a_reported_append() {
         check(&wal, &reported, THREADS, &ctx);
     }
     eprintln!(
-        "{rounds} power cuts, {} batches reported; the cuts dropped {pages_lost} unsynced pages (kept {pages_kept}) and reverted {entries_reverted} directory changes",
+        "{rounds} power cuts, {} batches reported, {file_syncs} file and {dir_syncs} directory syncs; the cuts dropped {pages_lost} unsynced pages (kept {pages_kept}) and reverted {entries_reverted} directory changes",
         reported.len()
     );
     assert!(rounds >= 10, "only {rounds} rounds ran in the time budget");
     assert!(pages_lost > 0, "the cuts never hit unsynced data");
+    assert!(
+        dir_syncs > 4 * rounds as u64,
+        "segments were rarely started or deleted ({dir_syncs} directory syncs)"
+    );
 }

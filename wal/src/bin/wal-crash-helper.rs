@@ -4,9 +4,10 @@
 //! open / holds open a WAL for the lock tests.
 //!
 //! Usage:
-//!   wal-crash-helper append <dir> [threads] [reclaim threshold bytes]
+//!   wal-crash-helper append <dir> [threads] [segment bytes]
 //!                                   threads (2) append batches forever; each durable one is
-//!                                   reported as "ok <thread> <batch> <first id> <count>"
+//!                                   reported as "ok <thread> <batch> <first id> <count>";
+//!                                   four batches in five are acknowledged right away
 //!   wal-crash-helper try-open <dir> exit 0 if it opened, 3 if locked, 4 on other errors
 //!   wal-crash-helper hold <dir>     opens, prints "ready", waits for stdin to close
 
@@ -51,9 +52,10 @@ fn append_forever(wal: &Wal, t: u64) -> Result<(), WalError> {
         let _ = writeln!(lock, "ok {t} {k} {first} {n}");
         let _ = lock.flush();
         drop(lock);
-        // Every fifth batch is acknowledged right away; the test accepts
-        // its records being present or absent (acks are not synced).
-        if k % 5 == 0 {
+        // Four batches in five are acknowledged right away, so segments
+        // empty and get deleted; the test accepts their records being
+        // present or absent (acks are not synced), and checks the fifth.
+        if k % 5 != 1 {
             let ids: Vec<_> = ids.iter().collect();
             wal.ack(&ids)?;
         }
@@ -93,15 +95,15 @@ fn main() -> ExitCode {
                 args.get(i).map_or(Some(default), |a| a.parse::<u64>().ok())
             };
             let defaults = WalOptions::default();
-            let (Some(threads), Some(reclaim)) = (
-                number(3, THREADS),
-                number(4, defaults.reclaim_threshold_bytes),
-            ) else {
-                eprintln!("threads and reclaim threshold must be numbers");
+            let (Some(threads), Some(segment_bytes)) =
+                (number(3, THREADS), number(4, defaults.segment_bytes))
+            else {
+                eprintln!("threads and segment size must be numbers");
                 return ExitCode::from(2);
             };
             let opts = WalOptions {
-                reclaim_threshold_bytes: reclaim,
+                segment_bytes,
+                reclaim_threshold_bytes: 4 * segment_bytes,
                 ..defaults
             };
             match append(dir, threads, opts) {
