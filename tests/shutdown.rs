@@ -1154,3 +1154,94 @@ fn power_loss_at_50_random_moments_loses_no_committed_message() {
     );
     drop(disk);
 }
+
+#[test]
+fn a_damaged_wal_is_reported_in_the_log_and_metrics_and_the_rest_delivered() {
+    const RECORDS: u64 = 40;
+    const LINES: u64 = 100;
+    let influx = Influxd::start();
+    let stream = Stream::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&stream, &influx, dir.path());
+    let ts0 = p::base_ts();
+    {
+        // What an earlier run left pending: 40 records of 100 points.
+        let wal = wal::Wal::open(
+            &cfg.wal.path,
+            wal::WalOptions {
+                segment_bytes: 16 << 10,
+                ..wal::WalOptions::default()
+            },
+        )
+        .expect("open the WAL");
+        for r in 0..RECORDS {
+            let lines: String = (0..LINES)
+                .map(|i| {
+                    let n = r * LINES + i;
+                    format!(
+                        "{MEASUREMENT},hostname=h{} value={n} {}\n",
+                        n % 7,
+                        ts0 + n as i64
+                    )
+                })
+                .collect();
+            let record = wal::RecordRef {
+                database: "mon",
+                kind: 0,
+                points: LINES as u32,
+                payload: lines.as_bytes(),
+            };
+            wal.append(&[record], &[]).expect("append");
+        }
+    }
+    // A failing disk garbles the middle of the log.
+    let mut segments: Vec<_> = std::fs::read_dir(&cfg.wal.path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("seg-"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[1])
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xAB; 2048], 2000).unwrap();
+    drop(f);
+
+    let child = Persister::start(&cfg, dir.path(), "persister");
+    let line = child.wait_log("damage found at open", LONG);
+    assert!(line.contains(" ERROR "), "{line}");
+    let lost = number_before(
+        &line,
+        " record(s) it had reported durable are missing or unreadable",
+    )
+    .unwrap_or_else(|| panic!("no count in {line:?}"));
+    assert!(lost > 0 && lost < RECORDS, "{line}");
+    wait_until(
+        "the lost records in /metrics",
+        LONG,
+        || child.tail(),
+        || {
+            (child.metric("monasca_persister_wal_quarantined_records") == Some(lost as f64))
+                .then_some(())
+        },
+    );
+    let expected = (RECORDS - lost) * LINES;
+    wait_until(
+        "the intact records in InfluxDB",
+        LONG,
+        || child.tail(),
+        || (stored_count(&influx) == expected).then_some(()),
+    );
+    let (_, body) = child.get("/healthcheck").expect("healthcheck answers");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["wal"]["quarantined_records"], lost, "{body}");
+    assert!(
+        std::fs::read_dir(cfg.wal.path.join("quarantine"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0,
+        "the garbled bytes are kept"
+    );
+}
