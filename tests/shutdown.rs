@@ -380,6 +380,45 @@ fn assert_clean_exit(who: &Persister, status: ExitStatus) {
     );
 }
 
+/// Lets `child` run until a random moment: a quarter of the time anywhere
+/// in start-up (WAL replay, group join), else up to `max_ms` after it began
+/// consuming, so that what follows hits flush points, appends, commits and
+/// writes in flight. The moments are the chaos, not a synchronisation.
+/// Returns whether it had consumed anything.
+fn run_until_a_random_moment(
+    child: &mut Persister,
+    rng: &mut fastrand::Rng,
+    max_ms: u64,
+    round: usize,
+) -> bool {
+    let in_start_up = rng.u8(..4) == 0;
+    let after = Duration::from_millis(rng.u64(0..max_ms));
+    let mut consuming_since = in_start_up.then_some(child.spawned);
+    loop {
+        assert!(
+            child.running(),
+            "round {round}: the persister exited{}",
+            child.tail()
+        );
+        if consuming_since.is_none() && child.consumed() > 0 {
+            eprintln!(
+                "round {round}: consuming after {:?}",
+                child.spawned.elapsed()
+            );
+            consuming_since = Some(Instant::now());
+        }
+        if consuming_since.is_some_and(|t| t.elapsed() >= after) {
+            return child.consumed() > 0;
+        }
+        assert!(
+            child.spawned.elapsed() < LONG,
+            "round {round}: no consumption{}",
+            child.tail()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The tests.
 
@@ -621,41 +660,10 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     let mut kills_after_consuming = 0;
     for round in 0..ROUNDS {
         let mut child = Persister::start(&cfg, dir.path(), "persister");
-        // The moments are the chaos, not a synchronisation. A quarter of the
-        // kills land anywhere in start-up (WAL replay, group join); the rest
-        // after consumption began, so that they hit flush points, appends,
-        // commits and writes in flight.
-        let in_start_up = rng.u8(..4) == 0;
-        let after = Duration::from_millis(rng.u64(0..1500));
-        let mut consuming_since = in_start_up.then_some(child.spawned);
-        loop {
-            assert!(
-                child.running(),
-                "round {round}: the persister exited{}",
-                child.tail()
-            );
-            if consuming_since.is_none() && child.consumed() > 0 {
-                eprintln!(
-                    "round {round}: consuming after {:?}",
-                    child.spawned.elapsed()
-                );
-                consuming_since = Some(Instant::now());
-            }
-            if consuming_since.is_some_and(|t| t.elapsed() >= after) {
-                break;
-            }
-            assert!(
-                child.spawned.elapsed() < LONG,
-                "round {round}: no consumption{}",
-                child.tail()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let consumed = child.consumed();
-        child.kill9();
-        if consumed > 0 {
+        if run_until_a_random_moment(&mut child, &mut rng, 1500, round) {
             kills_after_consuming += 1;
         }
+        child.kill9();
     }
     let total = load.stop();
     assert!(
@@ -1072,31 +1080,7 @@ fn power_loss_at_50_random_moments_loses_no_committed_message() {
             influx.pause();
         }
         let mut child = Persister::start(&cfg, dir.path(), "persister");
-        // As in the SIGKILL test: a quarter of the cuts anywhere in start-up,
-        // the rest while consuming.
-        let in_start_up = rng.u8(..4) == 0;
-        let after = Duration::from_millis(rng.u64(0..800));
-        let mut consuming_since = in_start_up.then_some(child.spawned);
-        loop {
-            assert!(
-                child.running(),
-                "round {round}: the persister exited{}",
-                child.tail()
-            );
-            if consuming_since.is_none() && child.consumed() > 0 {
-                consuming_since = Some(Instant::now());
-            }
-            if consuming_since.is_some_and(|t| t.elapsed() >= after) {
-                break;
-            }
-            assert!(
-                child.spawned.elapsed() < LONG,
-                "round {round}: no consumption{}",
-                child.tail()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.consumed() > 0 {
+        if run_until_a_random_moment(&mut child, &mut rng, 800, round) {
             cuts_while_consuming += 1;
         }
         // The power goes: the process dies with the machine, and what it

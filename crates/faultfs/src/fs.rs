@@ -34,6 +34,14 @@ fn to_errno(e: std::io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// Answers a request that returns nothing.
+fn done(reply: ReplyEmpty, result: std::io::Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(to_errno(e)),
+    }
+}
+
 fn time(secs: i64, nanos: i64) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::new(secs as u64, nanos as u32)
@@ -131,17 +139,11 @@ impl Filesystem for Passthrough {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match lock(&self.state).unlink(parent.0, name, Kind::File) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        done(reply, lock(&self.state).unlink(parent.0, name, Kind::File));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match lock(&self.state).unlink(parent.0, name, Kind::Dir) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        done(reply, lock(&self.state).unlink(parent.0, name, Kind::Dir));
     }
 
     fn rename(
@@ -158,10 +160,10 @@ impl Filesystem for Passthrough {
             return reply.error(Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match lock(&self.state).rename(parent.0, name, newparent.0, newname, no_replace) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        done(
+            reply,
+            lock(&self.state).rename(parent.0, name, newparent.0, newname, no_replace),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -261,10 +263,7 @@ impl Filesystem for Passthrough {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match lock(&self.state).fsync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        done(reply, lock(&self.state).fsync(ino.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -320,10 +319,7 @@ impl Filesystem for Passthrough {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match lock(&self.state).fsync_dir(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        done(reply, lock(&self.state).fsync_dir(ino.0));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
