@@ -327,17 +327,22 @@ impl Wal {
             return Ok(RecordIds::new(next, next));
         }
         let batch = self.encode(records)?;
+        let crcs: Vec<u32> = batch
+            .frames
+            .iter()
+            .map(|(_, bytes)| entry::frame_crc(&batch.bytes[bytes.clone()]))
+            .collect();
         let (start, end, lsn) = {
             let mut log = lock(&self.log);
             let start = log.next_id;
             let end = start + records.len() as u64;
             let mut frames = Vec::with_capacity(batch.frames.len());
-            for (recs, bytes) in &batch.frames {
+            for ((recs, bytes), crc) in batch.frames.iter().zip(crcs) {
                 frames.push(FrameInfo {
                     first: start + recs.start as u64,
                     count: recs.len() as u32,
                     len: bytes.len() as u32,
-                    crc: entry::frame_crc(&batch.bytes[bytes.clone()]),
+                    crc,
                     acked: None,
                 });
             }
