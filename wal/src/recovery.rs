@@ -78,18 +78,16 @@ struct Walk {
     pending: Vec<(u64, u64, u64)>,
     cut: Option<Cut>,
     damage: Damage,
-    dropped_bytes: u64,
     dropped_entries: u64,
 }
 
 impl Walk {
-    fn segment(&mut self, number: u64, len: u64, scan: entry::Scan, last: bool) {
+    fn segment(&mut self, number: u64, scan: entry::Scan, last: bool) {
         if self.cut.is_some() {
-            self.dropped_bytes += len;
             self.dropped_entries += scan.entries.len() as u64;
             return;
         }
-        if scan.header.is_none() && len == 0 {
+        if scan.header.is_none() && scan.entries.is_empty() && scan.invalid.is_empty() {
             // Created, header never written: nothing to read, nothing to
             // scan past.
             self.pending.push((number, 0, 0));
@@ -132,7 +130,7 @@ impl Walk {
                 !e.bad_frames.is_empty() && e.lsn > self.durable_lsn
             };
             if unfinished {
-                self.cut_at(number, e.at, len);
+                self.cut_at(number, e.at);
                 self.dropped_entries += 1;
                 break;
             }
@@ -162,7 +160,7 @@ impl Walk {
         }
     }
 
-    fn cut_at(&mut self, number: u64, at: u64, len: u64) {
+    fn cut_at(&mut self, number: u64, at: u64) {
         let at = self
             .pending
             .iter()
@@ -171,7 +169,6 @@ impl Walk {
             .min()
             .unwrap_or(at);
         self.pending.clear();
-        self.dropped_bytes += len - at;
         self.cut = Some(Cut {
             segment: number,
             at,
@@ -191,8 +188,6 @@ impl Walk {
         }
         if let Some(&(number, at, _)) = tail.first() {
             if self.cut.is_none() {
-                let end = tail.last().map_or(at, |t| t.2);
-                self.dropped_bytes += end - at;
                 self.cut = Some(Cut {
                     segment: number,
                     at,
@@ -302,7 +297,6 @@ pub(crate) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, WalE
         pending: Vec::new(),
         cut: None,
         damage: Damage::default(),
-        dropped_bytes: 0,
         dropped_entries: 0,
     };
     let mut headers: BTreeMap<u64, (Option<SegmentHeader>, u64)> = BTreeMap::new();
@@ -311,7 +305,7 @@ pub(crate) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, WalE
         let buf = std::fs::read(&path).map_err(io(&path, "reading a segment"))?;
         let scan = entry::scan(&buf);
         headers.insert(number, (scan.header, buf.len() as u64));
-        walk.segment(number, buf.len() as u64, scan, i + 1 == numbers.len());
+        walk.segment(number, scan, i + 1 == numbers.len());
     }
     walk.finish(trusted, mark.floor_lsn);
 
@@ -447,11 +441,11 @@ pub(crate) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, WalE
     // With damage the whole log is rewritten below; a crash before that is
     // done finds the same damage again.
     if let (Some(cut), false) = (walk.cut, damaged) {
-        drop_after(dir, &numbers, cut, &mut headers)?;
-        {
+        let written = drop_after(dir, &numbers, cut, &mut headers)?;
+        // Zeros are space the log had set aside, not data.
+        if written > 0 || walk.dropped_entries > 0 {
             log::warn!(
-                "WAL {dir_display}: dropped the end of the log ({} byte(s), {} entr(y/ies) readable) written by appends a crash or power cut interrupted; none of them had reported success",
-                walk.dropped_bytes,
+                "WAL {dir_display}: dropped the end of the log ({written} byte(s), {} entr(y/ies) readable) written by appends a crash or power cut interrupted; none of them had reported success",
                 walk.dropped_entries
             );
         }
@@ -553,14 +547,22 @@ pub(crate) fn recover(dir: &Path, counters: &Counters) -> Result<Recovered, WalE
 
 /// Truncates the log at `cut`: the segment is cut there (deleted when
 /// nothing of it remains but its header) and later segments are deleted.
+/// Returns how many of the bytes dropped were not zeros.
 fn drop_after(
     dir: &Path,
     numbers: &[u64],
     cut: Cut,
     headers: &mut BTreeMap<u64, (Option<SegmentHeader>, u64)>,
-) -> Result<(), WalError> {
+) -> Result<u64, WalError> {
     let mut removed = false;
+    let mut written = 0;
     for &n in numbers.iter().filter(|n| **n >= cut.segment) {
+        let from = if n == cut.segment { cut.at } else { 0 };
+        let len = headers.get(&n).map_or(0, |h| h.1);
+        if len > from {
+            let bytes = Segment::open(dir, n)?.read(from, (len - from) as usize)?;
+            written += bytes.iter().filter(|b| **b != 0).count() as u64;
+        }
         let keep_header = n == cut.segment
             && cut.at >= SEGMENT_HEADER_LEN
             && headers.get(&n).is_some_and(|(h, _)| h.is_some());
@@ -579,7 +581,7 @@ fn drop_after(
     if removed {
         sync_dir(dir)?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Copies the damaged bytes to `<dir>/quarantine/`; returns how many bytes

