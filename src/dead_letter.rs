@@ -2,7 +2,8 @@
 //! up, with the reason, so nothing is dropped silently.
 //!
 //! An append-only JSON-lines file (`[wal] dead_letter_path`), one object per
-//! Kafka message that could not be decoded or per line InfluxDB refused:
+//! Kafka message that could not be decoded, per line InfluxDB refused or per
+//! event document Elasticsearch refused:
 //!
 //! ```json
 //! {"time":"2026-11-21T21:46:12.123Z","kind":"influxdb_rejected","reason":"unable to parse: invalid field format","database":"mon","line":"cpu value= 1"}
@@ -10,9 +11,10 @@
 //! ```
 //!
 //! `topic`/`partition`/`offset` and `database` appear when known. The raw
-//! content is `payload` (a message) or `line` (a refused line) as a string
-//! when it is valid UTF-8, else `payload_base64` / `line_base64` (standard
-//! base64 with padding) so the exact bytes survive.
+//! content is `payload` (a message), `line` (a refused line) or `document`
+//! (a refused event document, with its `index`) as a string when it is
+//! valid UTF-8, else `payload_base64` / `line_base64` / `document_base64`
+//! (standard base64 with padding) so the exact bytes survive.
 //!
 //! Appends are buffered; [`DeadLetterStore::sync`] flushes and fsyncs, and
 //! the caller calls it at its flush point, before committing the offsets of
@@ -91,6 +93,13 @@ pub enum Content<'a> {
     Message(&'a [u8]),
     /// A line InfluxDB refused (subject to `ignore_parse_point_error`).
     RejectedLine(&'a [u8]),
+    /// An event document Elasticsearch refused, and its index.
+    Document {
+        /// The index it was written to.
+        index: &'a str,
+        /// The document (JSON) as sent.
+        document: &'a [u8],
+    },
 }
 
 /// One dead letter.
@@ -145,17 +154,20 @@ pub struct DeadLetterCounts {
 
 /// A failure to keep dead letters; the caller must not acknowledge what it
 /// could not dead-letter.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     /// A file operation failed.
-    #[error("{action} dead-letter file {path}: {source}")]
+    #[error("{action} dead-letter file {}: {cause}", .path.display())]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -202,16 +214,22 @@ struct Record<'a> {
     line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     line_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_base64: Option<String>,
 }
 
 impl DeadLetterStore {
     /// Opens (creating it and its directories when needed) the file for appending.
     pub fn open(config: DeadLetterConfig) -> Result<Self, DeadLetterError> {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DeadLetterError::Io {
+            std::fs::create_dir_all(dir).map_err(|cause| DeadLetterError::Io {
                 action: "creating the directory of",
                 path: config.path.clone(),
-                source,
+                cause,
             })?;
         }
         let (mut file, mut size) = open_append(&config.path)?;
@@ -246,7 +264,7 @@ impl DeadLetterStore {
     /// and those are not kept, appends `letter`. Durable after [`sync`](Self::sync).
     pub fn record(&self, letter: &DeadLetter<'_>) -> Result<Disposition, DeadLetterError> {
         let keep = match letter.content {
-            Content::Message(_) => true,
+            Content::Message(_) | Content::Document { .. } => true,
             Content::RejectedLine(_) => self.config.keep_rejected_lines,
         };
         let encoded = if keep { Some(encode(letter)) } else { None };
@@ -261,7 +279,7 @@ impl DeadLetterStore {
             state
                 .file
                 .write_all(&bytes)
-                .map_err(|source| self.io_error("appending to", source))?;
+                .map_err(|cause| self.io_error("appending to", cause))?;
             state.size += bytes.len() as u64;
             state.unsynced = true;
         }
@@ -301,21 +319,21 @@ impl DeadLetterStore {
         state
             .file
             .flush()
-            .map_err(|source| self.io_error("flushing", source))?;
+            .map_err(|cause| self.io_error("flushing", cause))?;
         let file = state.file.get_ref();
         if all {
             file.sync_all()
         } else {
             file.sync_data()
         }
-        .map_err(|source| self.io_error("fsyncing", source))
+        .map_err(|cause| self.io_error("fsyncing", cause))
     }
 
-    fn io_error(&self, action: &'static str, source: io::Error) -> DeadLetterError {
+    fn io_error(&self, action: &'static str, cause: io::Error) -> DeadLetterError {
         DeadLetterError::Io {
             action,
             path: self.config.path.clone(),
-            source,
+            cause,
         }
     }
 
@@ -325,25 +343,25 @@ impl DeadLetterStore {
         let path = &self.config.path;
         self.flush_and_sync(state, true)?;
         let rename = |from: &Path, to: &Path| {
-            std::fs::rename(from, to).map_err(|source| DeadLetterError::Io {
+            std::fs::rename(from, to).map_err(|cause| DeadLetterError::Io {
                 action: "rotating",
                 path: from.to_path_buf(),
-                source,
+                cause,
             })
         };
         if self.config.max_files == 0 {
             std::fs::remove_file(path)
-                .map_err(|source| self.io_error("removing the full", source))?;
+                .map_err(|cause| self.io_error("removing the full", cause))?;
         } else {
             let oldest = numbered(path, self.config.max_files);
             match std::fs::remove_file(&oldest) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
+                Err(cause) => {
                     return Err(DeadLetterError::Io {
                         action: "removing the oldest",
                         path: oldest,
-                        source,
+                        cause,
                     })
                 }
             }
@@ -377,10 +395,10 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
 
 /// Opens `path` for appending and makes its directory entry durable.
 fn open_append(path: &Path) -> Result<(File, u64), DeadLetterError> {
-    let io_error = |action, source| DeadLetterError::Io {
+    let io_error = |action, cause| DeadLetterError::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let file = OpenOptions::new()
         .create(true)
@@ -410,10 +428,10 @@ fn end_partial_line(file: &mut File, size: &mut u64, path: &Path) -> Result<(), 
     if *size == 0 {
         return Ok(());
     }
-    let io_error = |action, source| DeadLetterError::Io {
+    let io_error = |action, cause| DeadLetterError::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut last = [0u8; 1];
     file.read_exact_at(&mut last, *size - 1)
@@ -433,10 +451,12 @@ fn end_partial_line(file: &mut File, size: &mut u64, path: &Path) -> Result<(), 
 /// One JSON line for `letter`.
 fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // A reason quotes what InfluxDB or the decoder said: never a secret.
+    let reason = crate::secrets::mask(letter.reason);
     let mut record = Record {
         time,
         kind: letter.kind,
-        reason: letter.reason,
+        reason: &reason,
         topic: letter.source.map(|s| s.topic),
         partition: letter.source.map(|s| s.partition),
         offset: letter.source.map(|s| s.offset),
@@ -445,6 +465,9 @@ fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
         payload_base64: None,
         line: None,
         line_base64: None,
+        index: None,
+        document: None,
+        document_base64: None,
     };
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     match letter.content {
@@ -456,6 +479,13 @@ fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
             Ok(text) => record.line = Some(text),
             Err(_) => record.line_base64 = Some(b64(bytes)),
         },
+        Content::Document { index, document } => {
+            record.index = Some(index);
+            match std::str::from_utf8(document) {
+                Ok(text) => record.document = Some(text),
+                Err(_) => record.document_base64 = Some(b64(document)),
+            }
+        }
     }
     // Serialising plain strings and integers cannot fail; an empty object
     // keeps the file valid JSON lines if it ever did.
@@ -489,6 +519,9 @@ fn log_letter(state: &mut State, letter: &DeadLetter<'_>, disposition: Dispositi
     let what = match letter.content {
         Content::Message(bytes) => format!("message {}", preview(bytes)),
         Content::RejectedLine(bytes) => format!("line {}", preview(bytes)),
+        Content::Document { index, document } => {
+            format!("document {} for index {index:?}", preview(document))
+        }
     };
     let from = match (letter.source, letter.database) {
         (Some(s), _) => format!(" from {}[{}]@{}", s.topic, s.partition, s.offset),

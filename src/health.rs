@@ -1,6 +1,7 @@
 //! The HTTP endpoint on `[health] bind`: `/healthcheck` (JSON status of
-//! Kafka, InfluxDB and the WAL; 200 or 503) and `/metrics` (Prometheus text
-//! exposition of [`Stats`]). Runs on its own thread with tiny_http.
+//! Kafka, InfluxDB, Elasticsearch when events are consumed, and the WAL;
+//! 200 or 503) and `/metrics` (Prometheus text exposition of [`Stats`]).
+//! Served by [`crate::http`] on its own thread.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::http::{HttpServer, Limits, Response};
 use crate::pipeline::Shared;
 use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
 
@@ -17,6 +19,9 @@ use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
 pub struct HealthSettings {
     /// InfluxDB failing longer than this makes the service unhealthy.
     pub influxdb_unhealthy_after: Duration,
+    /// Elasticsearch failing longer than this makes the service unhealthy
+    /// (when events are consumed).
+    pub elasticsearch_unhealthy_after: Duration,
     /// Topics consumed (for per-topic Kafka status).
     pub topics: Vec<(TopicKind, String)>,
     /// WAL limit in bytes.
@@ -30,9 +35,13 @@ impl HealthSettings {
             influxdb_unhealthy_after: Duration::from_secs(
                 config.health.influxdb_unhealthy_after_seconds,
             ),
+            elasticsearch_unhealthy_after: Duration::from_secs(
+                config.health.elasticsearch_unhealthy_after_seconds,
+            ),
             topics: [
                 (&config.kafka_metrics, TopicKind::Metrics),
                 (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+                (&config.kafka_events, TopicKind::Events),
             ]
             .into_iter()
             .filter(|(s, _)| s.enabled)
@@ -48,8 +57,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running health server.
 pub struct HealthServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<HttpServer>,
     probe_stop: Option<crossbeam_channel::Sender<()>>,
     probe: Option<std::thread::JoinHandle<()>>,
 }
@@ -61,49 +69,29 @@ impl HealthServer {
         shared: Arc<Shared>,
         settings: HealthSettings,
     ) -> anyhow::Result<HealthServer> {
-        let server = Arc::new(
-            tiny_http::Server::http(bind)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!("binding the health endpoint to {bind} ([health] bind)")
-                })?,
-        );
-        let s = server.clone();
         let probe_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("health".into())
-            .spawn(move || {
-                for request in s.incoming_requests() {
-                    let (status, content_type, body) =
-                        match request.url().split('?').next().unwrap_or("") {
-                            "/healthcheck" => {
-                                let (ok, body) = healthcheck(&shared, &settings);
-                                (if ok { 200 } else { 503 }, "application/json", body)
-                            }
-                            "/metrics" => (
-                                200,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                                render_metrics(&shared, &settings),
-                            ),
-                            _ => (
-                                404,
-                                "text/plain; charset=utf-8",
-                                "not found: try /healthcheck or /metrics\n".to_string(),
-                            ),
-                        };
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        content_type.as_bytes(),
-                    );
-                    let mut response =
-                        tiny_http::Response::from_string(body).with_status_code(status);
-                    if let Ok(h) = header {
-                        response = response.with_header(h);
-                    }
-                    let _ = request.respond(response);
+        let handler = Box::new(move |path: &str| match path {
+            "/healthcheck" => {
+                let (ok, body) = healthcheck(&shared, &settings);
+                Response {
+                    status: if ok { 200 } else { 503 },
+                    content_type: "application/json",
+                    body,
                 }
-            })
-            .context("spawning the health endpoint thread")?;
+            }
+            "/metrics" => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: render_metrics(&shared, &settings),
+            },
+            _ => Response::text(404, "not found: try /healthcheck or /metrics\n"),
+        });
+        let limits = Limits {
+            max_connections: connection_budget(),
+            ..Limits::default()
+        };
+        let server = HttpServer::start(bind, "health", limits, handler)
+            .with_context(|| format!("binding the health endpoint to {bind} ([health] bind)"))?;
         let (probe_stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let probe = std::thread::Builder::new()
             .name("influxdb-probe".into())
@@ -111,8 +99,7 @@ impl HealthServer {
             .context("spawning the InfluxDB probe thread")?;
         log::info!("health endpoint on http://{bind}/healthcheck and /metrics");
         Ok(HealthServer {
-            server,
-            thread: Some(thread),
+            server: Some(server),
             probe_stop: Some(probe_stop),
             probe: Some(probe),
         })
@@ -121,40 +108,94 @@ impl HealthServer {
 
 impl Drop for HealthServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        self.server.take();
         self.probe_stop.take();
-        for t in [self.thread.take(), self.probe.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(t) = self.probe.take() {
             let _ = t.join();
         }
     }
 }
 
+/// How many connections the endpoint may hold open: 64, or a quarter of the
+/// file descriptors this process has left when fewer (the WAL, Kafka and
+/// InfluxDB need the rest), and at least 4.
+fn connection_budget() -> usize {
+    const MOST: usize = 64;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    match limit {
+        Some(limit) => {
+            let left = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(open);
+            (left / 4).clamp(4, MOST)
+        }
+        None => MOST,
+    }
+}
+
 /// While no write has succeeded recently (an idle stream, or writes
-/// failing), pings InfluxDB so the health check sees an outage even when
-/// there is nothing to write.
+/// failing), pings InfluxDB (and Elasticsearch, when events are consumed)
+/// so the health check sees an outage even when there is nothing to write.
 fn probe_influxdb(shared: &Shared, stop: &crossbeam_channel::Receiver<()>) {
     let stats = &shared.stats;
     while crate::retry::sleep_unless_stopped(PROBE_INTERVAL, stop) {
-        let last_ok = stats.last_write_ok_ms.load(Relaxed);
-        if last_ok > 0 && Stats::now_ms() - last_ok < PROBE_INTERVAL.as_millis() as i64 {
-            stats.influx_ping_failing_since_ms.store(0, Relaxed);
-            continue;
-        }
-        match shared.influx.client().ping() {
-            Ok(_) => stats.influx_ping_failing_since_ms.store(0, Relaxed),
-            Err(_) => {
-                let _ = stats.influx_ping_failing_since_ms.compare_exchange(
-                    0,
-                    Stats::now_ms(),
-                    Relaxed,
-                    Relaxed,
-                );
-            }
+        probe(
+            &stats.last_write_ok_ms,
+            &stats.influx_ping_failing_since_ms,
+            || shared.influx.client().ping().is_ok(),
+        );
+        if let Some(events) = &shared.events {
+            probe(
+                &stats.events.last_write_ok_ms,
+                &stats.events.ping_failing_since_ms,
+                || events.writer.client().ping().is_ok(),
+            );
         }
     }
+}
+
+/// One look at a sink: pings it unless a write succeeded within the probe
+/// interval, and notes when pings began to fail.
+fn probe(
+    last_ok_ms: &std::sync::atomic::AtomicI64,
+    ping_failing_since_ms: &std::sync::atomic::AtomicI64,
+    ping: impl FnOnce() -> bool,
+) {
+    let last_ok = last_ok_ms.load(Relaxed);
+    if (last_ok > 0 && Stats::now_ms() - last_ok < PROBE_INTERVAL.as_millis() as i64) || ping() {
+        ping_failing_since_ms.store(0, Relaxed);
+    } else {
+        let _ = ping_failing_since_ms.compare_exchange(0, Stats::now_ms(), Relaxed, Relaxed);
+    }
+}
+
+/// `(ok, JSON)` of a sink: failing for longer than `unhealthy_after`
+/// (writes failing, or pings failing while idle) is not ok.
+fn sink_status(
+    last_ok_ms: i64,
+    failing_since_ms: i64,
+    ping_failing_since_ms: i64,
+    consecutive_failures: u64,
+    unhealthy_after: Duration,
+) -> (bool, serde_json::Value) {
+    // The older of the two failure starts.
+    let failing_since = [failing_since_ms, ping_failing_since_ms]
+        .into_iter()
+        .filter(|t| *t > 0)
+        .min()
+        .unwrap_or(0);
+    let failing_for = age_seconds(failing_since);
+    let ok = failing_for.is_none_or(|s| s < unhealthy_after.as_secs_f64());
+    (
+        ok,
+        serde_json::json!({
+            "ok": ok,
+            "seconds_since_last_write": age_seconds(last_ok_ms),
+            "consecutive_failures": consecutive_failures,
+            "failing_for_seconds": failing_for,
+        }),
+    )
 }
 
 fn age_seconds(ms: i64) -> Option<f64> {
@@ -180,43 +221,53 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
             }),
         );
     }
-    // The older of the two failure starts: writes failing, or pings failing while idle.
-    let failing_since = [
+    let (influx_ok, influxdb) = sink_status(
+        stats.last_write_ok_ms.load(Relaxed),
         stats.influx_failing_since_ms.load(Relaxed),
         stats.influx_ping_failing_since_ms.load(Relaxed),
-    ]
-    .into_iter()
-    .filter(|t| *t > 0)
-    .min()
-    .unwrap_or(0);
-    let failing_for = age_seconds(failing_since);
-    let influx_ok = failing_for.is_none_or(|s| s < settings.influxdb_unhealthy_after.as_secs_f64());
+        stats.influx_consecutive_failures.load(Relaxed),
+        settings.influxdb_unhealthy_after,
+    );
+    let events = shared.events.as_ref().map(|_| {
+        let e = &stats.events;
+        sink_status(
+            e.last_write_ok_ms.load(Relaxed),
+            e.failing_since_ms.load(Relaxed),
+            e.ping_failing_since_ms.load(Relaxed),
+            e.consecutive_failures.load(Relaxed),
+            settings.elasticsearch_unhealthy_after,
+        )
+    });
+    let elasticsearch_ok = events.as_ref().is_none_or(|(ok, _)| *ok);
     let wal_bytes = shared.wal.pending_bytes();
-    let wal_ok = !shared.wal.over_limit();
-    let healthy = kafka_ok && influx_ok && wal_ok;
-    let body = serde_json::json!({
+    let disk_full = shared.disk_space.full_reason();
+    let wal_ok = !shared.wal.over_limit() && disk_full.is_none();
+    let healthy = kafka_ok && influx_ok && elasticsearch_ok && wal_ok;
+    let mut body = serde_json::json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "kafka": { "ok": kafka_ok, "topics": topics },
-        "influxdb": {
-            "ok": influx_ok,
-            "seconds_since_last_write": age_seconds(stats.last_write_ok_ms.load(Relaxed)),
-            "consecutive_failures": stats.influx_consecutive_failures.load(Relaxed),
-            "failing_for_seconds": failing_for,
-        },
+        "influxdb": influxdb,
         "wal": {
             "ok": wal_ok,
             "pending_records": shared.wal.pending_records(),
             "pending_bytes": wal_bytes,
             "max_bytes": settings.wal_max_bytes,
             "quarantined_records": shared.wal.quarantined(),
+            "disk_full": disk_full,
         },
     });
-    (healthy, format!("{body:#}\n"))
+    if let (Some((_, elasticsearch)), Some(map)) = (events, body.as_object_mut()) {
+        map.insert("elasticsearch".to_string(), elasticsearch);
+    }
+    (
+        healthy,
+        crate::secrets::mask(&format!("{body:#}\n")).into_owned(),
+    )
 }
 
 /// Resident set size of this process in bytes, from /proc (0 where unavailable).
 pub fn resident_memory_bytes() -> u64 {
-    let page = 4096u64;
+    let page = rustix::param::page_size() as u64;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {
@@ -367,7 +418,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         "WAL append latency including fsync.",
         &s.wal_append_latency,
     );
-    let gauges: [(&str, &str, f64); 7] = [
+    let gauges: [(&str, &str, f64); 8] = [
         (
             "wal_pending_records",
             "Records in the WAL not yet written to InfluxDB.",
@@ -395,8 +446,13 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         ),
         (
             "consumers_paused",
-            "Consumers paused by WAL back-pressure.",
+            "Consumers paused by WAL back-pressure or a full disk.",
             s.paused_consumers.load(Relaxed) as f64,
+        ),
+        (
+            "wal_disk_full",
+            "1 while the WAL's disk has too little room to append (consumption paused), else 0.",
+            f64::from(u8::from(shared.disk_space.is_full())),
         ),
         (
             "last_write_success_timestamp_seconds",
@@ -407,6 +463,9 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
     for (name, help, v) in gauges {
         family(&mut o, &format!("{p}_{name}"), "gauge", help);
         let _ = writeln!(o, "{p}_{name} {v}");
+    }
+    if shared.events.is_some() {
+        render_events_metrics(&mut o, &s.events);
     }
     family(&mut o, &format!("{p}_consumer_lag"), "gauge", "Messages behind the partition end, summed over assigned partitions (librdkafka statistics).");
     for (k, _) in &settings.topics {
@@ -454,4 +513,65 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         resident_memory_bytes()
     );
     o
+}
+
+/// The events sink's families (`monasca_persister_events_*`).
+fn render_events_metrics(o: &mut String, e: &crate::stats::EventsStats) {
+    let p = "monasca_persister_events";
+    let counters: [(&str, &str, u64); 3] = [
+        (
+            "documents_indexed_total",
+            "Event documents Elasticsearch stored.",
+            e.documents_indexed.load(Relaxed),
+        ),
+        (
+            "documents_rejected_total",
+            "Event documents Elasticsearch refused for good (dead-lettered).",
+            e.documents_rejected.load(Relaxed),
+        ),
+        (
+            "bulk_retries_total",
+            "_bulk attempts repeated after documents failed for now.",
+            e.bulk_retries.load(Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(o, &format!("{p}_{name}"), "counter", help);
+        let _ = writeln!(o, "{p}_{name} {v}");
+    }
+    family(
+        o,
+        &format!("{p}_bulk_requests_total"),
+        "counter",
+        "_bulk requests to Elasticsearch, by outcome.",
+    );
+    for outcome in [
+        WriteOutcome::Success,
+        WriteOutcome::Partial,
+        WriteOutcome::Retriable,
+    ] {
+        let _ = writeln!(
+            o,
+            "{p}_bulk_requests_total{{outcome=\"{}\"}} {}",
+            outcome.label(),
+            e.bulk_requests(outcome)
+        );
+    }
+    histogram(
+        o,
+        &format!("{p}_bulk_duration_seconds"),
+        "Elasticsearch _bulk request latency.",
+        &e.bulk_latency,
+    );
+    family(
+        o,
+        &format!("{p}_last_write_success_timestamp_seconds"),
+        "gauge",
+        "Unix time of the last _bulk request Elasticsearch answered per document (0: none yet).",
+    );
+    let _ = writeln!(
+        o,
+        "{p}_last_write_success_timestamp_seconds {}",
+        e.last_write_ok_ms.load(Relaxed) as f64 / 1000.0
+    );
 }

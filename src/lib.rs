@@ -5,7 +5,10 @@
 pub mod cli;
 pub mod config;
 pub mod dead_letter;
+pub mod elasticsearch;
 pub mod health;
+pub mod http;
+pub mod http_client;
 pub mod influx;
 pub mod loadgen;
 pub mod logging;
@@ -13,6 +16,7 @@ pub mod migrate;
 pub mod pipeline;
 pub mod retry;
 pub mod run;
+pub mod secrets;
 pub mod signals;
 pub mod stats;
 pub mod transform;

@@ -35,36 +35,13 @@ use support::binary::{number_before, wait_until, Persister};
 use support::influxd::Influxd;
 use support::kafka::{test_producer, Kafka, TestKafka};
 use support::persister::{self as p, METRICS};
-use support::real_kafka::{unique_name, RealKafka};
+use support::real_kafka::{unique_name, Stream};
 
 const MEASUREMENT: &str = "load";
 const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
 // The cluster and the configuration.
-
-/// A test's Kafka: the shared broker, a metrics topic of its own with
-/// `partitions` partitions and a consumer group of its own.
-struct Stream {
-    kafka: &'static RealKafka,
-    topic: String,
-    group: String,
-    partitions: i32,
-}
-
-impl Stream {
-    fn new(partitions: i32) -> Stream {
-        let kafka = RealKafka::shared();
-        let topic = unique_name("shutdown-metrics");
-        kafka.create_topic(&topic, partitions);
-        Stream {
-            kafka,
-            topic,
-            group: unique_name("shutdown-group"),
-            partitions,
-        }
-    }
-}
 
 /// The test configuration: the usual one for the stream's topic and group,
 /// plus a health endpoint on a free port (progress is read from /metrics),
@@ -300,11 +277,6 @@ fn committed(stream: &Stream) -> Vec<i64> {
         .collect()
 }
 
-/// Messages committed by the stream's group.
-fn committed_total(stream: &Stream) -> i64 {
-    committed(stream).iter().sum()
-}
-
 /// The timestamps of the messages below `upto[p]` in every partition `p`,
 /// read back from Kafka.
 fn timestamps_below(stream: &Stream, upto: &[i64]) -> Vec<i64> {
@@ -522,7 +494,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
     let (status, _) = b.wait_exit(drain_timeout + Duration::from_secs(30));
     assert_clean_exit(&b, status);
     assert_eq!(stored_count(&influx), TOTAL);
-    assert_eq!(committed_total(&stream), TOTAL as i64);
+    assert_eq!(stream.committed_total(), TOTAL as i64);
 }
 
 #[test]
@@ -556,7 +528,7 @@ fn sigterm_while_influxdb_is_down_exits_0_and_the_next_start_delivers() {
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     let wal_bytes = a
         .metric("monasca_persister_wal_pending_bytes")
@@ -618,7 +590,7 @@ fn sigterm_while_influxdb_hangs_exits_soon_after_the_drain_timeout() {
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     a.signal(libc::SIGTERM);
     let (status, took) = a.wait_exit(Duration::from_secs(60));
@@ -683,7 +655,7 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     let (status, _) = last.wait_exit(Duration::from_secs(60));
     assert_clean_exit(&last, status);
     assert_eq!(stored_count(&influx), total);
-    assert_eq!(committed_total(&stream), total as i64);
+    assert_eq!(stream.committed_total(), total as i64);
 }
 
 #[test]
@@ -786,7 +758,7 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
         "every offset committed",
         LONG,
         || b.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     b.signal(libc::SIGTERM);
     let (status, _) = b.wait_exit(Duration::from_secs(60));
@@ -810,7 +782,7 @@ fn a_second_sigterm_exits_at_once_and_a_restart_delivers_everything() {
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed_total(&stream) == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     a.signal(libc::SIGTERM);
     a.wait_log("consumers stopped", LONG);
@@ -940,8 +912,29 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
         "Kafka being unreachable is not fatal{}",
         a.tail()
     );
+    // librdkafka reports a failed connection about every 100 ms: the log
+    // has the first, then a summary every 30 s, not an ERROR line each.
+    let outage = a.log();
+    let reports = outage
+        .lines()
+        .filter(|l| l.contains("reaching Kafka for topic"))
+        .count();
+    assert!(
+        (1..=2).contains(&reports),
+        "{reports} lines about the outage{}",
+        a.tail()
+    );
+    assert!(
+        !outage.contains(" ERROR "),
+        "connection failures are not errors of the persister{}",
+        a.tail()
+    );
 
     kafka.broker_up(1);
+    a.wait_log(
+        &format!("reaching Kafka for topic {METRICS} recovered after"),
+        LONG,
+    );
     wait_until(
         "every message in InfluxDB",
         LONG,
@@ -1120,7 +1113,7 @@ fn power_loss_at_50_random_moments_loses_no_committed_message() {
         LONG,
         || last.tail(),
         || {
-            (stored_count(&influx) == total && committed_total(&stream) == (total + bad) as i64)
+            (stored_count(&influx) == total && stream.committed_total() == (total + bad) as i64)
                 .then_some(())
         },
     );
@@ -1228,4 +1221,68 @@ fn a_damaged_wal_is_reported_in_the_log_and_metrics_and_the_rest_delivered() {
             > 0,
         "the garbled bytes are kept"
     );
+}
+
+#[test]
+fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
+    const PARTITIONS: i32 = 4;
+    const DELAYS_MS: [u64; 7] = [0, 2, 5, 10, 20, 50, 200];
+    const ROUNDS: usize = 10;
+    let influx = Influxd::start();
+    let stream = Stream::new(PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&stream, &influx, dir.path());
+    // Flowing throughout, so that the later signals meet consumers at work.
+    let load = Load::start(&stream, u64::MAX, 2_000, p::base_ts());
+    let started = Instant::now();
+    let mut exits = std::collections::BTreeMap::<u64, Vec<Duration>>::new();
+    let mut consuming = 0;
+    for delay in DELAYS_MS {
+        for round in 0..ROUNDS {
+            let mut child = Persister::start(&cfg, dir.path(), "persister");
+            // The moment is what is tested, not a synchronisation.
+            std::thread::sleep(Duration::from_millis(delay));
+            child.signal(libc::SIGTERM);
+            let (status, took) = child.wait_exit(LONG);
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "SIGTERM {delay} ms after the start (round {round}): {status}{}",
+                child.tail()
+            );
+            exits.entry(delay).or_default().push(took);
+            if child.log().contains("assigned ") {
+                consuming += 1;
+            }
+        }
+    }
+    eprintln!("{consuming} of the stops came after partitions were assigned");
+    for (delay, took) in &exits {
+        eprintln!(
+            "SIGTERM after {delay:>3} ms: exit 0 x{}, slowest exit {:?}",
+            took.len(),
+            took.iter().max().expect("rounds")
+        );
+    }
+    eprintln!(
+        "{} starts and stops in {:?}",
+        DELAYS_MS.len() * ROUNDS,
+        started.elapsed()
+    );
+
+    // Whatever was read before a stop is in InfluxDB or read again: a
+    // restart brings InfluxDB to exactly the produced set.
+    let total = load.stop();
+    let mut last = Persister::start(&cfg, dir.path(), "persister");
+    wait_until(
+        "every message in InfluxDB",
+        LONG,
+        || last.tail(),
+        || (stored_count(&influx) == total).then_some(()),
+    );
+    last.signal(libc::SIGTERM);
+    let (status, _) = last.wait_exit(LONG);
+    assert_clean_exit(&last, status);
+    assert_eq!(stored_count(&influx), total);
+    assert_eq!(stream.committed_total(), total as i64);
 }

@@ -3,11 +3,11 @@
 //! substitution, typing and bounds, and the warnings about options that
 //! are unknown or accepted but ignored.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
 use super::ini_file;
@@ -86,6 +86,9 @@ pub struct Loaded {
 }
 
 /// A configuration that cannot be used.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file given on the command line does not exist.
@@ -95,20 +98,26 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// A file could not be read.
-    #[error("cannot read config file {}: {source}", .path.display())]
+    #[error("cannot read config file {}: {cause}", .path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The `--config-dir` directory could not be listed.
-    #[error("cannot read config directory {}: {source}", .path.display())]
+    #[error("cannot read config directory {}: {cause}", .path.display())]
     ReadDir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
+    },
+    /// A file too large to be a configuration file (`/dev/zero`, a wrong path).
+    #[error("config file {} is larger than {MAX_CONFIG_FILE_BYTES} bytes: not a configuration file (is the path right?)", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// A line oslo.config would refuse (or text that is not UTF-8).
     #[error("{}:{line}: {message}", .path.display())]
@@ -178,9 +187,9 @@ pub fn load_str(origin: &str, text: &str) -> Result<Loaded, ConfigError> {
 }
 
 fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let read_dir_error = |source| ConfigError::ReadDir {
+    let read_dir_error = |cause| ConfigError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_dir_error)? {
@@ -195,16 +204,30 @@ fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// Configuration files larger than this are refused without reading further:
+/// a path that never ends (`/dev/zero`) must not hang or exhaust memory. The
+/// complete commented sample is 8 KiB.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
 fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let bytes = fs::read(path).map_err(|source| match source.kind() {
+    let read_error = |cause: io::Error| match cause.kind() {
         io::ErrorKind::NotFound => ConfigError::Missing {
             path: path.to_path_buf(),
         },
         _ => ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         },
-    })?;
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(text),
         Err(e) => {
@@ -278,9 +301,9 @@ const KAFKA_COMMON: [&str; 7] = [
     "num_processors",
 ];
 
-/// Sections of stores other than InfluxDB: accepted so that an existing file
-/// loads, but nothing in them is used.
-const OTHER_STORE_SECTIONS: [&str; 2] = ["cassandra", "elasticsearch"];
+/// Sections of stores other than InfluxDB and Elasticsearch: accepted so
+/// that an existing file loads, but nothing in them is used.
+const OTHER_STORE_SECTIONS: [&str; 1] = ["cassandra"];
 
 /// oslo.log options that existing files set in `[DEFAULT]`; logging here is
 /// configured only by debug, log_file, log_dir and use_stderr.
@@ -326,7 +349,7 @@ fn is_secret_option(section: &str, option: &str) -> bool {
         return KafkaClientSection::is_secret(option);
     }
     let o = option.to_ascii_lowercase();
-    o.contains("password") || o.contains("token") || o.contains("secret")
+    o.contains("password") || o.contains("token") || o.contains("secret") || o.contains("api_key")
 }
 
 /// Reference defaults as text, for substituting options no file sets and
@@ -388,6 +411,8 @@ struct Context<'a> {
     defaults: BTreeMap<(String, String), String>,
     /// Options some `$` reference used: not reported as unknown.
     referenced: RefCell<BTreeSet<(String, String)>>,
+    /// What is left of the substitution work budget.
+    work_left: Cell<usize>,
 }
 
 impl Values for Context<'_> {
@@ -410,6 +435,12 @@ impl Values for Context<'_> {
             context: section.to_string(),
             secret: is_secret_option(section, option),
         })
+    }
+
+    fn spend(&self, bytes: usize) -> bool {
+        let left = self.work_left.get();
+        self.work_left.set(left.saturating_sub(bytes));
+        left >= bytes
     }
 }
 
@@ -484,12 +515,13 @@ impl<'a> Context<'a> {
 }
 
 /// Sections whose options are read (besides the topic sections).
-const KNOWN_SECTIONS: [&str; 8] = [
+const KNOWN_SECTIONS: [&str; 9] = [
     "DEFAULT",
     "kafka",
     "zookeeper",
     "influxdb",
     "repositories",
+    "elasticsearch",
     "wal",
     "health",
     "kafka_client",
@@ -589,10 +621,24 @@ impl SectionReader<'_> {
         Ok(())
     }
 
+    /// A path that must be given when the option is set: an empty value is
+    /// refused rather than read as the default (unlike other types), since a
+    /// line such as `path =` more likely lost its value than meant the default.
     fn path(&self, option: &str, target: &mut PathBuf) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, |t| Ok(PathBuf::from(t.trim())))? {
-            *target = v;
+        let Some(found) = self.ctx.lookup(self.name, option)? else {
+            return Ok(());
+        };
+        let text = found.text.trim();
+        if text.is_empty() {
+            return Err(self.ctx.error(
+                &found,
+                format!(
+                    "must not be empty (remove the line to use the default, {})",
+                    target.display()
+                ),
+            ));
         }
+        *target = PathBuf::from(text);
         Ok(())
     }
 
@@ -682,6 +728,15 @@ fn read_repositories(
     let repositories = &mut config.repositories;
     let r = ctx.section("repositories");
     r.string("events_driver", &mut repositories.events_driver)?;
+    if let Some(found) = ctx.lookup("repositories", "events_driver")? {
+        if !found.text.to_ascii_lowercase().contains("elasticsearch") {
+            warnings.push(format!(
+                "{}: [repositories] events_driver = {:?} is not an Elasticsearch driver; events go to [elasticsearch] regardless",
+                ctx.layers.files[found.file].display(),
+                found.text
+            ));
+        }
+    }
     r.boolean(
         "ignore_parse_point_error",
         &mut repositories.ignore_parse_point_error,
@@ -720,11 +775,85 @@ fn read_repositories(
     Ok(())
 }
 
+/// Refuses a `retry_max_ms` below `retry_initial_ms` in `section`, naming
+/// the option the file set (`retry_max_ms` when it set both).
+fn check_retry_bounds(
+    ctx: &Context,
+    section: &str,
+    initial: u64,
+    max: u64,
+) -> Result<(), ConfigError> {
+    if max >= initial {
+        return Ok(());
+    }
+    let option = if ctx.layers.is_set(section, "retry_max_ms") {
+        "retry_max_ms"
+    } else {
+        "retry_initial_ms"
+    };
+    match ctx.lookup(section, option)? {
+        Some(found) => Err(ctx.error(
+            &found,
+            format!("retry_max_ms ({max}) must not be below retry_initial_ms ({initial})"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `[elasticsearch]`: the reference's options (sniffing accepted, with a
+/// warning when asked for, since the persister sends to the listed hosts
+/// only) and ours.
+fn read_elasticsearch(
+    ctx: &Context,
+    e: &mut super::ElasticsearchSection,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let r = ctx.section("elasticsearch");
+    r.name("index_name", &mut e.index_name)?;
+    r.host_ports("hosts", &mut e.hosts)?;
+    r.boolean("sniff_on_start", &mut e.sniff_on_start)?;
+    r.boolean("sniff_on_connection_fail", &mut e.sniff_on_connection_fail)?;
+    r.int_opt(
+        "sniffer_timeout",
+        0,
+        u64::from(u32::MAX),
+        &mut e.sniffer_timeout,
+    )?;
+    r.int("max_retries", 1, 1_000, &mut e.max_retries)?;
+    r.int("batch_size", 1, 100_000, &mut e.batch_size)?;
+    r.boolean("ssl", &mut e.ssl)?;
+    r.boolean("verify_ssl", &mut e.verify_ssl)?;
+    r.path_opt("ca_file", &mut e.ca_file)?;
+    r.string("user", &mut e.user)?;
+    r.secret("password", &mut e.password)?;
+    r.secret("api_key", &mut e.api_key)?;
+    r.int("timeout_seconds", 1, 3_600, &mut e.timeout_seconds)?;
+    r.int("retry_initial_ms", 1, 3_600_000, &mut e.retry_initial_ms)?;
+    r.int("retry_max_ms", 1, 86_400_000, &mut e.retry_max_ms)?;
+    check_retry_bounds(ctx, "elasticsearch", e.retry_initial_ms, e.retry_max_ms)?;
+    let sniffing = [
+        ("sniff_on_start", e.sniff_on_start),
+        ("sniff_on_connection_fail", e.sniff_on_connection_fail),
+        ("sniffer_timeout", e.sniffer_timeout.is_some()),
+    ];
+    for (option, asked) in sniffing {
+        if let (true, Some(found)) = (asked, ctx.lookup("elasticsearch", option)?) {
+            warnings.push(format!(
+                "{}: [elasticsearch] {option} is ignored: nodes are not sniffed; \
+                 the persister sends to the hosts listed (list every node, or a load balancer)",
+                ctx.layers.files[found.file].display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
     let ctx = Context {
         layers,
         defaults: default_texts(),
         referenced: RefCell::new(BTreeSet::new()),
+        work_left: Cell::new(interpolate::WORK_BUDGET_BYTES),
     };
     let mut config = Config {
         sources: layers.files.clone(),
@@ -774,24 +903,10 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
     r.int("timeout_seconds", 1, 3_600, &mut i.timeout_seconds)?;
     r.int("retry_initial_ms", 1, 3_600_000, &mut i.retry_initial_ms)?;
     r.int("retry_max_ms", 1, 86_400_000, &mut i.retry_max_ms)?;
-    if i.retry_max_ms < i.retry_initial_ms {
-        let option = if layers.is_set("influxdb", "retry_max_ms") {
-            "retry_max_ms"
-        } else {
-            "retry_initial_ms"
-        };
-        if let Some(found) = ctx.lookup("influxdb", option)? {
-            return Err(ctx.error(
-                &found,
-                format!(
-                    "retry_max_ms ({}) must not be below retry_initial_ms ({})",
-                    i.retry_max_ms, i.retry_initial_ms
-                ),
-            ));
-        }
-    }
+    check_retry_bounds(&ctx, "influxdb", i.retry_initial_ms, i.retry_max_ms)?;
 
     read_repositories(&ctx, &mut config, &mut warnings)?;
+    read_elasticsearch(&ctx, &mut config.elasticsearch, &mut warnings)?;
 
     let w = &mut config.wal;
     let r = ctx.section("wal");
@@ -831,6 +946,12 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         86_400,
         &mut h.influxdb_unhealthy_after_seconds,
     )?;
+    r.int(
+        "elasticsearch_unhealthy_after_seconds",
+        1,
+        86_400,
+        &mut h.elasticsearch_unhealthy_after_seconds,
+    )?;
 
     for ((section, option), _) in layers
         .settings
@@ -840,6 +961,9 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
             break;
         }
         if let Some(found) = ctx.lookup("kafka_client", option)? {
+            if let Some(why) = KafkaClientSection::refusal(option) {
+                return Err(ctx.error(&found, format!("cannot be set here: {why}")));
+            }
             config
                 .kafka_client
                 .properties
@@ -1027,6 +1151,54 @@ mod tests {
         );
         let l = load_ok("[repositories]\nevents_driver = a.elasticsearch.b:C\n");
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn an_empty_path_names_the_option() {
+        let e = load_err("[wal]\npath =\n");
+        assert_eq!(
+            e,
+            "test.conf: [wal] path = \"\": must not be empty (remove the line to use the default, /var/lib/monasca-persister/wal)"
+        );
+        let e = load_err("[wal]\ndead_letter_path = \"  \"\n");
+        assert!(
+            e.starts_with("test.conf: [wal] dead_letter_path = \"  \": must not be empty"),
+            "{e}"
+        );
+        // Optional paths are unset by an empty value, as in oslo.
+        let l = load_ok("[DEFAULT]\nlog_file =\n");
+        assert_eq!(l.config.default.log_file, None);
+    }
+
+    #[test]
+    fn a_file_that_never_ends_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let e = load(&Sources {
+            config_files: vec![PathBuf::from("/dev/zero")],
+            config_dir: None,
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("config file /dev/zero is larger than {MAX_CONFIG_FILE_BYTES} bytes: not a configuration file (is the path right?)")
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_os_error_is_in_the_message_once_and_not_chained() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(&Sources {
+            config_files: vec![dir.path().to_path_buf()],
+            config_dir: None,
+        })
+        .unwrap_err();
+        let text = format!(
+            "{:#}",
+            anyhow::Error::new(e).context("invalid configuration")
+        );
+        assert_eq!(text.matches("os error").count(), 1, "{text}");
+        assert!(text.contains("Is a directory"), "{text}");
     }
 
     #[test]

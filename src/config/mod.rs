@@ -64,7 +64,7 @@ pub struct Config {
     pub kafka_metrics: KafkaTopicSection,
     /// `[kafka_alarm_history]` with `[kafka]` defaults applied.
     pub kafka_alarm_history: KafkaTopicSection,
-    /// `[kafka_events]` with `[kafka]` defaults applied (decoded, not stored).
+    /// `[kafka_events]` with `[kafka]` defaults applied.
     pub kafka_events: KafkaTopicSection,
     /// `[zookeeper]`: accepted, unused.
     pub zookeeper: ZookeeperSection,
@@ -72,12 +72,32 @@ pub struct Config {
     pub influxdb: InfluxSection,
     /// `[repositories]`.
     pub repositories: RepositoriesSection,
+    /// `[elasticsearch]`: where events go.
+    pub elasticsearch: ElasticsearchSection,
     /// `[wal]` (ours).
     pub wal: WalSection,
     /// `[health]` (ours).
     pub health: HealthSection,
     /// `[kafka_client]` (ours): raw librdkafka properties, passed through.
     pub kafka_client: KafkaClientSection,
+}
+
+impl Config {
+    /// Every secret value configured: `[influxdb] password` and `token`,
+    /// `[elasticsearch] password` and `api_key`,
+    /// and the secret-looking `[kafka_client]` properties (empty ones left out).
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.influxdb.password,
+            &self.influxdb.token,
+            &self.elasticsearch.password,
+            &self.elasticsearch.api_key,
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(Secret::expose)
+        .chain(self.kafka_client.secret_values())
+    }
 }
 
 /// `[DEFAULT]` options.
@@ -188,6 +208,68 @@ pub struct InfluxSection {
     pub retry_max_ms: u64,
 }
 
+/// `[elasticsearch]` options: the reference's, then ours (TLS,
+/// authentication, bulk size, timeouts and retries, as in `[influxdb]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElasticsearchSection {
+    /// `index_name` (events): indices are `<index_name>-<project id>-<date>`.
+    pub index_name: String,
+    /// `hosts` (localhost:9200): `host:port` of each node, tried in turn.
+    pub hosts: Vec<String>,
+    /// `sniff_on_start` (false): accepted; nodes are not sniffed.
+    pub sniff_on_start: bool,
+    /// `sniff_on_connection_fail` (false): accepted; nodes are not sniffed.
+    pub sniff_on_connection_fail: bool,
+    /// `sniffer_timeout` (unset): accepted; nodes are not sniffed.
+    pub sniffer_timeout: Option<u64>,
+    /// `max_retries` (3): connection failures retried at once on the next
+    /// host before backing off.
+    pub max_retries: u32,
+    /// `batch_size` (ours, 500): documents per `_bulk` request.
+    pub batch_size: usize,
+    /// `ssl` (ours, false): https.
+    pub ssl: bool,
+    /// `verify_ssl` (ours, false): verify the server certificate.
+    pub verify_ssl: bool,
+    /// `ca_file` (ours): PEM bundle of a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// `user` (ours, empty): HTTP basic authentication with `password`.
+    pub user: String,
+    /// `password` (ours).
+    pub password: Secret,
+    /// `api_key` (ours): sent as `Authorization: ApiKey …` instead.
+    pub api_key: Secret,
+    /// `timeout_seconds` (ours, 30): per HTTP request.
+    pub timeout_seconds: u64,
+    /// `retry_initial_ms` (ours, 100): first backoff.
+    pub retry_initial_ms: u64,
+    /// `retry_max_ms` (ours, 30000): backoff cap.
+    pub retry_max_ms: u64,
+}
+
+impl Default for ElasticsearchSection {
+    fn default() -> Self {
+        ElasticsearchSection {
+            index_name: "events".to_string(),
+            hosts: vec!["localhost:9200".to_string()],
+            sniff_on_start: false,
+            sniff_on_connection_fail: false,
+            sniffer_timeout: None,
+            max_retries: 3,
+            batch_size: 500,
+            ssl: false,
+            verify_ssl: false,
+            ca_file: None,
+            user: String::new(),
+            password: Secret::default(),
+            api_key: Secret::default(),
+            timeout_seconds: 30,
+            retry_initial_ms: 100,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
 /// `[repositories]` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoriesSection {
@@ -236,6 +318,8 @@ pub struct HealthSection {
     pub bind: SocketAddr,
     /// `influxdb_unhealthy_after_seconds` (60).
     pub influxdb_unhealthy_after_seconds: u64,
+    /// `elasticsearch_unhealthy_after_seconds` (60).
+    pub elasticsearch_unhealthy_after_seconds: u64,
 }
 
 /// `[kafka_client]`: librdkafka properties passed through verbatim.
@@ -245,19 +329,79 @@ pub struct KafkaClientSection {
     pub properties: BTreeMap<String, Secret>,
 }
 
+/// librdkafka properties the persister sets itself because the delivery
+/// invariant depends on them (offsets are committed only after the WAL
+/// fsync, by the persister, for the group it names), with why; refused in
+/// `[kafka_client]`.
+const MANAGED_PROPERTIES: [(&str, &str); 7] = [
+    (
+        "enable.auto.commit",
+        "librdkafka would commit offsets in the background, before the messages are in the WAL; the persister commits them itself after the WAL fsync",
+    ),
+    (
+        "auto.commit.enable",
+        "(legacy alias of enable.auto.commit) librdkafka would commit offsets in the background, before the messages are in the WAL; the persister commits them itself after the WAL fsync",
+    ),
+    (
+        "enable.auto.offset.store",
+        "librdkafka would store offsets of messages not yet in the WAL for a commit; the persister stores and commits them itself after the WAL fsync",
+    ),
+    (
+        "offset.store.method",
+        "offsets would be kept elsewhere than in the consumer group; the persister commits them to the group after the WAL fsync",
+    ),
+    (
+        "offset.store.path",
+        "file-based offset storage is not used: the persister commits offsets to the consumer group after the WAL fsync",
+    ),
+    (
+        "group.id",
+        "the consumer group is set per topic by group_id in [kafka_metrics] and [kafka_alarm_history] (default from [kafka])",
+    ),
+    (
+        "group.instance.id",
+        "the consumer's identity in its group is the persister's to manage; remove it here",
+    ),
+];
+
 impl KafkaClientSection {
-    /// True for property names whose values are secrets (masked in output).
+    /// True for property names whose values are secrets (masked in output
+    /// and in every error message): names with password, secret, key,
+    /// token, credential or username in them, and the inline JAAS and
+    /// OAUTHBEARER configurations (librdkafka's own sensitive properties
+    /// all match).
     pub fn is_secret(name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        // sasl.oauthbearer.config carries client secrets inline; ssl_key is
-        // librdkafka's alias of ssl.key.pem.
-        n.contains("password")
-            || n.contains("secret")
-            || n.contains("token")
-            || n.contains("sasl.jaas")
-            || n.contains("oauthbearer.config")
-            || n.ends_with(".key.pem")
-            || n == "ssl_key"
+        [
+            "password",
+            "secret",
+            "key",
+            "token",
+            "credential",
+            "username",
+            "jaas",
+            "oauthbearer.config",
+            ".pem",
+        ]
+        .iter()
+        .any(|word| n.contains(word))
+    }
+
+    /// Why a property cannot be set in `[kafka_client]`, for those the
+    /// persister manages (see [`MANAGED_PROPERTIES`]); `None` for the rest.
+    pub fn refusal(name: &str) -> Option<&'static str> {
+        MANAGED_PROPERTIES
+            .iter()
+            .find(|(managed, _)| *managed == name)
+            .map(|(_, why)| *why)
+    }
+
+    /// The values of the secret properties, for masking.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.properties
+            .iter()
+            .filter(|(name, value)| Self::is_secret(name) && !value.is_empty())
+            .map(|(_, value)| value.expose())
     }
 }
 
@@ -366,6 +510,7 @@ impl Default for HealthSection {
             enabled: true,
             bind: SocketAddr::from(([127, 0, 0, 1], 8091)),
             influxdb_unhealthy_after_seconds: 60,
+            elasticsearch_unhealthy_after_seconds: 60,
         }
     }
 }
@@ -386,6 +531,7 @@ impl Default for Config {
             zookeeper: ZookeeperSection::default(),
             influxdb: InfluxSection::default(),
             repositories: RepositoriesSection::default(),
+            elasticsearch: ElasticsearchSection::default(),
             wal: WalSection::default(),
             health: HealthSection::default(),
             kafka_client: KafkaClientSection::default(),

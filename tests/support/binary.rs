@@ -1,17 +1,24 @@
 //! The real `monasca-persister` binary as a child process of a test: its
 //! configuration written to a file, its log captured in a file, signals,
 //! exit status, the health endpoint and the closing summary line read back.
+//!
+//! Children start with SIGTERM and SIGINT blocked, as a service manager
+//! may hand them over: a stop signal that a test sends while the binary is
+//! still being loaded (before any process could handle it) waits for the
+//! handlers the binary installs first thing and then unblocks.
 
 use std::fs::File;
 use std::io::Read as _;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use monasca_persister::config::Config;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monasca-persister");
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_monasca-persister");
 
 /// A running (or exited) `monasca-persister`, killed with SIGKILL when the
 /// test drops it still running (a failing assertion included).
@@ -32,20 +39,29 @@ impl Persister {
         Self::start_with_file(&conf, config.health.bind, dir, name)
     }
 
+    /// Starts the binary on the configuration file `conf`.
     pub fn start_with_file(conf: &Path, health: SocketAddr, dir: &Path, name: &str) -> Persister {
+        let mut command = Command::new(BIN);
+        command.arg("--config-file").arg(conf);
+        Self::spawn(command, health, dir, name)
+    }
+
+    /// Starts `command` (the binary with its arguments), its stdout and
+    /// stderr going to a fresh `<dir>/<name>.<n>.log`.
+    pub fn spawn(mut command: Command, health: SocketAddr, dir: &Path, name: &str) -> Persister {
         let log = (0..)
             .map(|n| dir.join(format!("{name}.{n}.log")))
             .find(|p| !p.exists())
             .expect("a free log file name");
         let out = File::create(&log).expect("create persister log");
-        let child = Command::new(BIN)
-            .arg("--config-file")
-            .arg(conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone log handle"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn monasca-persister");
+        let child = with_stop_signals_blocked(
+            command
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("clone log handle"))
+                .stderr(out),
+        )
+        .spawn()
+        .expect("spawn monasca-persister");
         Persister {
             child: Some(child),
             exit: None,
@@ -232,5 +248,24 @@ pub fn wait_until<T>(
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `command` with SIGTERM and SIGINT blocked in the child across `exec`
+/// (see the module documentation).
+pub fn with_stop_signals_blocked(command: &mut Command) -> &mut Command {
+    // SAFETY: only async-signal-safe libc calls on a local signal set
+    // between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+                0 => Ok(()),
+                errno => Err(std::io::Error::from_raw_os_error(errno)),
+            }
+        })
     }
 }

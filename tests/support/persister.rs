@@ -28,7 +28,14 @@ pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
     c.wal.commit_interval_ms = 50;
     c.wal.drain_timeout_seconds = 10;
     c.health.enabled = false;
-    // Faster group membership changes than the production defaults.
+    kafka_client_for_tests(&mut c, kafka);
+    c.influxdb.retry_max_ms = 1000;
+    c
+}
+
+/// `[kafka_client]` for a test: `kafka`'s security settings and faster
+/// group membership changes than the production defaults.
+pub fn kafka_client_for_tests(c: &mut Config, kafka: &impl TestKafka) {
     for (k, v) in [
         ("heartbeat.interval.ms", "300"),
         ("session.timeout.ms", "6000"),
@@ -42,8 +49,6 @@ pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
             .properties
             .insert(k, monasca_persister::config::Secret::new(v));
     }
-    c.influxdb.retry_max_ms = 1000;
-    c
 }
 
 /// A metric message with a unique timestamp `ts` (ms).

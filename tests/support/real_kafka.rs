@@ -401,3 +401,46 @@ pub fn reader(kafka: &impl TestKafka, topic: &str, partitions: i32) -> BaseConsu
     c.assign(&tpl).expect("assign the reader's partitions");
     c
 }
+
+/// A test's share of the shared broker: a metrics topic of its own with
+/// `partitions` partitions and a consumer group of its own.
+pub struct Stream {
+    /// The shared broker.
+    pub kafka: &'static RealKafka,
+    /// The topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
+}
+
+impl Stream {
+    /// A fresh topic and group on [`RealKafka::shared`].
+    pub fn new(partitions: i32) -> Stream {
+        let kafka = RealKafka::shared();
+        let topic = unique_name("test-metrics");
+        kafka.create_topic(&topic, partitions);
+        Stream {
+            kafka,
+            topic,
+            group: unique_name("test-group"),
+            partitions,
+        }
+    }
+
+    /// Produces message `i` to partition `i % partitions`.
+    pub fn produce(&self, i: i64, payload: &[u8]) {
+        let partition = (i % i64::from(self.partitions)) as i32;
+        self.kafka.produce(&self.topic, Some(partition), payload);
+    }
+
+    /// Messages the group committed, over all partitions.
+    pub fn committed_total(&self) -> i64 {
+        self.kafka
+            .committed_offsets(&self.group, &self.topic, self.partitions)
+            .into_iter()
+            .map(|o| o.unwrap_or(0))
+            .sum()
+    }
+}
