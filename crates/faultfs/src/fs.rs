@@ -34,6 +34,22 @@ fn to_errno(e: std::io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// Answers a request that returns an inode's attributes.
+fn attributes(reply: ReplyAttr, ino: u64, result: std::io::Result<Metadata>) {
+    match result {
+        Ok(m) => reply.attr(&TTL, &attr(ino, &m)),
+        Err(e) => reply.error(to_errno(e)),
+    }
+}
+
+/// Answers a request that returns a directory entry.
+fn entry(reply: ReplyEntry, result: std::io::Result<(u64, Metadata)>) {
+    match result {
+        Ok((ino, m)) => reply.entry(&TTL, &attr(ino, &m), Generation(0)),
+        Err(e) => reply.error(to_errno(e)),
+    }
+}
+
 /// Answers a request that returns nothing.
 fn done(reply: ReplyEmpty, result: std::io::Result<()>) {
     match result {
@@ -76,17 +92,11 @@ fn attr(ino: u64, m: &Metadata) -> FileAttr {
 
 impl Filesystem for Passthrough {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match lock(&self.state).lookup(parent.0, name) {
-            Ok((ino, m)) => reply.entry(&TTL, &attr(ino, &m), Generation(0)),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        entry(reply, lock(&self.state).lookup(parent.0, name));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match lock(&self.state).metadata(ino.0) {
-            Ok(m) => reply.attr(&TTL, &attr(ino.0, &m)),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        attributes(reply, ino.0, lock(&self.state).metadata(ino.0));
     }
 
     fn setattr(
@@ -117,10 +127,7 @@ impl Filesystem for Passthrough {
             }
             state.metadata(ino.0)
         })();
-        match result {
-            Ok(m) => reply.attr(&TTL, &attr(ino.0, &m)),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        attributes(reply, ino.0, result);
     }
 
     fn mkdir(
@@ -132,10 +139,10 @@ impl Filesystem for Passthrough {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match lock(&self.state).mkdir(parent.0, name, mode & !umask) {
-            Ok((ino, m)) => reply.entry(&TTL, &attr(ino, &m), Generation(0)),
-            Err(e) => reply.error(to_errno(e)),
-        }
+        entry(
+            reply,
+            lock(&self.state).mkdir(parent.0, name, mode & !umask),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
