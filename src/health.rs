@@ -218,6 +218,8 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
                 "assigned_partitions": stats.assigned_partitions[i].load(Relaxed),
                 "seconds_since_last_poll": age_seconds(stats.last_poll_ms[i].load(Relaxed)),
                 "consumer_lag": stats.consumer_lag[i].load(Relaxed),
+                "offsets_skipped": stats.offsets_skipped[i].load(Relaxed),
+                "error": stats.kafka_error(*kind),
             }),
         );
     }
@@ -474,6 +476,20 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
             "{p}_consumer_lag{{topic=\"{}\"}} {}",
             k.label(),
             s.consumer_lag[Stats::topic_index(*k)].load(Relaxed)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_offsets_skipped_total"),
+        "counter",
+        "Offsets Kafka deleted (retention) before they were read; consumption resumed at the earliest offset.",
+    );
+    for (k, _) in &settings.topics {
+        let _ = writeln!(
+            o,
+            "{p}_offsets_skipped_total{{topic=\"{}\"}} {}",
+            k.label(),
+            s.offsets_skipped[Stats::topic_index(*k)].load(Relaxed)
         );
     }
     family(

@@ -141,6 +141,11 @@ pub struct Stats {
     pub last_poll_ms: [AtomicI64; 3],
     /// Whether a broker of each topic kind's consumers is up (librdkafka statistics).
     pub kafka_connected: [std::sync::atomic::AtomicBool; 3],
+    /// What keeps each topic kind from being consumed, for `/healthcheck`
+    /// (a missing topic, refused credentials), if anything.
+    kafka_error: [Mutex<Option<String>>; 3],
+    /// Offsets Kafka deleted (retention) before they were read, per topic kind.
+    pub offsets_skipped: [AtomicU64; 3],
     /// Whether consumers are paused for WAL back-pressure (count of paused consumers).
     pub paused_consumers: AtomicI64,
     /// Points InfluxDB stored.
@@ -203,6 +208,8 @@ impl Stats {
             assigned_partitions: Default::default(),
             last_poll_ms: Default::default(),
             kafka_connected: Default::default(),
+            kafka_error: Default::default(),
+            offsets_skipped: Default::default(),
             paused_consumers: AtomicI64::new(0),
             points_written: AtomicU64::new(0),
             points_rejected: AtomicU64::new(0),
@@ -262,6 +269,19 @@ impl Stats {
     /// Write requests so far with `outcome`.
     pub fn write_requests(&self, outcome: WriteOutcome) -> u64 {
         self.write_requests[outcome as usize].load(Relaxed)
+    }
+    /// Sets (or clears) what keeps `topic` from being consumed.
+    pub fn set_kafka_error(&self, topic: TopicKind, error: Option<String>) {
+        if let Ok(mut e) = self.kafka_error[topic.index()].lock() {
+            *e = error;
+        }
+    }
+    /// What keeps `topic` from being consumed, if anything.
+    pub fn kafka_error(&self, topic: TopicKind) -> Option<String> {
+        self.kafka_error[topic.index()]
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
     }
     /// Notes a successful poll of `topic`.
     pub fn polled(&self, topic: TopicKind) {

@@ -9,8 +9,10 @@ pub mod disk_space;
 pub mod event_sink;
 pub mod fetch_queue;
 mod handoff;
+mod kafka_errors;
 mod kafka_log;
 mod line_buffers;
+mod positions;
 mod replay;
 mod writer_pool;
 

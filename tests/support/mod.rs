@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod influxd;
 pub mod kafka;
+pub mod load;
 pub mod opensearch;
 pub mod persister;
 pub mod real_kafka;
