@@ -7,7 +7,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use wal::{Wal, WalError, WalOptions};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_wal-crash-helper");
@@ -19,6 +18,9 @@ mod common {
     pub mod workload;
 }
 use common::survivors::{append_then_kill, check, Reported};
+
+/// SIGKILLs per run.
+const ROUNDS: u32 = 25;
 
 /// Appending threads of the helper.
 const THREADS: u64 = 2;
@@ -42,9 +44,10 @@ fn sigkill_at_random_moments_never_loses_a_reported_append() {
     eprintln!("seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut reported = Reported::new();
-    let started = Instant::now();
     let mut rounds = 0;
-    while rounds < 40 && started.elapsed() < Duration::from_secs(20) {
+    // A fixed number of rounds, not a time budget: a loaded machine runs
+    // them more slowly, never fewer of them.
+    while rounds < ROUNDS {
         rounds += 1;
         let ctx = format!("round {rounds}, seed {seed}");
         let defaults = WalOptions::default();
@@ -60,7 +63,6 @@ fn sigkill_at_random_moments_never_loses_a_reported_append() {
         check(&wal, &reported, THREADS, &ctx);
     }
     eprintln!("{rounds} kills, {} batches reported", reported.len());
-    assert!(rounds >= 10, "only {rounds} rounds ran in the time budget");
 }
 
 #[test]
