@@ -215,49 +215,32 @@ impl Spec {
     }
 }
 
-/// `Spec::of(Kind::Bool)`.
-pub(crate) const fn boolean() -> Spec {
-    Spec::of(Kind::Bool)
-}
 /// `Spec::of(Kind::Int { min, max })`.
 pub(crate) const fn int(min: u64, max: u64) -> Spec {
     Spec::of(Kind::Int { min, max })
 }
-/// `Spec::of(Kind::Port)`.
-pub(crate) const fn port() -> Spec {
-    Spec::of(Kind::Port)
+
+/// The table's shorthands for the kinds without parameters: `boolean()`
+/// is `Spec::of(Kind::Bool)`, and so on.
+macro_rules! kind_shorthands {
+    ($($shorthand:ident => $kind:ident,)*) => {$(
+        #[doc = concat!("`Spec::of(Kind::", stringify!($kind), ")`.")]
+        pub(crate) const fn $shorthand() -> Spec {
+            Spec::of(Kind::$kind)
+        }
+    )*};
 }
-/// `Spec::of(Kind::Host)`.
-pub(crate) const fn host() -> Spec {
-    Spec::of(Kind::Host)
-}
-/// `Spec::of(Kind::HostPorts)`.
-pub(crate) const fn host_ports() -> Spec {
-    Spec::of(Kind::HostPorts)
-}
-/// `Spec::of(Kind::SocketAddr)`.
-pub(crate) const fn socket_addr() -> Spec {
-    Spec::of(Kind::SocketAddr)
-}
-/// `Spec::of(Kind::Path)`.
-pub(crate) const fn path() -> Spec {
-    Spec::of(Kind::Path)
-}
-/// `Spec::of(Kind::Str)`.
-pub(crate) const fn string() -> Spec {
-    Spec::of(Kind::Str)
-}
-/// `Spec::of(Kind::Name)`.
-pub(crate) const fn name() -> Spec {
-    Spec::of(Kind::Name)
-}
-/// `Spec::of(Kind::Secret)`.
-pub(crate) const fn secret() -> Spec {
-    Spec::of(Kind::Secret)
-}
-/// `Spec::of(Kind::Ignored)`.
-pub(crate) const fn ignored() -> Spec {
-    Spec::of(Kind::Ignored)
+kind_shorthands! {
+    boolean => Bool,
+    port => Port,
+    host => Host,
+    host_ports => HostPorts,
+    socket_addr => SocketAddr,
+    path => Path,
+    string => Str,
+    name => Name,
+    secret => Secret,
+    ignored => Ignored,
 }
 
 /// One row of the table.
@@ -430,134 +413,56 @@ macro_rules! whole_number_fields {
 }
 whole_number_fields!(u64, u32, usize);
 
-impl FieldType for Option<u64> {
+/// An optional field: unset by an empty value (or one of blanks).
+impl<T: FieldType> FieldType for Option<T> {
     fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Unset => Ok(None),
-            parsed => whole(parsed, kind).map(Some),
+        if parsed == Parsed::Unset {
+            return Ok(None);
         }
+        let value = T::from_parsed(parsed, kind)?;
+        Ok(Some(value).filter(|v| !FieldType::render(v).trim().is_empty()))
     }
     fn render(&self) -> String {
-        self.map(|n| n.to_string()).unwrap_or_default()
+        self.as_ref().map(FieldType::render).unwrap_or_default()
     }
 }
 
-impl FieldType for u16 {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Port(p) => Ok(p),
-            parsed => mismatch(&parsed, kind),
+/// Fields that hold one kind's value as it is: `$variant` of [`Parsed`],
+/// written back by `$render`, with the `FieldType` methods in braces after.
+macro_rules! plain_fields {
+    ($($t:ty: $variant:ident, |$v:ident| $render:expr $(, { $($more:tt)* })?;)*) => {$(
+        impl FieldType for $t {
+            fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
+                match parsed {
+                    Parsed::$variant(value) => Ok(value),
+                    parsed => mismatch(&parsed, kind),
+                }
+            }
+            fn render(&self) -> String {
+                let $v = self;
+                $render
+            }
+            $($($more)*)?
         }
-    }
-    fn render(&self) -> String {
-        self.to_string()
-    }
-    fn as_u64(&self) -> Option<u64> {
-        Some(u64::from(*self))
-    }
+    )*};
 }
-
-impl FieldType for bool {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Bool(b) => Ok(b),
-            parsed => mismatch(&parsed, kind),
+plain_fields! {
+    bool: Bool, |b| b.to_string();
+    String: Text, |t| t.clone();
+    Vec<String>: List, |items| items.join(",");
+    SocketAddr: Addr, |a| a.to_string();
+    PathBuf: Path, |p| p.display().to_string();
+    u16: Port, |p| p.to_string(), {
+        fn as_u64(&self) -> Option<u64> {
+            Some(u64::from(*self))
         }
-    }
-    fn render(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl FieldType for String {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Text(t) => Ok(t),
-            parsed => mismatch(&parsed, kind),
+    };
+    // Rendered as `****` (empty when unset).
+    Secret: Secret, |s| s.to_string(), {
+        fn as_secret(&self) -> Option<&Secret> {
+            Some(self)
         }
-    }
-    fn render(&self) -> String {
-        self.clone()
-    }
-}
-
-impl FieldType for Option<String> {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Text(t) => Ok(Some(t).filter(|t| !t.trim().is_empty())),
-            Parsed::Unset => Ok(None),
-            parsed => mismatch(&parsed, kind),
-        }
-    }
-    fn render(&self) -> String {
-        self.clone().unwrap_or_default()
-    }
-}
-
-impl FieldType for Vec<String> {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::List(items) => Ok(items),
-            parsed => mismatch(&parsed, kind),
-        }
-    }
-    fn render(&self) -> String {
-        self.join(",")
-    }
-}
-
-impl FieldType for SocketAddr {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Addr(a) => Ok(a),
-            parsed => mismatch(&parsed, kind),
-        }
-    }
-    fn render(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl FieldType for PathBuf {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Path(p) => Ok(p),
-            parsed => mismatch(&parsed, kind),
-        }
-    }
-    fn render(&self) -> String {
-        self.display().to_string()
-    }
-}
-
-impl FieldType for Option<PathBuf> {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Path(p) => Ok(Some(p)),
-            Parsed::Unset => Ok(None),
-            parsed => mismatch(&parsed, kind),
-        }
-    }
-    fn render(&self) -> String {
-        self.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    }
-}
-
-impl FieldType for Secret {
-    fn from_parsed(parsed: Parsed, kind: Kind) -> Result<Self, String> {
-        match parsed {
-            Parsed::Secret(s) => Ok(s),
-            parsed => mismatch(&parsed, kind),
-        }
-    }
-    fn render(&self) -> String {
-        self.to_string()
-    }
-    fn as_secret(&self) -> Option<&Secret> {
-        Some(self)
-    }
+    };
 }
 
 /// The default of option `name` of `options` in the topic section `topic`,
