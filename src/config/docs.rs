@@ -147,9 +147,20 @@ pub(crate) fn readme_rows() -> Vec<String> {
 }
 
 fn readme_option(section: &SectionSpec, option: &OptionSpec) -> String {
-    match section.default_text(option) {
-        "" => format!("`{}`", option.name),
-        default => format!("`{}` ({default})", option.name),
+    let notes: Vec<&str> = [section.default_text(option)]
+        .into_iter()
+        .filter(|default| !default.is_empty())
+        .chain(
+            option
+                .spec
+                .unused
+                .then_some("ignored: kept for old configs"),
+        )
+        .collect();
+    if notes.is_empty() {
+        format!("`{}`", option.name)
+    } else {
+        format!("`{}` ({})", option.name, notes.join(", "))
     }
 }
 

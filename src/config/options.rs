@@ -93,7 +93,7 @@ options_section! {
         /// Consumer threads per topic.
         num_processors: usize = int(1, 64).default("1").kafka_common(),
         /// Accepted for compatibility, ignored (no ZooKeeper is used).
-        zookeeper_path: Option<String> = string(),
+        zookeeper_path: Option<String> = string().unused(),
     }
     accepted {
         /// Accepted for compatibility; true is ignored with a warning (librdkafka is
@@ -127,7 +127,7 @@ options_section! {
     /// `[zookeeper]`: accepted for compatibility, unused.
     pub struct ZookeeperSection {
         /// ZooKeeper hosts, comma separated host:port.
-        uri: Vec<String> = host_ports().default("127.0.0.1:2181"),
+        uri: Vec<String> = host_ports().default("127.0.0.1:2181").unused(),
     }
     accepted {
         /// Unused.
@@ -231,11 +231,11 @@ options_section! {
         hosts: Vec<String> = host_ports().default("localhost:9200"),
         /// Accepted for compatibility; the persister does not sniff nodes (list every
         /// node, or a load balancer, in hosts). true is warned about.
-        sniff_on_start: bool = boolean().default("false").check(Check::WarnWhenTrue(NOT_SNIFFED)),
+        sniff_on_start: bool = boolean().default("false").unused().check(Check::WarnWhenTrue(NOT_SNIFFED)),
         /// Accepted for compatibility, like sniff_on_start.
-        sniff_on_connection_fail: bool = boolean().default("false").check(Check::WarnWhenTrue(NOT_SNIFFED)),
+        sniff_on_connection_fail: bool = boolean().default("false").unused().check(Check::WarnWhenTrue(NOT_SNIFFED)),
         /// Accepted for compatibility, like sniff_on_start (seconds).
-        sniffer_timeout: Option<u64> = int(0, u32::MAX as u64).check(Check::WarnWhenSet(NOT_SNIFFED)),
+        sniffer_timeout: Option<u64> = int(0, u32::MAX as u64).unused().check(Check::WarnWhenSet(NOT_SNIFFED)),
         /// Connection failures retried at once on the next host before the backoff
         /// below (a document is never given up: it stays in the WAL until stored).
         max_retries: u32 = int(1, 1_000).default("3"),
@@ -288,8 +288,9 @@ options_section! {
         dead_letter_max_size_mb: u64 = int(1, 1024 * 1024).default("100"),
         /// Rotated dead-letter files kept.
         dead_letter_max_files: usize = int(0, 1_000).default("5"),
-        /// Page cache of the WAL database (MB).
-        cache_size_mb: u64 = int(1, 64 * 1024).default("32"),
+        /// Accepted for compatibility and ignored: the WAL keeps no cache of its own
+        /// (it was the page cache of the sled database earlier versions used).
+        cache_size_mb: u64 = int(1, 64 * 1024).default("32").unused(),
     }
 }
 

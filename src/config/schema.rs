@@ -165,6 +165,8 @@ pub(crate) struct Spec {
     pub kafka_common: bool,
     /// Ours, not the reference persister's (README lists them).
     pub ours: bool,
+    /// Accepted for compatibility but without effect (README says so).
+    pub unused: bool,
     /// Refused below the value of this option of the same section.
     pub not_below: Option<&'static str>,
     /// Warnings and refusals beyond the type.
@@ -179,6 +181,7 @@ impl Spec {
             default: Defaults::All(""),
             kafka_common: false,
             ours: false,
+            unused: false,
             not_below: None,
             check: Check::None,
         }
@@ -201,6 +204,11 @@ impl Spec {
     /// Ours, not the reference's.
     pub(crate) const fn ours(mut self) -> Spec {
         self.ours = true;
+        self
+    }
+    /// Accepted for compatibility, without effect.
+    pub(crate) const fn unused(mut self) -> Spec {
+        self.unused = true;
         self
     }
     /// Refused below `other`'s value.
