@@ -3,7 +3,7 @@
 //! sections' [`SectionSpec`]s, the [`OptionValue`] trait through which the
 //! loader and the renderer reach a field by option name, and the
 //! [`options_section!`] macro that declares a section's struct together
-//! with its table (`options.rs` uses it; nothing else names an option).
+//! with its table (`options.rs` uses it).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -501,7 +501,7 @@ pub(crate) fn default_value<T: FieldType>(options: &[OptionSpec], name: &str, to
 /// checked, or ignored, but never stored); `extra { ... }` adds fields
 /// that are no options (such a struct gets no `Default`: set them).
 ///
-/// ```ignore
+/// ```text
 /// options_section! {
 ///     /// `[wal]` options.
 ///     pub struct WalSection {
