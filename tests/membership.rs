@@ -164,7 +164,7 @@ fn a_sigkilled_dynamic_member_is_replaced_only_after_its_session_timeout() {
     let stream = Stream::new(8);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&stream, &influx, dir.path());
-    cfg.kafka_metrics.group_instance_name = Some(String::new());
+    cfg.kafka_metrics.group_instance_name = String::new();
     cfg.kafka_metrics.session_timeout_ms = Some(SESSION.as_millis() as u64);
     let waited = sigkill_and_restart(&cfg, &stream, &influx, dir.path());
     eprintln!("dynamic member, {SESSION:?} session: consuming {waited:?} after the SIGKILL");

@@ -14,15 +14,18 @@ pub(crate) fn boolean(text: &str) -> Result<bool, String> {
     }
 }
 
+/// The bounds `min..=max` as messages state them.
+pub(crate) fn range(min: u64, max: u64) -> String {
+    if max == u64::MAX {
+        format!("must be at least {min}")
+    } else {
+        format!("must be between {min} and {max}")
+    }
+}
+
 /// A whole number in `min..=max`.
 pub(crate) fn integer(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let range = || {
-        if max == u64::MAX {
-            format!("must be at least {min}")
-        } else {
-            format!("must be between {min} and {max}")
-        }
-    };
+    let range = || range(min, max);
     let t = text.trim();
     let digits = t.strip_prefix('+').unwrap_or(t);
     if let Some(negative) = digits.strip_prefix('-') {
@@ -132,14 +135,21 @@ pub(crate) fn non_empty(text: &str) -> Result<String, String> {
     }
 }
 
-/// Kafka's longest `group.instance.id` (its limit for names).
-const MAX_GROUP_INSTANCE_ID: usize = 249;
+/// What `group_instance_name` is when no file sets it: the host name.
+pub(crate) const HOST_NAME: &str = "<host name>";
+
+/// Longest static-membership instance name: the ids made of it,
+/// `<name>-<topic>-<thread>`, must stay within Kafka's 249 characters.
+const MAX_GROUP_INSTANCE_NAME: usize = 160;
 
 /// A static-membership instance name: the characters Kafka allows in a
-/// `group.instance.id` (letters, digits, `.`, `_`, `-`), short enough for
-/// the ids made of it, `<name>-<topic>-<thread>` (threads 0 to 63).
-pub(crate) fn group_instance_name(text: &str, topic: &str) -> Result<String, String> {
+/// `group.instance.id` (letters, digits, `.`, `_`, `-`), [`HOST_NAME`], or
+/// empty (static membership off).
+pub(crate) fn group_instance_name(text: &str) -> Result<Option<String>, String> {
     let t = text.trim();
+    if t == HOST_NAME {
+        return Ok(None);
+    }
     if let Some(c) = t
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
@@ -148,22 +158,12 @@ pub(crate) fn group_instance_name(text: &str, topic: &str) -> Result<String, Str
             "{c:?} is not allowed in a Kafka group instance id (letters, digits, '.', '_' and '-' are; empty turns static membership off)"
         ));
     }
-    let longest = t.len() + 1 + topic.len() + 3;
-    if longest > MAX_GROUP_INSTANCE_ID {
+    if t.len() > MAX_GROUP_INSTANCE_NAME {
         return Err(format!(
-            "too long: the instance ids <name>-{topic}-<thread> would have up to {longest} characters, Kafka allows {MAX_GROUP_INSTANCE_ID}"
+            "too long: at most {MAX_GROUP_INSTANCE_NAME} characters (the instance ids <name>-<topic>-<thread> must fit Kafka's 249)"
         ));
     }
-    Ok(t.to_string())
-}
-
-/// `classic` or `consumer` (KIP-848), any case.
-pub(crate) fn group_protocol(text: &str) -> Result<super::GroupProtocol, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "classic" => Ok(super::GroupProtocol::Classic),
-        "consumer" => Ok(super::GroupProtocol::Consumer),
-        _ => Err("not a group protocol (classic or consumer)".to_string()),
-    }
+    Ok(None)
 }
 
 #[cfg(test)]

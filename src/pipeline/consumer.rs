@@ -84,8 +84,8 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
     if let Some(id) = section.group_instance_id(member) {
         c.set("group.instance.id", id);
     }
-    c.set("group.protocol", section.group_protocol.as_str());
-    if section.group_protocol == GroupProtocol::Classic {
+    c.set("group.protocol", section.protocol().as_str());
+    if section.protocol() == GroupProtocol::Classic {
         // A rebalance moves only the partitions that must move; the other
         // members keep consuming theirs throughout (the consumer protocol
         // always works this way, its assignor on the brokers).
@@ -200,7 +200,7 @@ impl Membership {
             group: section.group_id.clone(),
             instance_id: section.group_instance_id(member),
             instance_name: section.instance_name(),
-            protocol: section.group_protocol,
+            protocol: section.protocol(),
         }
     }
 

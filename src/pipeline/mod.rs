@@ -239,7 +239,7 @@ impl Pipeline {
                 section.group_id,
                 section.uri.join(","),
                 section.num_processors.max(1),
-                section.group_protocol
+                section.protocol()
             );
         }
         Ok(Pipeline {

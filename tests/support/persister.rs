@@ -45,7 +45,7 @@ pub fn kafka_client_for_tests(c: &mut Config, kafka: &impl TestKafka) {
         &mut c.kafka_alarm_history,
         &mut c.kafka_events,
     ] {
-        s.group_instance_name = Some(instance.clone());
+        s.group_instance_name = instance.clone();
         s.session_timeout_ms = Some(6000);
     }
     for (k, v) in kafka.client_properties() {
@@ -81,7 +81,7 @@ pub fn with_protocol(mut c: Config, protocol: GroupProtocol) -> Config {
         &mut c.kafka_alarm_history,
         &mut c.kafka_events,
     ] {
-        s.group_protocol = protocol;
+        s.group_protocol = protocol.as_str().to_string();
         if protocol == GroupProtocol::Consumer {
             s.session_timeout_ms = None;
         }
