@@ -242,7 +242,7 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
         || members.iter().all(|m| m.consumed() > 0).then_some(()),
     );
     let mut gaps = Gaps::new(MEMBERS);
-    let mut restarts = Vec::new();
+    let (mut stops, mut restarts) = (Vec::new(), Vec::new());
     for k in 0..MEMBERS {
         let stopped = Instant::now();
         members[k].signal(libc::SIGTERM);
@@ -251,6 +251,10 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
             gaps.sample(&members, Some(k));
         }
         let log = members[k].log();
+        stops.push(stopped.elapsed());
+        if stopped.elapsed() > Duration::from_secs(10) {
+            eprintln!("a slow stop: {:?}{}", stopped.elapsed(), members[k].tail());
+        }
         members[k] = Persister::start(&configs[k], dirs[k].path(), "persister");
         assert!(log.contains(" stopped: "), "no orderly stop: {log}");
         gaps.restarted(k);
@@ -262,7 +266,7 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
         gaps.restarted(k);
     }
     let total = load.stop();
-    eprintln!("restarts (SIGTERM to consuming again): {restarts:?}; longest gap in each member's consumption: {:?}", gaps.longest);
+    eprintln!("stops (SIGTERM to exit): {stops:?}; restarts (SIGTERM to consuming again): {restarts:?}; longest gap in each member's consumption: {:?}", gaps.longest);
     for (i, gap) in gaps.longest.iter().enumerate() {
         assert!(
             *gap < Duration::from_secs(2),
