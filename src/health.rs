@@ -477,70 +477,44 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
     if shared.events.is_some() {
         render_events_metrics(&mut o, &s.events);
     }
-    family(&mut o, &format!("{p}_consumer_lag"), "gauge", "Messages behind the partition end, summed over assigned partitions (librdkafka statistics).");
-    for (k, _) in &settings.topics {
-        let _ = writeln!(
-            o,
-            "{p}_consumer_lag{{topic=\"{}\"}} {}",
-            k.label(),
-            s.consumer_lag[Stats::topic_index(*k)].load(Relaxed)
-        );
-    }
-    family(
-        &mut o,
-        &format!("{p}_offsets_skipped_total"),
-        "counter",
-        "Offsets Kafka deleted (retention) before they were read; consumption resumed at the earliest offset.",
-    );
-    for (k, _) in &settings.topics {
-        let _ = writeln!(
-            o,
-            "{p}_offsets_skipped_total{{topic=\"{}\"}} {}",
-            k.label(),
-            s.offsets_skipped[Stats::topic_index(*k)].load(Relaxed)
-        );
-    }
-    family(
-        &mut o,
-        &format!("{p}_assigned_partitions"),
-        "gauge",
-        "Kafka partitions assigned to this process.",
-    );
-    for (k, _) in &settings.topics {
-        let _ = writeln!(
-            o,
-            "{p}_assigned_partitions{{topic=\"{}\"}} {}",
-            k.label(),
-            s.assigned_partitions[Stats::topic_index(*k)].load(Relaxed)
-        );
-    }
-    family(
-        &mut o,
-        &format!("{p}_rebalances_total"),
-        "counter",
-        "Consumer group rebalances that moved partitions to or from this process.",
-    );
-    for (k, _) in &settings.topics {
-        let _ = writeln!(
-            o,
-            "{p}_rebalances_total{{topic=\"{}\"}} {}",
-            k.label(),
-            s.rebalances(*k)
-        );
-    }
-    family(
-        &mut o,
-        &format!("{p}_partitions_unowned_seconds_total"),
-        "counter",
-        "Seconds consumers waited in their group holding no partition (from start-up or from losing their last one), counted when partitions arrive.",
-    );
-    for (k, _) in &settings.topics {
-        let _ = writeln!(
-            o,
-            "{p}_partitions_unowned_seconds_total{{topic=\"{}\"}} {}",
-            k.label(),
-            s.unowned_seconds(*k)
-        );
+    // Per topic: (name, type, help, value of a topic kind).
+    let per_topic: [(&str, &str, &str, &dyn Fn(TopicKind) -> String); 5] = [
+        (
+            "consumer_lag",
+            "gauge",
+            "Messages behind the partition end, summed over assigned partitions (librdkafka statistics).",
+            &|k| s.consumer_lag[Stats::topic_index(k)].load(Relaxed).to_string(),
+        ),
+        (
+            "offsets_skipped_total",
+            "counter",
+            "Offsets Kafka deleted (retention) before they were read; consumption resumed at the earliest offset.",
+            &|k| s.offsets_skipped[Stats::topic_index(k)].load(Relaxed).to_string(),
+        ),
+        (
+            "assigned_partitions",
+            "gauge",
+            "Kafka partitions assigned to this process.",
+            &|k| s.assigned_partitions[Stats::topic_index(k)].load(Relaxed).to_string(),
+        ),
+        (
+            "rebalances_total",
+            "counter",
+            "Consumer group rebalances that moved partitions to or from this process.",
+            &|k| s.rebalances(k).to_string(),
+        ),
+        (
+            "partitions_unowned_seconds_total",
+            "counter",
+            "Seconds consumers waited in their group holding no partition (from start-up or from losing their last one), counted when partitions arrive.",
+            &|k| s.unowned_seconds(k).to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in per_topic {
+        family(&mut o, &format!("{p}_{name}"), kind, help);
+        for (k, _) in &settings.topics {
+            let _ = writeln!(o, "{p}_{name}{{topic=\"{}\"}} {}", k.label(), value(*k));
+        }
     }
     family(
         &mut o,

@@ -27,30 +27,23 @@ use support::real_kafka::Stream;
 const MEASUREMENT: &str = "membership";
 const LONG: Duration = Duration::from_secs(120);
 
-/// A persister of `stream` (a child process), static under an instance
-/// name of its own ([`p::binary_config`]).
-fn config(stream: &Stream, influx: &Influxd, dir: &Path) -> Config {
-    let mut c = p::binary_config(stream.kafka, influx, dir);
-    c.kafka_metrics.topic = stream.topic.clone();
-    c.kafka_metrics.group_id = stream.group.clone();
-    c
-}
-
 /// Messages at `rate` per second to every partition of `stream`, each
 /// with a unique timestamp, until stopped.
 fn load(stream: &Stream, rate: u64) -> Load {
     let (partitions, ts0) = (stream.partitions, p::base_ts());
     Load::start(stream.kafka, &stream.topic, u64::MAX, rate, move |i| {
-        let partition = (i % partitions as u64) as i32;
-        let body = p::metric(
-            MEASUREMENT,
-            "t1",
-            &format!("p{partition}"),
-            ts0 + i as i64,
-            i as f64,
-        );
-        (partition, body)
+        p::stream_message(MEASUREMENT, i, partitions, ts0)
     })
+}
+
+/// Waits until `member` has read messages; `what` names it for the message.
+fn wait_consuming(member: &Persister, what: &str) {
+    wait_until(
+        what,
+        LONG,
+        || member.tail(),
+        || (member.consumed() > 0).then_some(()),
+    );
 }
 
 fn stored(influx: &Influxd) -> u64 {
@@ -81,21 +74,11 @@ fn deliver_all_and_stop(influx: &Influxd, total: u64, members: &mut [&mut Persis
 fn sigkill_and_restart(cfg: &Config, stream: &Stream, influx: &Influxd, dir: &Path) -> Duration {
     let load = load(stream, 1_000);
     let mut first = Persister::start(cfg, dir, "persister");
-    wait_until(
-        "the first persister consuming",
-        LONG,
-        || first.tail(),
-        || (first.consumed() > 0).then_some(()),
-    );
+    wait_consuming(&first, "the first persister consuming");
     first.kill9();
     let killed = Instant::now();
     let mut second = Persister::start(cfg, dir, "persister");
-    wait_until(
-        "the restarted persister consuming",
-        LONG,
-        || second.tail(),
-        || (second.consumed() > 0).then_some(()),
-    );
+    wait_consuming(&second, "the restarted persister consuming");
     let waited = killed.elapsed();
     check_group_reports(&second, cfg, stream);
     let total = load.stop();
@@ -141,7 +124,7 @@ fn a_sigkilled_static_member_with_a_45s_session_consumes_again_within_10s() {
     let influx = Influxd::start();
     let stream = Stream::new(8);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     // librdkafka's default session: the dead member would hold the
     // partitions this long if the restart could not take its place.
     cfg.kafka_metrics.session_timeout_ms = None;
@@ -163,7 +146,7 @@ fn a_sigkilled_dynamic_member_is_replaced_only_after_its_session_timeout() {
     let influx = Influxd::start();
     let stream = Stream::new(8);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     cfg.kafka_metrics.group_instance_name = String::new();
     cfg.kafka_metrics.session_timeout_ms = Some(SESSION.as_millis() as u64);
     let waited = sigkill_and_restart(&cfg, &stream, &influx, dir.path());
@@ -223,7 +206,7 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
     let configs: Vec<Config> = dirs
         .iter()
         .map(|d| {
-            let mut c = config(&stream, &influx, d.path());
+            let mut c = p::stream_config(&stream, &influx, d.path());
             // The default session: the restarts do not depend on it.
             c.kafka_metrics.session_timeout_ms = None;
             c
@@ -280,24 +263,53 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
     deliver_all_and_stop(&influx, total, &mut [a, b, c]);
 }
 
-#[test]
-fn a_duplicate_instance_name_fences_the_first_persister_with_a_clear_error() {
+/// Two persisters of one group under the same instance name: the first
+/// consuming under load when the second starts.
+struct Namesakes {
+    influx: Influxd,
+    stream: Stream,
+    first_cfg: Config,
+    first: Persister,
+    second: Persister,
+    load: Load,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn namesakes(protocol: GroupProtocol) -> Namesakes {
     let influx = Influxd::start();
     let stream = Stream::new(4);
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first_cfg = config(&stream, &influx, d1.path());
-    let mut second_cfg = config(&stream, &influx, d2.path());
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first_cfg = p::with_protocol(p::stream_config(&stream, &influx, dirs.0.path()), protocol);
+    let mut second_cfg =
+        p::with_protocol(p::stream_config(&stream, &influx, dirs.1.path()), protocol);
     second_cfg.kafka_metrics.group_instance_name =
         first_cfg.kafka_metrics.group_instance_name.clone();
     let load = load(&stream, 500);
-    let mut first = Persister::start(&first_cfg, d1.path(), "first");
-    wait_until(
-        "the first persister consuming",
-        LONG,
-        || first.tail(),
-        || (first.consumed() > 0).then_some(()),
-    );
-    let mut second = Persister::start(&second_cfg, d2.path(), "second");
+    let first = Persister::start(&first_cfg, dirs.0.path(), "first");
+    wait_consuming(&first, "the first persister consuming");
+    let second = Persister::start(&second_cfg, dirs.1.path(), "second");
+    Namesakes {
+        influx,
+        stream,
+        first_cfg,
+        first,
+        second,
+        load,
+        _dirs: dirs,
+    }
+}
+
+#[test]
+fn a_duplicate_instance_name_fences_the_first_persister_with_a_clear_error() {
+    let Namesakes {
+        influx,
+        stream,
+        first_cfg,
+        mut first,
+        mut second,
+        load,
+        _dirs,
+    } = namesakes(GroupProtocol::Classic);
     let (status, _) = first.wait_exit(LONG);
     // The status the unit's RestartPreventExitStatus= names: systemd does
     // not bring it back to fence the second in turn.
@@ -315,12 +327,7 @@ fn a_duplicate_instance_name_fences_the_first_persister_with_a_clear_error() {
         )) && error.contains(&format!("): two persisters run with group_instance_name = {name}; give each its own group_instance_name in [kafka]")),
         "{error}"
     );
-    wait_until(
-        "the second persister consuming",
-        LONG,
-        || second.tail(),
-        || (second.consumed() > 0).then_some(()),
-    );
+    wait_consuming(&second, "the second persister consuming");
     let total = load.stop();
     deliver_all_and_stop(&influx, total, &mut [&mut second]);
 }
@@ -331,23 +338,13 @@ fn a_duplicate_instance_name_fences_the_first_persister_with_a_clear_error() {
 /// takes the partitions once the first one stops.
 #[test]
 fn a_duplicate_instance_name_under_the_consumer_protocol_waits_and_says_why() {
-    let influx = Influxd::start();
-    let stream = Stream::new(4);
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first_cfg = p::with_protocol(config(&stream, &influx, d1.path()), GroupProtocol::Consumer);
-    let mut second_cfg =
-        p::with_protocol(config(&stream, &influx, d2.path()), GroupProtocol::Consumer);
-    second_cfg.kafka_metrics.group_instance_name =
-        first_cfg.kafka_metrics.group_instance_name.clone();
-    let load = load(&stream, 500);
-    let mut first = Persister::start(&first_cfg, d1.path(), "first");
-    wait_until(
-        "the first persister consuming",
-        LONG,
-        || first.tail(),
-        || (first.consumed() > 0).then_some(()),
-    );
-    let mut second = Persister::start(&second_cfg, d2.path(), "second");
+    let Namesakes {
+        influx,
+        mut first,
+        mut second,
+        load,
+        ..
+    } = namesakes(GroupProtocol::Consumer);
     let warning = second.wait_log("is still held in group", LONG);
     assert!(
         warning.contains(" WARNING ")
@@ -366,12 +363,7 @@ fn a_duplicate_instance_name_under_the_consumer_protocol_waits_and_says_why() {
     let (status, _) = first.wait_exit(LONG);
     assert_eq!(status.code(), Some(0), "{status}{}", first.tail());
     let stopped = Instant::now();
-    wait_until(
-        "the second persister consuming",
-        LONG,
-        || second.tail(),
-        || (second.consumed() > 0).then_some(()),
-    );
+    wait_consuming(&second, "the second persister consuming");
     eprintln!(
         "the second persister consumed {:?} after the first stopped",
         stopped.elapsed()
@@ -389,7 +381,7 @@ fn ten_persisters_stopped_right_after_start_leave_the_next_one_consuming_within_
     let influx = Influxd::start();
     let stream = Stream::new(8);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     cfg.kafka_metrics.session_timeout_ms = None;
     for round in 0..10u64 {
         let mut child = Persister::start(&cfg, dir.path(), "crash-loop");

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use monasca_persister::config::{Config, GroupProtocol};
+use monasca_persister::config::GroupProtocol;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
@@ -42,30 +42,11 @@ const MEASUREMENT: &str = "load";
 const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
-// The cluster and the configuration.
-
-/// The test configuration ([`p::binary_config`]) for the stream's topic and group.
-fn config(stream: &Stream, influx: &Influxd, dir: &Path) -> Config {
-    let mut c = p::binary_config(stream.kafka, influx, dir);
-    c.kafka_metrics.topic = stream.topic.clone();
-    c.kafka_metrics.group_id = stream.group.clone();
-    c
-}
-
-// ---------------------------------------------------------------------------
 // Load, offsets and what InfluxDB holds.
 
 /// Message `i`: partition `i % partitions`, timestamp `ts0 + i` (unique).
 fn message(i: u64, partitions: i32, ts0: i64) -> (i32, String) {
-    let partition = (i % partitions as u64) as i32;
-    let body = p::metric(
-        MEASUREMENT,
-        "t1",
-        &format!("p{partition}"),
-        ts0 + i as i64,
-        i as f64,
-    );
-    (partition, body)
+    p::stream_message(MEASUREMENT, i, partitions, ts0)
 }
 
 /// Message `i` as a Monasca agent would send it: one of a few tenants, one
@@ -303,7 +284,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
     let influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&stream, &influx, dir.path());
+    let cfg = p::stream_config(&stream, &influx, dir.path());
     let drain_timeout = Duration::from_secs(cfg.wal.drain_timeout_seconds);
     let ts0 = p::base_ts();
 
@@ -407,7 +388,7 @@ fn sigterm_while_influxdb_is_down_exits_0_and_the_next_start_delivers() {
     let mut influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     cfg.wal.drain_timeout_seconds = 3;
     let drain_timeout = Duration::from_secs(3);
     influx.stop(false);
@@ -479,7 +460,7 @@ fn sigterm_while_influxdb_hangs_exits_soon_after_the_drain_timeout() {
     let influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     cfg.wal.drain_timeout_seconds = 2;
     // A request to the stalled server blocks this long: far past the drain timeout.
     cfg.influxdb.timeout_seconds = 60;
@@ -532,7 +513,7 @@ fn sigkill_at_random_moments(protocol: GroupProtocol, rounds: usize) {
     let influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = p::with_protocol(config(&stream, &influx, dir.path()), protocol);
+    let cfg = p::with_protocol(p::stream_config(&stream, &influx, dir.path()), protocol);
     let seed = fastrand::u64(..);
     eprintln!("SIGKILL moments from seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -578,7 +559,7 @@ fn influxd_killed_mid_write_and_restarted_loses_nothing() {
     let mut influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&stream, &influx, dir.path());
+    let cfg = p::stream_config(&stream, &influx, dir.path());
     let mut a = Persister::start(&cfg, dir.path(), "persister");
     wait_until(
         "all partitions assigned",
@@ -626,8 +607,8 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
     let influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg_a = config(&stream, &influx, da.path());
-    let cfg_b = config(&stream, &influx, db.path());
+    let cfg_a = p::stream_config(&stream, &influx, da.path());
+    let cfg_b = p::stream_config(&stream, &influx, db.path());
     let mut a = Persister::start(&cfg_a, da.path(), "a");
     wait_until(
         "a assigned every partition",
@@ -686,7 +667,7 @@ fn a_second_sigterm_exits_at_once_and_a_restart_delivers_everything() {
     let mut influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     cfg.wal.drain_timeout_seconds = 120;
     influx.stop(false);
     let mut a = Persister::start(&cfg, dir.path(), "persister");
@@ -728,7 +709,7 @@ fn fatal_conditions_exit_non_zero_naming_the_cause() {
     let influx = Influxd::start();
     let stream = Stream::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&stream, &influx, dir.path());
+    let cfg = p::stream_config(&stream, &influx, dir.path());
 
     // A second persister on the same WAL directory.
     let mut a = Persister::start(&cfg, dir.path(), "a");
@@ -956,7 +937,7 @@ fn power_loss_at_50_random_moments_loses_no_committed_message() {
     // The WAL and the dead letters on a disk that loses what was not synced.
     let mut disk = faultfs::FaultFs::mount(dir.path().join("backing"), dir.path().join("mnt"))
         .expect("mount faultfs (needs /dev/fuse; scripts/test installs Debian's fuse3)");
-    let mut cfg = config(&stream, &influx, dir.path());
+    let mut cfg = p::stream_config(&stream, &influx, dir.path());
     cfg.wal.path = disk.path().join("wal");
     cfg.wal.dead_letter_path = disk.path().join("dead-letter.jsonl");
     cfg.wal.dead_letter_max_size_mb = 1;
@@ -1047,7 +1028,7 @@ fn a_damaged_wal_is_reported_in_the_log_and_metrics_and_the_rest_delivered() {
     let influx = Influxd::start();
     let stream = Stream::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&stream, &influx, dir.path());
+    let cfg = p::stream_config(&stream, &influx, dir.path());
     let ts0 = p::base_ts();
     {
         // What an earlier run left pending: 40 records of 100 points.
@@ -1139,7 +1120,7 @@ fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
     let influx = Influxd::start();
     let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&stream, &influx, dir.path());
+    let cfg = p::stream_config(&stream, &influx, dir.path());
     // Flowing throughout, so that the later signals meet consumers at work.
     let load = load(&stream, u64::MAX, 2_000, p::base_ts());
     let started = Instant::now();

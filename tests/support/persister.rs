@@ -7,6 +7,7 @@ use monasca_persister::config::{Config, GroupProtocol};
 
 use super::influxd::Influxd;
 use super::kafka::TestKafka;
+use super::real_kafka::Stream;
 
 /// Topic names used by the tests.
 pub const METRICS: &str = "metrics";
@@ -73,6 +74,14 @@ pub fn binary_config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Co
     c
 }
 
+/// [`binary_config`] for the topic and group of `stream`.
+pub fn stream_config(stream: &Stream, influx: &Influxd, dir: &Path) -> Config {
+    let mut c = binary_config(stream.kafka, influx, dir);
+    c.kafka_metrics.topic = stream.topic.clone();
+    c.kafka_metrics.group_id = stream.group.clone();
+    c
+}
+
 /// `c` with its topics' groups on `protocol`: the session timeout of the
 /// consumer protocol is the brokers' (6 s on those of `scripts/kafka`).
 pub fn with_protocol(mut c: Config, protocol: GroupProtocol) -> Config {
@@ -134,6 +143,21 @@ pub fn metric(name: &str, tenant: &str, host: &str, ts: i64, value: f64) -> Stri
     format!(
         r#"{{"metric": {{"name": "{name}", "dimensions": {{"hostname": "{host}", "service": "monitoring"}}, "timestamp": {ts}, "value": {value}, "value_meta": null}}, "meta": {{"region": "RegionOne", "tenantId": "{tenant}"}}, "creation_time": 1554725988}}"#
     )
+}
+
+/// Message `i` of a test's stream: for partition `i % partitions`, a
+/// metric `measurement` of host `p<partition>` with the unique timestamp
+/// `ts0 + i` (ms) and the value `i`.
+pub fn stream_message(measurement: &str, i: u64, partitions: i32, ts0: i64) -> (i32, String) {
+    let partition = (i % partitions as u64) as i32;
+    let body = metric(
+        measurement,
+        "t1",
+        &format!("p{partition}"),
+        ts0 + i as i64,
+        i as f64,
+    );
+    (partition, body)
 }
 
 /// A metric message whose value_meta carries `noise` (makes lines bigger and hard to compress).
