@@ -202,6 +202,10 @@ fn age_seconds(ms: i64) -> Option<f64> {
     (ms > 0).then(|| (Stats::now_ms() - ms) as f64 / 1000.0)
 }
 
+/// A `/metrics` family with a sample per topic: name, type, help, and the
+/// value for a topic kind.
+type PerTopic<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(TopicKind) -> String);
+
 /// `(healthy, JSON body)`.
 fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
     let stats = &shared.stats;
@@ -477,8 +481,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
     if shared.events.is_some() {
         render_events_metrics(&mut o, &s.events);
     }
-    // Per topic: (name, type, help, value of a topic kind).
-    let per_topic: [(&str, &str, &str, &dyn Fn(TopicKind) -> String); 5] = [
+    let per_topic: [PerTopic; 5] = [
         (
             "consumer_lag",
             "gauge",
