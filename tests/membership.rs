@@ -218,11 +218,28 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
         .zip(&dirs)
         .map(|(c, d)| Persister::start(c, d.path(), "persister"))
         .collect();
+    // A rolling restart begins with a settled group: a SIGTERM in the
+    // middle of a rebalance (here the cooperative rounds after the three
+    // started together) closes a static member only once the rebalance is
+    // over, which can take until the drain timeout (README, "Consumer
+    // groups and restarts").
     wait_until(
-        "every member consuming",
+        "every member consuming, the 64 partitions shared, the group steady",
         LONG,
         || members.iter().map(|m| m.tail()).collect(),
-        || members.iter().all(|m| m.consumed() > 0).then_some(()),
+        || {
+            let steady = members.iter().all(|m| {
+                m.consumed() > 0
+                    && m.get("/healthcheck").is_some_and(|(_, body)| {
+                        let health: serde_json::Value =
+                            serde_json::from_str(&body).expect("health JSON");
+                        health["kafka"]["topics"][&stream.topic]["group"][0]["join_state"]
+                            == "steady"
+                    })
+            });
+            let shared: i64 = members.iter().map(|m| m.assigned()).sum();
+            (steady && shared == 64).then_some(())
+        },
     );
     let mut gaps = Gaps::new(MEMBERS);
     let (mut stops, mut restarts) = (Vec::new(), Vec::new());
@@ -338,11 +355,13 @@ fn a_duplicate_instance_name_fences_the_first_persister_with_a_clear_error() {
 /// takes the partitions once the first one stops.
 #[test]
 fn a_duplicate_instance_name_under_the_consumer_protocol_waits_and_says_why() {
+    // `_dirs` bound: dropped, the persisters' directories would go.
     let Namesakes {
         influx,
         mut first,
         mut second,
         load,
+        _dirs,
         ..
     } = namesakes(GroupProtocol::Consumer);
     let warning = second.wait_log("is still held in group", LONG);
