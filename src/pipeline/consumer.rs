@@ -19,7 +19,7 @@ use rdkafka::ClientContext;
 
 use super::batch::{PendingBatch, RejectedMessage};
 use super::event_sink::EVENTS_RECORD_DATABASE;
-use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
+use super::fetch_queue::{self, FetchQueueSlot, Fetched, QueuedConsumer};
 use super::flush_point::{offset_name, CommitMode, FlushPoint, OffsetCommitter, PipelineStore};
 use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
@@ -421,18 +421,17 @@ impl PersisterContext {
     /// are assigned. A partition that cannot be routed keeps delivering
     /// through the consumer queue, which the run loop polls too.
     fn route_to_fetch_queue(&self, tpl: &TopicPartitionList) {
-        let Some(queue) = self.fetch_queue.get() else {
-            return;
-        };
-        for e in tpl.elements_for_topic(&self.topic) {
-            if !queue.route(&self.topic, e.partition()) {
-                log::warn!(
-                    "{}/{}: cannot route to the batch fetch queue; consuming it one message at a time",
-                    self.topic,
-                    e.partition()
-                );
+        self.fetch_queue.with(|queue| {
+            for e in tpl.elements_for_topic(&self.topic) {
+                if !queue.route(&self.topic, e.partition()) {
+                    log::warn!(
+                        "{}/{}: cannot route to the batch fetch queue; consuming it one message at a time",
+                        self.topic,
+                        e.partition()
+                    );
+                }
             }
-        }
+        });
     }
 
     /// Sets each newly assigned partition's start offset to the WAL's stored
@@ -703,12 +702,13 @@ pub fn spawn(
             section.topic, section.group_id
         )
     })?;
-    let queue = FetchQueue::new(consumer.client().native_ptr()).with_context(|| {
+    let consumer = QueuedConsumer::new(consumer).with_context(|| {
         format!(
             "creating the fetch queue of the consumer of topic {}",
             section.topic
         )
     })?;
+    consumer.consumer().context().fetch_queue.link(&consumer);
     let name = format!("{}#{member}", section.section);
     let batch_size = section.batch_size.max(1);
     let interval = Duration::from_millis(
@@ -721,11 +721,7 @@ pub fn spawn(
     let (flushed_tx, flushed) = crossbeam_channel::bounded(0);
     let handle = std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || {
-            run(
-                consumer, queue, kind, batch_size, interval, shared, flushed_tx,
-            )
-        })
+        .spawn(move || run(consumer, kind, batch_size, interval, shared, flushed_tx))
         .context("spawning a consumer thread")?;
     Ok(ConsumerThread {
         name,
@@ -738,20 +734,15 @@ pub fn spawn(
 const DRAIN_MAX: usize = 1024;
 
 fn run(
-    consumer: BaseConsumer<PersisterContext>,
-    queue: FetchQueue,
+    owned: QueuedConsumer<PersisterContext>,
     kind: TopicKind,
     batch_size: usize,
     interval: Duration,
     shared: Arc<Shared>,
     flushed: crossbeam_channel::Sender<()>,
 ) {
+    let (consumer, queue) = (owned.consumer(), owned.queue());
     let ctx = consumer.context().clone();
-    // The queue must be gone before the consumer is dropped, also when this
-    // thread unwinds: the guard (dropped before `consumer`) empties the slot.
-    ctx.fetch_queue.set(queue);
-    let _slot_guard = EmptySlotOnDrop(&ctx.fetch_queue);
-    let queue = ctx.fetch_queue.get();
     let mut fetched = Vec::with_capacity(DRAIN_MAX);
     let mut rewind: Vec<(i32, i64)> = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
@@ -802,7 +793,7 @@ fn run(
         };
         let due = match ctx.flush_point.batch() {
             Ok(mut batch) => {
-                if let Some(queue) = queue.as_ref().filter(|_| !hold) {
+                if !hold {
                     // Wait for messages only when there was nothing to do.
                     let wait = if idle && consumed == 0 {
                         idle_timeout
@@ -839,11 +830,11 @@ fn run(
             Err(_) => false,
         };
         for (partition, offset) in rewind.drain(..) {
-            ctx.rewind_after_error(&consumer, partition, offset);
+            ctx.rewind_after_error(consumer, partition, offset);
             positions.expect(partition, offset);
         }
         for (partition, expected, offset) in gaps.drain(..) {
-            ctx.check_skipped(&consumer, partition, expected, offset);
+            ctx.check_skipped(consumer, partition, expected, offset);
         }
         idle = consumed == 0;
         if consumed > 0 {
@@ -851,17 +842,17 @@ fn run(
         }
         shared.stats.polled(kind);
         if due {
-            ctx.flush(&consumer, Some(CommitMode::Async));
+            ctx.flush(consumer, Some(CommitMode::Async));
         } else if last_recommit.elapsed() >= Duration::from_secs(1) {
             last_recommit = Instant::now();
-            ctx.flush_point.recommit(&consumer);
+            ctx.flush_point.recommit(consumer);
         }
-        ctx.apply_back_pressure(&consumer);
+        ctx.apply_back_pressure(consumer);
     }
     // Final flush point with a synchronous commit, then leave the group
     // (dropping the consumer closes it) so the partitions move at once.
     let hard = shared.control.fatal_error().is_some();
-    ctx.flush(&consumer, None);
+    ctx.flush(consumer, None);
     if ctx.flush_point.batch().is_ok_and(|b| !b.is_empty()) {
         log::warn!("the messages of {} read since the last flush point are not in the WAL (no room on its disk): their offsets are not committed, they are read again at the next start", ctx.topic);
     }
@@ -870,12 +861,11 @@ fn run(
     // unreachable, so shutdown stops waiting for it at the drain deadline.
     drop(flushed);
     if !hard {
-        ctx.flush_point.commit_durable(&consumer, CommitMode::Sync);
+        ctx.flush_point.commit_durable(consumer, CommitMode::Sync);
     }
-    leave_group(&consumer, &ctx);
-    drop(queue);
-    drop(ctx.fetch_queue.take());
-    drop(consumer);
+    leave_group(consumer, &ctx);
+    // The queue first, then the consumer (see `QueuedConsumer`).
+    drop(owned);
     log::info!("consumer of {} stopped", ctx.topic);
 }
 
@@ -912,14 +902,5 @@ fn leave_group(consumer: &BaseConsumer<PersisterContext>, ctx: &PersisterContext
             );
             return;
         }
-    }
-}
-
-/// Empties a consumer's fetch-queue slot when dropped.
-struct EmptySlotOnDrop<'a>(&'a FetchQueueSlot);
-
-impl Drop for EmptySlotOnDrop<'_> {
-    fn drop(&mut self) {
-        drop(self.0.take());
     }
 }
