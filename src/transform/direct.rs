@@ -25,7 +25,7 @@ use super::lexer::{
     digit_count, find_plain_end, find_string_special, number_at, whitespace_len, Lexer, NumberParts,
 };
 use super::line::{escape_tag_bytes, max_series_key_len, may_need_tag_escape, StringFieldSink};
-use super::pynum::FloatRepr;
+use super::pynum::{self, FloatRepr};
 use super::simd::plain_string_masks;
 use super::swar::word;
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
@@ -102,8 +102,9 @@ struct TagSet {
 
 impl TagSet {
     /// Takes a dimension as the full path does: a key `time` is refused,
-    /// empty keys and values are left out, and the meta tags override
-    /// dimensions of their names.
+    /// empty keys are left out, and the meta tags override dimensions of
+    /// their names. An empty value goes the full path: it is left out, but
+    /// it removes an earlier value of its name too.
     #[inline(always)]
     fn push_dimension(&mut self, payload: &[u8], key: Span, value: Span) -> Option<()> {
         let prefix = prefix_of(payload, key);
@@ -111,7 +112,7 @@ impl TagSet {
             (4, TIME) => return None,
             (0, _) | (7, REGION) => return Some(()),
             (10, TENANT) if key.of(payload) == b"_tenant_id" => return Some(()),
-            _ if value.len == 0 => return Some(()),
+            _ if value.len == 0 => return None,
             _ => {}
         }
         self.push(Tag { prefix, key, value })
@@ -639,6 +640,10 @@ impl Number {
         let int_start = at + usize::from(payload.get(at) == Some(&b'-'));
         let int_len = self.int_end as usize - int_start;
         let fraction = self.kept_fraction(payload);
+        if int_start > at && int_len == 1 && self.fraction_end == self.int_end {
+            // Maybe the integer `-0`, which is 0.0 as a float, not -0.0.
+            return false;
+        }
         let significant = if int_len == 1 && payload.get(int_start) == Some(&b'0') {
             let leading = fraction.iter().take_while(|&&d| d == b'0').count();
             // Below 1e-4 Python switches to exponent notation.
@@ -681,7 +686,7 @@ impl Number {
 /// (`FloatRepr::from_short_decimal` would not answer: the caller tried the
 /// same shortcut.)
 fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
-    let value: f64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
+    let value = pynum::float_from_json_number(std::str::from_utf8(raw).ok()?)?;
     value.is_finite().then(|| FloatRepr::new(value))
 }
 
