@@ -1,7 +1,7 @@
 //! The compatibility corpus (`tests/data/compat/*.jsonl` with the
 //! reference's `*.expected`): every message must give the reference's point
 //! (compared parsed, floats as numbers, string fields byte for byte) and the
-//! reference's tenant, every ERROR row a typed rejection; and a real influxd
+//! reference's tenant, every error row a typed rejection; and a real influxd
 //! must store identical points for our line and the reference's line.
 
 mod support;
@@ -12,6 +12,7 @@ use std::path::Path;
 use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::{Rejection, Target, Transformer};
 use support::influxd::Influxd;
+use support::points::{parse_line, Field, Point};
 
 /// Which Transformer entry point a corpus file feeds.
 #[derive(Clone, Copy, Debug)]
@@ -73,22 +74,23 @@ fn cases_of(path: &Path) -> Vec<Case> {
         .zip(expected)
         .enumerate()
         .map(|(i, (message, expected))| {
-            let (head, tail) = expected
-                .split_once('\t')
-                .unwrap_or_else(|| panic!("{name}:{}: no tab in {expected:?}", i + 1));
+            let row: serde_json::Value = serde_json::from_str(expected)
+                .unwrap_or_else(|e| panic!("{name}:{}: {e}: {expected:?}", i + 1));
+            let text = |key: &str| row[key].as_str().map(str::to_string);
+            let expected = match (text("line"), text("tenant"), text("error")) {
+                (Some(line), Some(tenant), None) => Expected::Line { line, tenant },
+                (None, None, Some(error)) => Expected::Error(error),
+                _ => panic!(
+                    "{name}:{}: neither a line and tenant nor an error: {row}",
+                    i + 1
+                ),
+            };
             Case {
                 file: name.clone(),
                 number: i + 1,
                 kind,
                 message: message.to_string(),
-                expected: if head == "ERROR" {
-                    Expected::Error(tail.to_string())
-                } else {
-                    Expected::Line {
-                        line: head.to_string(),
-                        tenant: tail.to_string(),
-                    }
-                },
+                expected,
             }
         })
         .collect()
@@ -112,100 +114,6 @@ fn run<'p>(
         Kind::Metric => t.metric(message.as_bytes(), out),
         Kind::AlarmTransition => t.alarm_transition(message.as_bytes(), out),
     }
-}
-
-/// A line-protocol point, split as InfluxDB would: measurement and tags as
-/// escaped text, fields with string values as escaped text and numbers as f64.
-#[derive(Debug, PartialEq)]
-struct Point {
-    measurement: String,
-    tags: Vec<(String, String)>,
-    fields: Vec<(String, Field)>,
-    timestamp: i64,
-}
-
-#[derive(Debug, PartialEq)]
-enum Field {
-    Str(String),
-    Float(f64),
-}
-
-/// Splits `text` at the first unescaped byte in `stops`; returns the part
-/// before it (escapes kept), the stop byte and the rest after it.
-fn take_until<'a>(text: &'a str, stops: &[u8]) -> (&'a str, Option<u8>, &'a str) {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            i += 2;
-            continue;
-        }
-        if stops.contains(&bytes[i]) {
-            return (&text[..i], Some(bytes[i]), &text[i + 1..]);
-        }
-        i += 1;
-    }
-    (text, None, "")
-}
-
-fn parse_line(line: &str) -> Result<Point, String> {
-    let (measurement, mut stop, mut rest) = take_until(line, b", ");
-    let mut tags = Vec::new();
-    while stop == Some(b',') {
-        let (key, eq, after) = take_until(rest, b"=");
-        if eq != Some(b'=') {
-            return Err(format!("tag without '=' in {line:?}"));
-        }
-        let (value, s, r) = take_until(after, b", ");
-        tags.push((key.to_string(), value.to_string()));
-        stop = s;
-        rest = r;
-    }
-    if stop != Some(b' ') {
-        return Err(format!("no field set in {line:?}"));
-    }
-    let mut fields = Vec::new();
-    loop {
-        let (key, eq, after) = take_until(rest, b"=");
-        if eq != Some(b'=') {
-            return Err(format!("field without '=' in {line:?}"));
-        }
-        let (value, next, r) = if let Some(quoted) = after.strip_prefix('"') {
-            let (content, quote, r) = take_until(quoted, b"\"");
-            if quote != Some(b'"') {
-                return Err(format!("unterminated string field in {line:?}"));
-            }
-            let next = r.as_bytes().first().copied();
-            (
-                Field::Str(content.to_string()),
-                next,
-                r.get(1..).unwrap_or(""),
-            )
-        } else {
-            let (number, next, r) = take_until(after, b", ");
-            let x = number
-                .trim_end_matches('i')
-                .parse::<f64>()
-                .map_err(|e| format!("field {number:?}: {e}"))?;
-            (Field::Float(x), next, r)
-        };
-        fields.push((key.to_string(), value));
-        rest = r;
-        match next {
-            Some(b',') => continue,
-            Some(b' ') => break,
-            _ => return Err(format!("no timestamp in {line:?}")),
-        }
-    }
-    let timestamp = rest
-        .parse::<i64>()
-        .map_err(|e| format!("timestamp {rest:?}: {e}"))?;
-    Ok(Point {
-        measurement: measurement.to_string(),
-        tags,
-        fields,
-        timestamp,
-    })
 }
 
 /// Checks that a rejection is the typed counterpart of the reference's error.

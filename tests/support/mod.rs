@@ -6,6 +6,7 @@
 pub mod influxd;
 pub mod kafka;
 pub mod persister;
+pub mod points;
 
 use std::time::{Duration, Instant};
 
