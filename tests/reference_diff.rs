@@ -22,11 +22,11 @@ mod oracle;
 
 use std::collections::BTreeMap;
 
-use generator::{Generator, Kind};
+use generator::Generator;
 use judge::{Case, Verdict};
 use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::Transformer;
-use oracle::{Mode, Outcome};
+use oracle::{Kind, Mode, Outcome};
 use support::influxd::Influxd;
 
 /// The seed of CI's runs.

@@ -16,14 +16,7 @@
 
 use std::fmt::Write as _;
 
-/// Which topic a message is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `metrics`.
-    Metric,
-    /// `alarm-state-transitions`.
-    AlarmTransition,
-}
+use super::oracle::Kind;
 
 /// One generated Kafka message value.
 #[derive(Debug, Clone)]

@@ -13,8 +13,7 @@ use std::fmt;
 
 use monasca_persister::transform::{Rejection, Target};
 
-use super::generator::Kind;
-use super::oracle::Outcome;
+use super::oracle::{Kind, Outcome};
 use crate::support::influxd::Influxd;
 use crate::support::points::parse_line;
 

@@ -9,7 +9,14 @@ use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 
-use super::generator::Kind;
+/// Which topic a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `metrics`.
+    Metric,
+    /// `alarm-state-transitions`.
+    AlarmTransition,
+}
 
 /// What the reference does with one message.
 #[derive(Debug, Clone, PartialEq)]
