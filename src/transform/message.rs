@@ -193,7 +193,8 @@ impl<'de: 'p, 'p> Visitor<'de> for DimensionsSeed<'_, 'p> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // A value that cannot be made text matters only if it is the last
-        // of its name: Python's dict keeps the last.
+        // of its name (Python's dict keeps the last) and not replaced by a
+        // meta tag (the reference sets `_region` and `_tenant_id` over it).
         let mut unwritable: SmallVec<[(usize, pyjson::JsonError); 1]> = SmallVec::new();
         while let Some((Text(name), value)) = map.next_entry::<Text<'p>, &'de RawValue>()? {
             let value = pyjson::python_str(value.get()).unwrap_or_else(|e| {
@@ -204,7 +205,8 @@ impl<'de: 'p, 'p> Visitor<'de> for DimensionsSeed<'_, 'p> {
         }
         for (at, error) in unwritable {
             let name = &self.0[at].0;
-            if !self.0[at + 1..].iter().any(|(later, _)| later == name) {
+            let replaced = name == "_region" || name == "_tenant_id";
+            if !replaced && !self.0[at + 1..].iter().any(|(later, _)| later == name) {
                 return Err(A::Error::custom(error));
             }
         }
