@@ -45,6 +45,19 @@ ensure_packages() {
 # with, and curl/jq for talking to the servers.
 BASE_PACKAGES=(influxdb libssl-dev pkg-config build-essential curl jq openssl)
 
+# ensure_java_maven: a JDK (17 or later) and Maven for scripts/kafka, which
+# runs Apache Kafka from jars fetched from Maven Central; Debian's packages
+# are installed only when one is missing or the java is older than 17.
+ensure_java_maven() {
+    local major=0
+    if command -v java >/dev/null; then
+        major="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)"
+    fi
+    if [[ "${major:-0}" -lt 17 ]] || ! command -v mvn >/dev/null; then
+        ensure_packages default-jdk-headless maven
+    fi
+}
+
 # ensure_cargo: puts cargo on PATH or explains how to get it.
 ensure_cargo() {
     command -v cargo >/dev/null && return 0

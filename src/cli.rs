@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Loaded, Sources};
 use crate::logging::{self, LogHandle};
+use crate::signals;
 
 /// Drop-in replacement for the OpenStack Monasca Persister: reads metrics and
 /// alarm state transitions from Kafka and stores them in InfluxDB.
@@ -93,9 +94,11 @@ impl Cli {
         }
     }
 
+    /// Loads the configuration and registers its secrets for masking.
     fn load(&self) -> anyhow::Result<Loaded> {
         let (sources, found_warnings) = self.sources();
         let mut loaded = config::load(&sources).context("invalid configuration")?;
+        crate::secrets::register(&loaded.config);
         if loaded.config.sources.is_empty() {
             loaded.warnings.push(
                 "no configuration file read (none given, none in the default locations, or an empty --config-dir); using built-in defaults"
@@ -107,36 +110,74 @@ impl Cli {
     }
 }
 
-/// Runs what the command line asks for; the process exit code.
+/// Runs what the command line asks for; the process exit code. A stop
+/// signal (see `signals`) ends a command that has not started anything yet
+/// at once: the persister with 0, `check-config` and
+/// `migrate-db-per-tenant` with [`signals::INTERRUPTED_EXIT_CODE`].
 pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
-        Some(Command::CheckConfig(_)) => check_config(&cli),
-        Some(Command::MigrateDbPerTenant(args)) => migrate_db_per_tenant(&cli, args),
-        None => persist(&cli),
+        Some(Command::CheckConfig(_)) => {
+            signals::exit_before_start(
+                signals::INTERRUPTED_EXIT_CODE,
+                "monasca-persister check-config",
+                "interrupted; the configuration was not checked",
+            );
+            check_config(&cli)
+        }
+        Some(Command::MigrateDbPerTenant(args)) => {
+            signals::exit_before_start(
+                signals::INTERRUPTED_EXIT_CODE,
+                "monasca-persister migrate-db-per-tenant",
+                "interrupted before the migration started; nothing was changed",
+            );
+            migrate_db_per_tenant(&cli, args)
+        }
+        None => {
+            signals::exit_before_start(
+                0,
+                "monasca-persister",
+                "stopping before start-up finished; nothing was started",
+            );
+            persist(&cli)
+        }
     }
+}
+
+/// An error as one line for stderr, configured secrets masked.
+fn error_text(e: &anyhow::Error) -> String {
+    crate::secrets::mask(&format!("{e:#}")).into_owned()
 }
 
 fn migrate_db_per_tenant(cli: &Cli, args: &crate::migrate::MigrateArgs) -> ExitCode {
     match cli.load() {
         Ok(loaded) => crate::migrate::command::run(&loaded, args),
         Err(e) => {
-            eprintln!("monasca-persister migrate-db-per-tenant: error: {e:#}");
+            eprintln!(
+                "monasca-persister migrate-db-per-tenant: error: {}",
+                error_text(&e)
+            );
             ExitCode::FAILURE
         }
     }
 }
 
 fn check_config(cli: &Cli) -> ExitCode {
-    match cli.load() {
+    let checked = cli.load().and_then(|loaded| {
+        crate::pipeline::consumer::check_client_config(&loaded.config)?;
+        Ok(loaded)
+    });
+    match checked {
         Ok(loaded) => {
             for w in &loaded.warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", crate::secrets::mask(w));
             }
-            print!("{}", loaded.config);
+            // Secrets by name are masked already; this catches their
+            // values substituted into other options.
+            print!("{}", crate::secrets::mask(&loaded.config.to_string()));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -149,6 +190,7 @@ fn persist(cli: &Cli) -> ExitCode {
     let mut logging_up = false;
     let result = (|| {
         let loaded = cli.load()?;
+        crate::pipeline::consumer::check_client_config(&loaded.config)?;
         let defaults = &loaded.config.default;
         let log = logging::init(defaults).context("cannot set up logging")?;
         logging_up = true;
@@ -175,7 +217,7 @@ fn persist(cli: &Cli) -> ExitCode {
                 log::error!("{e:#}");
             }
             if !logging_to_stderr {
-                eprintln!("monasca-persister: error: {e:#}");
+                eprintln!("monasca-persister: error: {}", error_text(&e));
             }
             ExitCode::FAILURE
         }

@@ -145,17 +145,20 @@ pub struct DeadLetterCounts {
 
 /// A failure to keep dead letters; the caller must not acknowledge what it
 /// could not dead-letter.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     /// A file operation failed.
-    #[error("{action} dead-letter file {path}: {source}")]
+    #[error("{action} dead-letter file {}: {cause}", .path.display())]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -208,10 +211,10 @@ impl DeadLetterStore {
     /// Opens (creating it and its directories when needed) the file for appending.
     pub fn open(config: DeadLetterConfig) -> Result<Self, DeadLetterError> {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DeadLetterError::Io {
+            std::fs::create_dir_all(dir).map_err(|cause| DeadLetterError::Io {
                 action: "creating the directory of",
                 path: config.path.clone(),
-                source,
+                cause,
             })?;
         }
         let (file, size) = open_append(&config.path)?;
@@ -260,7 +263,7 @@ impl DeadLetterStore {
             state
                 .file
                 .write_all(&bytes)
-                .map_err(|source| self.io_error("appending to", source))?;
+                .map_err(|cause| self.io_error("appending to", cause))?;
             state.size += bytes.len() as u64;
             state.unsynced = true;
         }
@@ -300,21 +303,21 @@ impl DeadLetterStore {
         state
             .file
             .flush()
-            .map_err(|source| self.io_error("flushing", source))?;
+            .map_err(|cause| self.io_error("flushing", cause))?;
         let file = state.file.get_ref();
         if all {
             file.sync_all()
         } else {
             file.sync_data()
         }
-        .map_err(|source| self.io_error("fsyncing", source))
+        .map_err(|cause| self.io_error("fsyncing", cause))
     }
 
-    fn io_error(&self, action: &'static str, source: io::Error) -> DeadLetterError {
+    fn io_error(&self, action: &'static str, cause: io::Error) -> DeadLetterError {
         DeadLetterError::Io {
             action,
             path: self.config.path.clone(),
-            source,
+            cause,
         }
     }
 
@@ -324,25 +327,25 @@ impl DeadLetterStore {
         let path = &self.config.path;
         self.flush_and_sync(state, true)?;
         let rename = |from: &Path, to: &Path| {
-            std::fs::rename(from, to).map_err(|source| DeadLetterError::Io {
+            std::fs::rename(from, to).map_err(|cause| DeadLetterError::Io {
                 action: "rotating",
                 path: from.to_path_buf(),
-                source,
+                cause,
             })
         };
         if self.config.max_files == 0 {
             std::fs::remove_file(path)
-                .map_err(|source| self.io_error("removing the full", source))?;
+                .map_err(|cause| self.io_error("removing the full", cause))?;
         } else {
             let oldest = numbered(path, self.config.max_files);
             match std::fs::remove_file(&oldest) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
+                Err(cause) => {
                     return Err(DeadLetterError::Io {
                         action: "removing the oldest",
                         path: oldest,
-                        source,
+                        cause,
                     })
                 }
             }
@@ -376,10 +379,10 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
 
 /// Opens `path` for appending and makes its directory entry durable.
 fn open_append(path: &Path) -> Result<(File, u64), DeadLetterError> {
-    let io_error = |action, source| DeadLetterError::Io {
+    let io_error = |action, cause| DeadLetterError::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let file = OpenOptions::new()
         .create(true)
@@ -402,10 +405,12 @@ fn open_append(path: &Path) -> Result<(File, u64), DeadLetterError> {
 /// One JSON line for `letter`.
 fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // A reason quotes what InfluxDB or the decoder said: never a secret.
+    let reason = crate::secrets::mask(letter.reason);
     let mut record = Record {
         time,
         kind: letter.kind,
-        reason: letter.reason,
+        reason: &reason,
         topic: letter.source.map(|s| s.topic),
         partition: letter.source.map(|s| s.partition),
         offset: letter.source.map(|s| s.offset),

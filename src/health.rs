@@ -1,6 +1,6 @@
 //! The HTTP endpoint on `[health] bind`: `/healthcheck` (JSON status of
 //! Kafka, InfluxDB and the WAL; 200 or 503) and `/metrics` (Prometheus text
-//! exposition of [`Stats`]). Runs on its own thread with tiny_http.
+//! exposition of [`Stats`]). Served by [`crate::http`] on its own thread.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::http::{HttpServer, Limits, Response};
 use crate::pipeline::Shared;
 use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
 
@@ -48,8 +49,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running health server.
 pub struct HealthServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<HttpServer>,
     probe_stop: Option<crossbeam_channel::Sender<()>>,
     probe: Option<std::thread::JoinHandle<()>>,
 }
@@ -61,49 +61,29 @@ impl HealthServer {
         shared: Arc<Shared>,
         settings: HealthSettings,
     ) -> anyhow::Result<HealthServer> {
-        let server = Arc::new(
-            tiny_http::Server::http(bind)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!("binding the health endpoint to {bind} ([health] bind)")
-                })?,
-        );
-        let s = server.clone();
         let probe_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("health".into())
-            .spawn(move || {
-                for request in s.incoming_requests() {
-                    let (status, content_type, body) =
-                        match request.url().split('?').next().unwrap_or("") {
-                            "/healthcheck" => {
-                                let (ok, body) = healthcheck(&shared, &settings);
-                                (if ok { 200 } else { 503 }, "application/json", body)
-                            }
-                            "/metrics" => (
-                                200,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                                render_metrics(&shared, &settings),
-                            ),
-                            _ => (
-                                404,
-                                "text/plain; charset=utf-8",
-                                "not found: try /healthcheck or /metrics\n".to_string(),
-                            ),
-                        };
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        content_type.as_bytes(),
-                    );
-                    let mut response =
-                        tiny_http::Response::from_string(body).with_status_code(status);
-                    if let Ok(h) = header {
-                        response = response.with_header(h);
-                    }
-                    let _ = request.respond(response);
+        let handler = Box::new(move |path: &str| match path {
+            "/healthcheck" => {
+                let (ok, body) = healthcheck(&shared, &settings);
+                Response {
+                    status: if ok { 200 } else { 503 },
+                    content_type: "application/json",
+                    body,
                 }
-            })
-            .context("spawning the health endpoint thread")?;
+            }
+            "/metrics" => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: render_metrics(&shared, &settings),
+            },
+            _ => Response::text(404, "not found: try /healthcheck or /metrics\n"),
+        });
+        let limits = Limits {
+            max_connections: connection_budget(),
+            ..Limits::default()
+        };
+        let server = HttpServer::start(bind, "health", limits, handler)
+            .with_context(|| format!("binding the health endpoint to {bind} ([health] bind)"))?;
         let (probe_stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let probe = std::thread::Builder::new()
             .name("influxdb-probe".into())
@@ -111,8 +91,7 @@ impl HealthServer {
             .context("spawning the InfluxDB probe thread")?;
         log::info!("health endpoint on http://{bind}/healthcheck and /metrics");
         Ok(HealthServer {
-            server,
-            thread: Some(thread),
+            server: Some(server),
             probe_stop: Some(probe_stop),
             probe: Some(probe),
         })
@@ -121,14 +100,29 @@ impl HealthServer {
 
 impl Drop for HealthServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        self.server.take();
         self.probe_stop.take();
-        for t in [self.thread.take(), self.probe.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(t) = self.probe.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// How many connections the endpoint may hold open: 64, or a quarter of the
+/// file descriptors this process has left when fewer (the WAL, Kafka and
+/// InfluxDB need the rest), and at least 4.
+fn connection_budget() -> usize {
+    const MOST: usize = 64;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    match limit {
+        Some(limit) => {
+            let left = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(open);
+            (left / 4).clamp(4, MOST)
+        }
+        None => MOST,
     }
 }
 
@@ -192,7 +186,8 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
     let failing_for = age_seconds(failing_since);
     let influx_ok = failing_for.is_none_or(|s| s < settings.influxdb_unhealthy_after.as_secs_f64());
     let wal_bytes = shared.wal.pending_bytes();
-    let wal_ok = !shared.wal.over_limit();
+    let disk_full = shared.disk_space.full_reason();
+    let wal_ok = !shared.wal.over_limit() && disk_full.is_none();
     let healthy = kafka_ok && influx_ok && wal_ok;
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "unhealthy" },
@@ -209,14 +204,18 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
             "pending_bytes": wal_bytes,
             "max_bytes": settings.wal_max_bytes,
             "quarantined_records": shared.wal.quarantined(),
+            "disk_full": disk_full,
         },
     });
-    (healthy, format!("{body:#}\n"))
+    (
+        healthy,
+        crate::secrets::mask(&format!("{body:#}\n")).into_owned(),
+    )
 }
 
 /// Resident set size of this process in bytes, from /proc (0 where unavailable).
 pub fn resident_memory_bytes() -> u64 {
-    let page = 4096u64;
+    let page = rustix::param::page_size() as u64;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {
@@ -367,7 +366,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         "WAL append latency including fsync.",
         &s.wal_append_latency,
     );
-    let gauges: [(&str, &str, f64); 7] = [
+    let gauges: [(&str, &str, f64); 8] = [
         (
             "wal_pending_records",
             "Records in the WAL not yet written to InfluxDB.",
@@ -395,8 +394,13 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         ),
         (
             "consumers_paused",
-            "Consumers paused by WAL back-pressure.",
+            "Consumers paused by WAL back-pressure or a full disk.",
             s.paused_consumers.load(Relaxed) as f64,
+        ),
+        (
+            "wal_disk_full",
+            "1 while the WAL's disk has too little room to append (consumption paused), else 0.",
+            f64::from(u8::from(shared.disk_space.is_full())),
         ),
         (
             "last_write_success_timestamp_seconds",

@@ -20,30 +20,28 @@ use crate::config::DefaultSection;
 
 /// Dependencies whose DEBUG/INFO output drowns ours: only their warnings
 /// and errors are kept, whatever `debug` says.
-const QUIET_TARGETS: [&str; 7] = [
-    "ureq",
-    "ureq_proto",
-    "rustls",
-    "tiny_http",
-    "sled",
-    "mio",
-    "polling",
-];
+const QUIET_TARGETS: [&str; 6] = ["ureq", "ureq_proto", "rustls", "sled", "mio", "polling"];
 
 /// Logging could not be set up.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
     /// The log file cannot be opened for appending.
-    #[error("cannot open log file {} for appending: {source}", .path.display())]
+    #[error("cannot open log file {} for appending: {cause}", .path.display())]
     Open {
         /// The file (`log_dir/log_file`).
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Another logger was installed first.
-    #[error("cannot install the logger: {0}")]
-    Install(#[from] log::SetLoggerError),
+    #[error("cannot install the logger: {cause}")]
+    Install {
+        /// Why.
+        cause: log::SetLoggerError,
+    },
 }
 
 /// The log file, shared by the fern output and every [`LogHandle`].
@@ -181,6 +179,7 @@ fn oslo_line(pid: u32, record: &log::Record, message: &fmt::Arguments) -> String
         record.target().replace("::", "."),
     );
     let text = message.to_string();
+    let text = crate::secrets::mask(&text);
     let mut out = String::with_capacity(prefix.len() + text.len());
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
@@ -221,9 +220,9 @@ pub fn dispatch_to(
     let mut handle = LogHandle { file: None };
     match settings.log_path() {
         Some(path) => {
-            let file = LogFile::open(&path).map_err(|source| LoggingError::Open {
+            let file = LogFile::open(&path).map_err(|cause| LoggingError::Open {
                 path: path.clone(),
-                source,
+                cause,
             })?;
             let log = Arc::new(LogFile {
                 path,
@@ -249,7 +248,9 @@ pub fn dispatch_to(
 /// Installs the logger for the process (once).
 pub fn init(settings: &DefaultSection) -> Result<LogHandle, LoggingError> {
     let (dispatch, handle) = dispatch(settings)?;
-    dispatch.apply()?;
+    dispatch
+        .apply()
+        .map_err(|cause| LoggingError::Install { cause })?;
     Ok(handle)
 }
 
@@ -260,7 +261,9 @@ pub fn init_with_console(
     console: Box<dyn Write + Send>,
 ) -> Result<LogHandle, LoggingError> {
     let (dispatch, handle) = dispatch_to(settings, console)?;
-    dispatch.apply()?;
+    dispatch
+        .apply()
+        .map_err(|cause| LoggingError::Install { cause })?;
     Ok(handle)
 }
 

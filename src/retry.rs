@@ -86,6 +86,8 @@ pub struct LogLine {
 #[derive(Debug, Clone)]
 pub struct FailureLog {
     what: String,
+    /// What happens meanwhile, said in the first line.
+    note: String,
     summary_every: Duration,
     failing_since: Option<Instant>,
     failures: u64,
@@ -97,11 +99,19 @@ impl FailureLog {
     pub fn new(what: impl Into<String>, summary_every: Duration) -> Self {
         FailureLog {
             what: what.into(),
+            note: "keeping the data and retrying with backoff".to_string(),
             summary_every,
             failing_since: None,
             failures: 0,
             last_logged: None,
         }
+    }
+
+    /// Replaces what the first line says happens meanwhile ("keeping the
+    /// data and retrying with backoff").
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = note.into();
+        self
     }
 
     /// Records a failure at `now`; returns the line to log, if any.
@@ -112,10 +122,7 @@ impl FailureLog {
             self.last_logged = Some(now);
             return Some(LogLine {
                 level: log::Level::Warn,
-                text: format!(
-                    "{} failed, keeping the data and retrying with backoff: {error}",
-                    self.what
-                ),
+                text: format!("{} failed, {}: {error}", self.what, self.note),
             });
         }
         if self

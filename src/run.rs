@@ -13,7 +13,12 @@ use crate::stats::Stats;
 pub fn run(config: &Config) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::new());
     let control = Arc::new(Control::new());
-    crate::signals::install(control.clone())?;
+    let stop = control.clone();
+    crate::signals::stop_with(move |signal| {
+        log::info!("received {signal}: stopping consumers, then draining the WAL (send it again to exit at once)");
+        stop.stop();
+    });
+    fatal_on_panic(control.clone());
     let pipeline = Pipeline::start(config, stats.clone(), control.clone())?;
     let _health = if config.health.enabled {
         let settings = HealthSettings::from_config(config);
@@ -32,6 +37,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     while !control.stopping() {
         control.wait(Duration::from_secs(1));
     }
+    let shared = pipeline.shared().clone();
     let summary = pipeline.shutdown();
     log::info!(
         "stopped: {} point(s) drained after the stop signal, {} record(s) left in the WAL, {} dead letter(s); {} point(s) written this run, {} WAL record(s) replayed at start",
@@ -42,7 +48,39 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         summary.replayed_records,
     );
     match control.fatal_error() {
-        Some(e) => anyhow::bail!("fatal: {e}"),
+        Some(e) => {
+            // After a storage error sled cannot flush, and its drop waits
+            // for a flush for ever: the WAL is left to the exit instead
+            // (everything durable already is; the next start recovers).
+            std::mem::forget(shared);
+            anyhow::bail!("fatal: {e}")
+        }
         None => Ok(()),
     }
+}
+
+/// A panic in any thread (a consumer, a writer, a library's) leaves the
+/// pipeline without it: it is a fatal error, so the process stops and
+/// exits non-zero within seconds (see [`Control::fatal`]) instead of
+/// running on without, say, its consumers.
+fn fatal_on_panic(control: Arc<Control>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let thread = std::thread::current();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        control.fatal(format!(
+            "thread {} panicked{at}: {what}",
+            thread.name().unwrap_or("unnamed")
+        ));
+    }));
 }

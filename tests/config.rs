@@ -789,7 +789,7 @@ fn the_persister_logs_no_secret_even_at_debug() {
     assert!(log.contains(" WARNING monasca_persister.cli [-] "), "{log}");
     assert!(
         log.contains(&format!(
-            " ERROR monasca_persister.cli [-] opening the WAL at {}/wal",
+            " ERROR monasca_persister.cli [-] opening the WAL ([wal] path): WAL {}/wal: ",
             blocker.display()
         )),
         "{log}"
@@ -848,4 +848,179 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn properties_that_would_commit_or_change_the_group_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (property, value, because) in [
+        (
+            "enable.auto.commit",
+            "true",
+            "commits them itself after the WAL fsync",
+        ),
+        (
+            "auto.commit.enable",
+            "true",
+            "commits them itself after the WAL fsync",
+        ),
+        (
+            "enable.auto.offset.store",
+            "true",
+            "stores and commits them itself",
+        ),
+        ("offset.store.method", "file", "commits them to the group"),
+        (
+            "offset.store.path",
+            "/tmp",
+            "commits offsets to the consumer group",
+        ),
+        ("group.id", "other", "group_id in [kafka_metrics]"),
+        ("group.instance.id", "p-1", "identity in its group"),
+    ] {
+        let conf = write(
+            tmp.path(),
+            "refused.conf",
+            &format!("[kafka_client]\nfetch.wait.max.ms = 50\n{property} = {value}\n"),
+        );
+        let conf = conf.to_string_lossy().into_owned();
+        let expected = format!(
+            "invalid configuration: {conf}: [kafka_client] {property} = \"{value}\": cannot be set here: "
+        );
+        for (args, prefix) in [
+            (vec!["--config-file", &conf], "monasca-persister: error: "),
+            (vec!["check-config", "--config-file", &conf], "error: "),
+        ] {
+            let out = run_binary(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("{prefix}{expected}")) && stderr.contains(because),
+                "{args:?}: {stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+    }
+    // Tuning properties pass through.
+    let conf = write(
+        tmp.path(),
+        "tuning.conf",
+        "[kafka_client]\nfetch.wait.max.ms = 50\nsession.timeout.ms = 10000\nauto.commit.interval.ms = 1000\nclient.rack = r1\n",
+    );
+    let out = run_binary(&["check-config", "--config-file", &conf.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("client.rack = r1\nfetch.wait.max.ms = 50\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_secret_in_a_property_librdkafka_rejects_is_masked_in_every_output() {
+    const SECRET: &str = "oidc-S3cret-unique-5521";
+    const OTHER: &str = "custom-S3cret-unique-8830";
+    let tmp = tempfile::tempdir().unwrap();
+    // The first is refused by a librdkafka built without OIDC, the second
+    // is no librdkafka property at all: both errors quote the value.
+    for property in [
+        format!("sasl.oauthbearer.client.secret = {SECRET}"),
+        format!("my.custom.secret = {OTHER}"),
+    ] {
+        let conf = write(
+            tmp.path(),
+            "leaky.conf",
+            &format!(
+                "[DEFAULT]\nlog_dir = {}\nlog_file = persister.log\nuse_stderr = true\n\
+                 [health]\nenabled = false\n[wal]\npath = {}/wal\ndead_letter_path = {}/dl.jsonl\n\
+                 [kafka_client]\n{property}\n",
+                tmp.path().display(),
+                tmp.path().display(),
+                tmp.path().display()
+            ),
+        );
+        let conf = conf.to_string_lossy().into_owned();
+        let name = property.split(" = ").next().unwrap_or_default();
+        let check = run_binary(&["check-config", "--config-file", &conf]);
+        let run = run_binary(&["--config-file", &conf]);
+        let log = fs::read_to_string(tmp.path().join("persister.log")).unwrap_or_default();
+        for (what, out) in [("check-config", &check), ("the persister", &run)] {
+            let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            assert_eq!(out.status.code(), Some(1), "{what}: {all}");
+            assert!(
+                all.contains("librdkafka refuses the consumer configuration")
+                    && all.contains(&format!("{name} ****")),
+                "{what}: {all}"
+            );
+            for secret in [SECRET, OTHER] {
+                assert!(!all.contains(secret), "{what} printed the secret: {all}");
+            }
+        }
+        for secret in [SECRET, OTHER] {
+            assert!(!log.contains(secret), "the log holds the secret: {log}");
+        }
+    }
+}
+
+#[test]
+fn configuration_input_is_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Ten levels of ten references each: 10^10 bytes if expanded.
+    let mut laughs = String::from("[DEFAULT]\nl0 = lol\n");
+    for level in 1..=10 {
+        laughs.push_str(&format!(
+            "l{level} = {}\n",
+            format!("$l{}", level - 1).repeat(10)
+        ));
+    }
+    laughs.push_str("[wal]\npath = /tmp/$l10\n");
+    let laughs = write(tmp.path(), "laughs.conf", &laughs);
+    for (path, expected) in [
+        (
+            laughs.to_string_lossy().into_owned(),
+            format!(
+                "{}: [wal] path = \"/tmp/$l10\": $ substitution",
+                laughs.display()
+            ),
+        ),
+        (
+            "/dev/zero".to_string(),
+            "config file /dev/zero is larger than 1048576 bytes: not a configuration file (is the path right?)"
+                .to_string(),
+        ),
+    ] {
+        for (args, prefix) in [
+            (vec!["--config-file", &path], "monasca-persister: error: "),
+            (vec!["check-config", "--config-file", &path], "error: "),
+        ] {
+            let started = std::time::Instant::now();
+            let out = run_binary(&args);
+            let took = started.elapsed();
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("{prefix}invalid configuration: {expected}")),
+                "{args:?}: {stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            // Measured 0.3 s for the substitution in a debug build; the bound
+            // only tells a refusal from a hang or an abort.
+            assert!(took < std::time::Duration::from_secs(10), "{args:?} took {took:?}");
+        }
+    }
+}
+
+#[test]
+fn an_empty_path_option_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = write(tmp.path(), "empty.conf", "[wal]\npath =\n");
+    let out = run_binary(&["--config-file", &conf.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "monasca-persister: error: invalid configuration: {}: [wal] path = \"\": must not be empty (remove the line to use the default, /var/lib/monasca-persister/wal)\n",
+            conf.display()
+        )
+    );
 }

@@ -12,7 +12,7 @@ use monasca_persister::health::{HealthServer, HealthSettings};
 use monasca_persister::pipeline::{Control, Pipeline};
 use monasca_persister::stats::Stats;
 use support::influxd::Influxd;
-use support::kafka::Kafka;
+use support::kafka::{Kafka, TestKafka};
 use support::persister::{self as p, ALARMS, METRICS};
 use support::wait_for;
 

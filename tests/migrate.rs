@@ -618,3 +618,76 @@ fn a_short_retention_policy_limits_what_is_copied() {
     assert_eq!(setup.point_count("mon_alpha", "\"cpu.short\""), 2);
     assert_eq!(setup.assert_copied("cpu.short", "beta"), 6);
 }
+
+#[test]
+fn a_stop_signal_ends_the_run_between_chunks_with_the_state_files_consistent() {
+    let setup = Setup::new("");
+    let names = [
+        Name {
+            name: "m.a",
+            line: "m.a",
+        },
+        Name {
+            name: "m.b",
+            line: "m.b",
+        },
+        Name {
+            name: "m.c",
+            line: "m.c",
+        },
+    ];
+    for m in &names {
+        for tenant in [&ALPHA, &BETA] {
+            setup.write("mon", &points(m, tenant, 20, |i| i * DAY_MS + HOUR_MS));
+        }
+    }
+    // Hour chunks over 30 days: hundreds of statements per tenant, so that
+    // the signal comes in the middle of a measurement.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_monasca-persister"));
+    command
+        .arg("migrate-db-per-tenant")
+        .arg("--config-file")
+        .arg(&setup.config)
+        .arg("--state-dir")
+        .arg(setup.state_dir())
+        .args([
+            "--migrate-time-unit",
+            "h",
+            "--migrate-end-time-offset",
+            "720",
+        ]);
+    let dummy: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    let mut run = support::binary::Persister::spawn(command, dummy, setup.dir.path(), "migrate");
+    run.wait_log("Migrating \"m.b\"", std::time::Duration::from_secs(120));
+    run.signal(libc::SIGTERM);
+    let (status, _) = run.wait_exit(std::time::Duration::from_secs(60));
+    let log = run.log();
+    assert_eq!(status.code(), Some(130), "{status}{}", run.tail());
+    assert!(
+        log.contains("received SIGTERM: stopping before the next chunk")
+            && log.contains("interrupted by a stop signal")
+            && log.contains("stopped while copying \"m.b\""),
+        "{}",
+        run.tail()
+    );
+    assert!(!log.contains(PASSWORD), "the password was printed");
+    // m.a is finished; m.b, being copied, is recorded neither way.
+    assert_eq!(setup.state_lines("migrate-success"), ["m.a"]);
+    assert!(setup.state_lines("migrate-failure").is_empty());
+    let listed = std::fs::read_to_string(setup.state_file("migrate-success")).expect("read");
+    assert!(listed.ends_with('\n'), "{listed:?}");
+
+    // The next run (in day chunks, quicker) resumes and completes.
+    let second = setup.migrate(&[]);
+    second.assert_code(0);
+    assert!(
+        second.stdout.contains("1 already done"),
+        "{}",
+        second.stdout
+    );
+    for m in &names {
+        for tenant in ["alpha", "beta"] {
+            assert_eq!(setup.assert_copied(m.name, tenant), 20, "{}", m.name);
+        }
+    }
+}

@@ -11,7 +11,7 @@ use monasca_persister::pipeline::{Control, Pipeline};
 use monasca_persister::stats::Stats;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use support::influxd::Influxd;
-use support::kafka::Kafka;
+use support::kafka::{Kafka, TestKafka};
 use support::persister::{self as p, ALARMS, METRICS};
 use support::wait_for;
 
@@ -50,8 +50,10 @@ fn produce_metrics(
 }
 
 fn committed_total(kafka: &Kafka, group: &str, topic: &str, partitions: i32) -> i64 {
-    (0..partitions)
-        .map(|p| kafka.committed(group, topic, p).unwrap_or(0))
+    kafka
+        .committed_offsets(group, topic, partitions)
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
         .sum()
 }
 

@@ -1,8 +1,10 @@
 //! Graceful drain and crash recovery, proven from the outside: the real
-//! `monasca-persister` binary as a child process, against the mock Kafka
-//! cluster (living in this test process, reached over TCP) and a real
-//! influxd. SIGTERM drains and exits 0, SIGKILL at any moment loses nothing,
-//! a second signal exits at once, fatal conditions exit non-zero and say why.
+//! `monasca-persister` binary as a child process, against a real Apache
+//! Kafka (one broker shared by the tests of this file, a topic and a group
+//! per test) and a real influxd. SIGTERM drains and exits 0, SIGKILL at any
+//! moment loses nothing, a second signal exits at once, fatal conditions exit
+//! non-zero and say why. Kafka unreachable at start-up is checked on the
+//! mock cluster, whose broker can be taken down without a restart.
 //!
 //! Every produced message has a unique timestamp, so InfluxDB's point count
 //! is the number of distinct messages stored: re-reads after a crash or a
@@ -11,270 +13,44 @@
 mod support;
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::Read as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use monasca_persister::config::{Config, Secret};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use support::binary::{number_before, wait_until, Persister};
 use support::influxd::Influxd;
-use support::kafka::Kafka;
+use support::kafka::{test_producer, Kafka, TestKafka};
 use support::persister::{self as p, METRICS};
+use support::real_kafka::{unique_name, Stream};
 
-const BIN: &str = env!("CARGO_BIN_EXE_monasca-persister");
-const GROUP: &str = "1_metrics";
 const MEASUREMENT: &str = "load";
 const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
-// The persister as a child process.
+// The cluster and the configuration.
 
-/// A running (or exited) `monasca-persister`, killed with SIGKILL when the
-/// test drops it still running (a failing assertion included).
-struct Persister {
-    child: Option<Child>,
-    exit: Option<ExitStatus>,
-    log: PathBuf,
-    health: SocketAddr,
-    spawned: Instant,
+/// The test configuration: the usual one for the stream's topic and group,
+/// plus a health endpoint on a free port (progress is read from /metrics),
+/// fast retries, a short session timeout so that a killed member's
+/// partitions move on quickly, and only the metrics topic.
+fn config(stream: &Stream, influx: &Influxd, dir: &Path) -> Config {
+    let mut c = config_for(stream.kafka, influx, dir);
+    c.kafka_metrics.topic = stream.topic.clone();
+    c.kafka_metrics.group_id = stream.group.clone();
+    c
 }
 
-impl Persister {
-    /// Writes `config` as `<dir>/<name>.conf` and starts the binary on it, its
-    /// stdout and stderr (where it logs) going to a fresh `<dir>/<name>.<n>.log`.
-    fn start(config: &Config, dir: &Path, name: &str) -> Persister {
-        let conf = dir.join(format!("{name}.conf"));
-        std::fs::write(&conf, config.to_string()).expect("write persister config");
-        Self::start_with_file(&conf, config.health.bind, dir, name)
-    }
-
-    fn start_with_file(conf: &Path, health: SocketAddr, dir: &Path, name: &str) -> Persister {
-        let log = (0..)
-            .map(|n| dir.join(format!("{name}.{n}.log")))
-            .find(|p| !p.exists())
-            .expect("a free log file name");
-        let out = File::create(&log).expect("create persister log");
-        let child = Command::new(BIN)
-            .arg("--config-file")
-            .arg(conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone log handle"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn monasca-persister");
-        Persister {
-            child: Some(child),
-            exit: None,
-            log,
-            health,
-            spawned: Instant::now(),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("persister is running").id() as i32
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        assert_eq!(
-            unsafe { libc::kill(self.pid(), sig) },
-            0,
-            "kill({sig}){}",
-            self.tail()
-        );
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            self.exit = c.wait().ok();
-        }
-    }
-
-    /// True while the process has not exited.
-    fn running(&mut self) -> bool {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                self.exit = Some(status);
-                self.child = None;
-            }
-        }
-        self.child.is_some()
-    }
-
-    /// Waits for the process to exit; returns its status and how long that took.
-    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        while self.running() {
-            if started.elapsed() > timeout {
-                panic!(
-                    "the persister did not exit within {timeout:?}{}",
-                    self.tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (self.exit.expect("exit status"), started.elapsed())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The last lines of the log, for assertion messages.
-    fn tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(40);
-        format!(
-            "\n--- last lines of {} ---\n{}\n---",
-            self.log.display(),
-            lines[from..].join("\n")
-        )
-    }
-
-    /// Waits until a log line contains `needle`; returns that line.
-    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
-        wait_until(
-            &format!("a log line with {needle:?}"),
-            timeout,
-            || self.tail(),
-            || {
-                self.log()
-                    .lines()
-                    .find(|l| l.contains(needle))
-                    .map(str::to_string)
-            },
-        )
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut resp = ureq::get(&format!("http://{}{path}", self.health))
-            .config()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .call()
-            .ok()?;
-        let mut body = String::new();
-        resp.body_mut().as_reader().read_to_string(&mut body).ok()?;
-        Some((resp.status().as_u16(), body))
-    }
-
-    /// One sample of the Prometheus endpoint (`name` with its labels, if any).
-    fn metric(&self, name: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics")?;
-        body.lines().find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-    }
-
-    fn consumed(&self) -> u64 {
-        self.metric("monasca_persister_messages_consumed_total{topic=\"metrics\"}")
-            .unwrap_or(0.0) as u64
-    }
-
-    fn assigned(&self) -> i64 {
-        self.metric("monasca_persister_assigned_partitions{topic=\"metrics\"}")
-            .unwrap_or(0.0) as i64
-    }
-
-    /// The closing summary line, parsed.
-    fn summary(&self) -> Summary {
-        let log = self.log();
-        let line = log
-            .lines()
-            .find(|l| l.contains(" stopped: "))
-            .unwrap_or_else(|| panic!("no summary line{}", self.tail()));
-        let number = |what: &str| {
-            number_before(line, what)
-                .unwrap_or_else(|| panic!("no {what:?} in the summary line {line:?}"))
-        };
-        Summary {
-            drained: number(" point(s) drained"),
-            left: number(" record(s) left in the WAL"),
-            dead_letters: number(" dead letter(s)"),
-        }
-    }
-}
-
-impl Drop for Persister {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// The numbers of the closing log line.
-#[derive(Debug)]
-struct Summary {
-    drained: u64,
-    left: u64,
-    dead_letters: u64,
-}
-
-/// The integer just before `what` in `line`.
-fn number_before(line: &str, what: &str) -> Option<u64> {
-    let end = line.find(what)?;
-    let digits: String = line[..end]
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    digits.parse().ok()
-}
-
-/// Polls `cond` every 20 ms; after `timeout` panics naming `what` with `context()`
-/// (the child's log tail).
-fn wait_until<T>(
-    what: &str,
-    timeout: Duration,
-    context: impl Fn() -> String,
-    mut cond: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}{}",
-                context()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A mock cluster with the metrics topic. A group's first rebalance is not
-/// delayed: the mock's 3 s default is longer than the short session timeout
-/// of [`config`], and members would time out waiting in it.
-fn kafka(partitions: i32) -> Kafka {
-    Kafka::start_with_rebalance_delay(1, &[(METRICS, partitions)], Duration::from_millis(100))
-}
-
-/// The test configuration: the usual one, plus a health endpoint on a free
-/// port (progress is read from /metrics), fast retries, a short session
-/// timeout so that a killed member's partitions move on quickly (the mock
-/// cluster waits for it before a new member gets them), and only
-/// the metrics topic.
-fn config(kafka: &Kafka, influx: &Influxd, dir: &Path) -> Config {
+fn config_for(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
     let mut c = p::config(kafka, influx, dir);
     c.kafka_alarm_history.enabled = false;
     c.health.enabled = true;
@@ -398,15 +174,9 @@ struct Load {
 }
 
 impl Load {
-    fn start(kafka: &Kafka, total: u64, partitions: i32, rate: u64, ts0: i64) -> Load {
-        // The mock cluster handle is not Send: the thread gets its own producer.
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", kafka.bootstrap())
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("message.timeout.ms", "60000")
-            .create()
-            .expect("create load producer");
+    fn start(stream: &Stream, total: u64, rate: u64, ts0: i64) -> Load {
+        let producer = test_producer(stream.kafka.client_config());
+        let (topic, partitions) = (stream.topic.clone(), stream.partitions);
         let stop = Arc::new(AtomicBool::new(false));
         let produced = Arc::new(AtomicU64::new(0));
         let (s, n) = (stop.clone(), produced.clone());
@@ -417,7 +187,7 @@ impl Load {
                     break;
                 }
                 let (partition, body) = message(i, partitions, ts0);
-                let mut rec = BaseRecord::<(), str>::to(METRICS)
+                let mut rec = BaseRecord::<(), str>::to(&topic)
                     .payload(body.as_str())
                     .partition(partition);
                 while let Err((e, back)) = producer.send(rec) {
@@ -485,51 +255,38 @@ impl Drop for Load {
 }
 
 /// Produces `n` messages from the test thread and waits for the broker's acks.
-fn produce_now(kafka: &Kafka, n: u64, partitions: i32, ts0: i64) {
+fn produce_now(kafka: &impl TestKafka, topic: &str, n: u64, partitions: i32, ts0: i64) {
     for i in 0..n {
         let (partition, body) = message(i, partitions, ts0);
-        kafka.produce(METRICS, Some(partition), body.as_bytes());
+        kafka.produce(topic, Some(partition), body.as_bytes());
     }
     kafka.flush();
 }
 
 /// The group's committed offset of every partition (0 where none).
-fn committed(kafka: &Kafka, partitions: i32) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        .set("group.id", GROUP)
-        .create()
-        .expect("create offset-reading consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(METRICS, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("read committed offsets");
-    (0..partitions)
-        .map(
-            |p| match got.find_partition(METRICS, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => 0,
-            },
-        )
+fn committed(stream: &Stream) -> Vec<i64> {
+    stream
+        .kafka
+        .committed_offsets(&stream.group, &stream.topic, stream.partitions)
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
         .collect()
 }
 
 /// The timestamps of the messages below `upto[p]` in every partition `p`,
 /// read back from Kafka.
-fn timestamps_below(kafka: &Kafka, upto: &[i64]) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        .set("group.id", "shutdown-test-readback")
+fn timestamps_below(stream: &Stream, upto: &[i64]) -> Vec<i64> {
+    let c: BaseConsumer = stream
+        .kafka
+        .client_config()
+        .set("group.id", unique_name("shutdown-readback"))
         .set("enable.auto.commit", "false")
         .create()
         .expect("create read-back consumer");
     let mut tpl = TopicPartitionList::new();
     for (p, &n) in upto.iter().enumerate() {
         if n > 0 {
-            tpl.add_partition_offset(METRICS, p as i32, Offset::Beginning)
+            tpl.add_partition_offset(&stream.topic, p as i32, Offset::Beginning)
                 .expect("add partition");
         }
     }
@@ -599,9 +356,9 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
     const TOTAL: u64 = 200_000;
     const PARTITIONS: i32 = 32;
     let influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&kafka, &influx, dir.path());
+    let cfg = config(&stream, &influx, dir.path());
     let drain_timeout = Duration::from_secs(cfg.wal.drain_timeout_seconds);
     let ts0 = p::base_ts();
 
@@ -612,7 +369,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
         || a.tail(),
         || (a.assigned() == PARTITIONS as i64).then_some(()),
     );
-    let load = Load::start(&kafka, TOTAL, PARTITIONS, 25_000, ts0);
+    let load = Load::start(&stream, TOTAL, 25_000, ts0);
     wait_until(
         "40 000 messages consumed",
         LONG,
@@ -653,16 +410,16 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
     assert_eq!(summary.left, 0, "the drain empties the WAL{}", a.tail());
 
     // Every message below a committed offset is in InfluxDB.
-    let offsets = committed(&kafka, PARTITIONS);
-    let committed_total: i64 = offsets.iter().sum();
+    let offsets = committed(&stream);
+    let committed_at_stop: i64 = offsets.iter().sum();
     assert!(
-        committed_total >= 40_000,
-        "at least what was consumed before SIGTERM is committed ({committed_total}){}",
+        committed_at_stop >= 40_000,
+        "at least what was consumed before SIGTERM is committed ({committed_at_stop}){}",
         a.tail()
     );
     let stored = stored_timestamps(&influx);
-    let must = timestamps_below(&kafka, &offsets);
-    assert_eq!(must.len() as i64, committed_total);
+    let must = timestamps_below(&stream, &offsets);
+    assert_eq!(must.len() as i64, committed_at_stop);
     let missing: Vec<i64> = must
         .iter()
         .filter(|t| !stored.contains(t))
@@ -676,7 +433,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
         a.tail()
     );
     eprintln!(
-        "SIGTERM after {produced_at_stop} produced: exit in {took:?}, {backlog} record(s) = {} point(s) drained, {committed_total} committed, {} stored",
+        "SIGTERM after {produced_at_stop} produced: exit in {took:?}, {backlog} record(s) = {} point(s) drained, {committed_at_stop} committed, {} stored",
         summary.drained,
         stored.len()
     );
@@ -694,10 +451,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
     let (status, _) = b.wait_exit(drain_timeout + Duration::from_secs(30));
     assert_clean_exit(&b, status);
     assert_eq!(stored_count(&influx), TOTAL);
-    assert_eq!(
-        committed(&kafka, PARTITIONS).iter().sum::<i64>(),
-        TOTAL as i64
-    );
+    assert_eq!(stream.committed_total(), TOTAL as i64);
 }
 
 #[test]
@@ -708,9 +462,9 @@ fn sigterm_while_influxdb_is_down_exits_0_and_the_next_start_delivers() {
     const MAX_WAL_BYTES_PER_MESSAGE: f64 = 48.0;
     const PARTITIONS: i32 = 4;
     let mut influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&kafka, &influx, dir.path());
+    let mut cfg = config(&stream, &influx, dir.path());
     cfg.wal.drain_timeout_seconds = 3;
     let drain_timeout = Duration::from_secs(3);
     influx.stop(false);
@@ -719,19 +473,19 @@ fn sigterm_while_influxdb_is_down_exits_0_and_the_next_start_delivers() {
     let (ts0, mut rng) = (p::base_ts(), fastrand::Rng::with_seed(11));
     for i in 0..TOTAL {
         let body = agent_message(i, &mut rng, ts0);
-        kafka.produce(
-            METRICS,
+        stream.kafka.produce(
+            &stream.topic,
             Some((i % PARTITIONS as u64) as i32),
             body.as_bytes(),
         );
     }
-    kafka.flush();
+    stream.kafka.flush();
     // Offsets are committed once the WAL holds the messages, InfluxDB or not.
     wait_until(
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed(&kafka, PARTITIONS).iter().sum::<i64>() == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     let wal_bytes = a
         .metric("monasca_persister_wal_pending_bytes")
@@ -780,20 +534,20 @@ fn sigterm_while_influxdb_hangs_exits_soon_after_the_drain_timeout() {
     const TOTAL: u64 = 2_000;
     const PARTITIONS: i32 = 2;
     let influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&kafka, &influx, dir.path());
+    let mut cfg = config(&stream, &influx, dir.path());
     cfg.wal.drain_timeout_seconds = 2;
     // A request to the stalled server blocks this long: far past the drain timeout.
     cfg.influxdb.timeout_seconds = 60;
     influx.pause();
     let mut a = Persister::start(&cfg, dir.path(), "persister");
-    produce_now(&kafka, TOTAL, PARTITIONS, p::base_ts());
+    produce_now(stream.kafka, &stream.topic, TOTAL, PARTITIONS, p::base_ts());
     wait_until(
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed(&kafka, PARTITIONS).iter().sum::<i64>() == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     a.signal(libc::SIGTERM);
     let (status, took) = a.wait_exit(Duration::from_secs(60));
@@ -823,14 +577,14 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     const PARTITIONS: i32 = 16;
     const ROUNDS: usize = 20;
     let influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&kafka, &influx, dir.path());
+    let cfg = config(&stream, &influx, dir.path());
     let seed = fastrand::u64(..);
     eprintln!("SIGKILL moments from seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     // Flowing until every round is done, however long start-ups take.
-    let load = Load::start(&kafka, u64::MAX, PARTITIONS, 1_000, p::base_ts());
+    let load = Load::start(&stream, u64::MAX, 1_000, p::base_ts());
 
     let mut kills_after_consuming = 0;
     for round in 0..ROUNDS {
@@ -889,10 +643,7 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     let (status, _) = last.wait_exit(Duration::from_secs(60));
     assert_clean_exit(&last, status);
     assert_eq!(stored_count(&influx), total);
-    assert_eq!(
-        committed(&kafka, PARTITIONS).iter().sum::<i64>(),
-        total as i64
-    );
+    assert_eq!(stream.committed_total(), total as i64);
 }
 
 #[test]
@@ -900,9 +651,9 @@ fn influxd_killed_mid_write_and_restarted_loses_nothing() {
     const TOTAL: u64 = 60_000;
     const PARTITIONS: i32 = 8;
     let mut influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&kafka, &influx, dir.path());
+    let cfg = config(&stream, &influx, dir.path());
     let mut a = Persister::start(&cfg, dir.path(), "persister");
     wait_until(
         "all partitions assigned",
@@ -910,7 +661,7 @@ fn influxd_killed_mid_write_and_restarted_loses_nothing() {
         || a.tail(),
         || (a.assigned() == PARTITIONS as i64).then_some(()),
     );
-    let load = Load::start(&kafka, TOTAL, PARTITIONS, 10_000, p::base_ts());
+    let load = Load::start(&stream, TOTAL, 10_000, p::base_ts());
     wait_until(
         "writes flowing",
         LONG,
@@ -948,10 +699,10 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
     const TOTAL: u64 = 100_000;
     const PARTITIONS: i32 = 16;
     let influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg_a = config(&kafka, &influx, da.path());
-    let cfg_b = config(&kafka, &influx, db.path());
+    let cfg_a = config(&stream, &influx, da.path());
+    let cfg_b = config(&stream, &influx, db.path());
     let mut a = Persister::start(&cfg_a, da.path(), "a");
     wait_until(
         "a assigned every partition",
@@ -965,7 +716,7 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
         let (na, nb) = (a.assigned(), b.assigned());
         (na > 0 && nb > 0 && na + nb == PARTITIONS as i64).then_some(())
     });
-    let load = Load::start(&kafka, TOTAL, PARTITIONS, 20_000, p::base_ts());
+    let load = Load::start(&stream, TOTAL, 20_000, p::base_ts());
     wait_until("both consuming", LONG, tails, || {
         (a.consumed() >= 10_000 && b.consumed() >= 10_000).then_some(())
     });
@@ -995,7 +746,7 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
         "every offset committed",
         LONG,
         || b.tail(),
-        || (committed(&kafka, PARTITIONS).iter().sum::<i64>() == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     b.signal(libc::SIGTERM);
     let (status, _) = b.wait_exit(Duration::from_secs(60));
@@ -1008,18 +759,18 @@ fn a_second_sigterm_exits_at_once_and_a_restart_delivers_everything() {
     const TOTAL: u64 = 3_000;
     const PARTITIONS: i32 = 4;
     let mut influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    let stream = Stream::new(PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&kafka, &influx, dir.path());
+    let mut cfg = config(&stream, &influx, dir.path());
     cfg.wal.drain_timeout_seconds = 120;
     influx.stop(false);
     let mut a = Persister::start(&cfg, dir.path(), "persister");
-    produce_now(&kafka, TOTAL, PARTITIONS, p::base_ts());
+    produce_now(stream.kafka, &stream.topic, TOTAL, PARTITIONS, p::base_ts());
     wait_until(
         "every offset committed",
         LONG,
         || a.tail(),
-        || (committed(&kafka, PARTITIONS).iter().sum::<i64>() == TOTAL as i64).then_some(()),
+        || (stream.committed_total() == TOTAL as i64).then_some(()),
     );
     a.signal(libc::SIGTERM);
     a.wait_log("consumers stopped", LONG);
@@ -1050,9 +801,9 @@ fn a_second_sigterm_exits_at_once_and_a_restart_delivers_everything() {
 #[test]
 fn fatal_conditions_exit_non_zero_naming_the_cause() {
     let influx = Influxd::start();
-    let kafka = kafka(2);
+    let stream = Stream::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&kafka, &influx, dir.path());
+    let cfg = config(&stream, &influx, dir.path());
 
     // A second persister on the same WAL directory.
     let mut a = Persister::start(&cfg, dir.path(), "a");
@@ -1115,17 +866,21 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
     const TOTAL: u64 = 1_000;
     const PARTITIONS: i32 = 2;
     let influx = Influxd::start();
-    let kafka = kafka(PARTITIONS);
+    // The mock's broker goes down and up without a restart; a group's first
+    // rebalance is not delayed (the mock's 3 s default is longer than the
+    // session timeout of the configuration).
+    let kafka =
+        Kafka::start_with_rebalance_delay(1, &[(METRICS, PARTITIONS)], Duration::from_millis(100));
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&kafka, &influx, dir.path());
+    let mut cfg = config_for(&kafka, &influx, dir.path());
     // librdkafka's default session timeout: leaving the group without a
     // coordinator waits for it, far longer than the drain timeout.
     cfg.kafka_client
         .properties
         .insert("session.timeout.ms".into(), Secret::new("45000"));
     cfg.wal.drain_timeout_seconds = 3;
-    produce_now(&kafka, TOTAL, PARTITIONS, p::base_ts());
-    kafka.cluster.broker_down(1).expect("broker down");
+    produce_now(&kafka, METRICS, TOTAL, PARTITIONS, p::base_ts());
+    kafka.broker_down(1);
 
     let mut a = Persister::start(&cfg, dir.path(), "persister");
     let body = wait_until(
@@ -1145,8 +900,29 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
         "Kafka being unreachable is not fatal{}",
         a.tail()
     );
+    // librdkafka reports a failed connection about every 100 ms: the log
+    // has the first, then a summary every 30 s, not an ERROR line each.
+    let outage = a.log();
+    let reports = outage
+        .lines()
+        .filter(|l| l.contains("reaching Kafka for topic"))
+        .count();
+    assert!(
+        (1..=2).contains(&reports),
+        "{reports} lines about the outage{}",
+        a.tail()
+    );
+    assert!(
+        !outage.contains(" ERROR "),
+        "connection failures are not errors of the persister{}",
+        a.tail()
+    );
 
-    kafka.cluster.broker_up(1).expect("broker up");
+    kafka.broker_up(1);
+    a.wait_log(
+        &format!("reaching Kafka for topic {METRICS} recovered after"),
+        LONG,
+    );
     wait_until(
         "every message in InfluxDB",
         LONG,
@@ -1162,7 +938,7 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
 
     // Kafka gone again at shutdown: the final commit and the group leave
     // cannot happen, the stop must not hang on them.
-    kafka.cluster.broker_down(1).expect("broker down");
+    kafka.broker_down(1);
     a.signal(libc::SIGTERM);
     let (status, took) = a.wait_exit(Duration::from_secs(120));
     assert_clean_exit(&a, status);
@@ -1171,4 +947,68 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
         "SIGTERM with Kafka down took {took:?}{}",
         a.tail()
     );
+}
+
+#[test]
+fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
+    const PARTITIONS: i32 = 4;
+    const DELAYS_MS: [u64; 7] = [0, 2, 5, 10, 20, 50, 200];
+    const ROUNDS: usize = 10;
+    let influx = Influxd::start();
+    let stream = Stream::new(PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&stream, &influx, dir.path());
+    // Flowing throughout, so that the later signals meet consumers at work.
+    let load = Load::start(&stream, u64::MAX, 2_000, p::base_ts());
+    let started = Instant::now();
+    let mut exits = std::collections::BTreeMap::<u64, Vec<Duration>>::new();
+    let mut consuming = 0;
+    for delay in DELAYS_MS {
+        for round in 0..ROUNDS {
+            let mut child = Persister::start(&cfg, dir.path(), "persister");
+            // The moment is what is tested, not a synchronisation.
+            std::thread::sleep(Duration::from_millis(delay));
+            child.signal(libc::SIGTERM);
+            let (status, took) = child.wait_exit(LONG);
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "SIGTERM {delay} ms after the start (round {round}): {status}{}",
+                child.tail()
+            );
+            exits.entry(delay).or_default().push(took);
+            if child.log().contains("assigned ") {
+                consuming += 1;
+            }
+        }
+    }
+    eprintln!("{consuming} of the stops came after partitions were assigned");
+    for (delay, took) in &exits {
+        eprintln!(
+            "SIGTERM after {delay:>3} ms: exit 0 x{}, slowest exit {:?}",
+            took.len(),
+            took.iter().max().expect("rounds")
+        );
+    }
+    eprintln!(
+        "{} starts and stops in {:?}",
+        DELAYS_MS.len() * ROUNDS,
+        started.elapsed()
+    );
+
+    // Whatever was read before a stop is in InfluxDB or read again: a
+    // restart brings InfluxDB to exactly the produced set.
+    let total = load.stop();
+    let mut last = Persister::start(&cfg, dir.path(), "persister");
+    wait_until(
+        "every message in InfluxDB",
+        LONG,
+        || last.tail(),
+        || (stored_count(&influx) == total).then_some(()),
+    );
+    last.signal(libc::SIGTERM);
+    let (status, _) = last.wait_exit(LONG);
+    assert_clean_exit(&last, status);
+    assert_eq!(stored_count(&influx), total);
+    assert_eq!(stream.committed_total(), total as i64);
 }

@@ -1,10 +1,13 @@
-//! Smoke tests of the test infrastructure itself: a real influxd and the
-//! librdkafka mock cluster work as the other integration tests assume.
+//! Smoke tests of the test infrastructure itself: a real influxd, a real
+//! Apache Kafka (`scripts/kafka`) and the librdkafka mock cluster work as
+//! the other integration tests assume.
 
 mod support;
 
 use std::time::Duration;
-use support::{influxd::Influxd, kafka::Kafka};
+use support::influxd::Influxd;
+use support::kafka::{Kafka, TestKafka};
+use support::real_kafka::{unique_name, RealKafka};
 
 #[test]
 fn influxd_accepts_a_point_and_returns_it() {
@@ -19,15 +22,15 @@ fn influxd_accepts_a_point_and_returns_it() {
     assert_eq!(rows[0][2].as_str(), Some("a"));
 }
 
-#[test]
-fn mock_cluster_delivers_through_a_consumer_group() {
-    let kafka = Kafka::start(1, &[("smoke", 4)]);
+/// Produces 100 distinct messages over the 4 partitions of `topic` and reads
+/// them back through a consumer group: each exactly once.
+fn delivers_through_a_consumer_group(kafka: &impl TestKafka, topic: &str, group: &str) {
     for i in 0..100 {
-        kafka.produce("smoke", Some(i % 4), format!("m{i}").as_bytes());
+        kafka.produce(topic, Some(i % 4), format!("m{i}").as_bytes());
     }
     kafka.flush();
-    let c = kafka.consumer("smoke-group", "smoke");
-    let got = support::kafka::consume_n(&c, 100, Duration::from_secs(30));
+    let c = kafka.consumer(group, topic);
+    let got = support::kafka::consume_n(&c, 100, Duration::from_secs(60));
     assert_eq!(got.len(), 100);
     let mut names: Vec<String> = got
         .iter()
@@ -36,4 +39,18 @@ fn mock_cluster_delivers_through_a_consumer_group() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 100, "duplicates or missing messages");
+}
+
+#[test]
+fn mock_cluster_delivers_through_a_consumer_group() {
+    let kafka = Kafka::start(1, &[("smoke", 4)]);
+    delivers_through_a_consumer_group(&kafka, "smoke", "smoke-group");
+}
+
+#[test]
+fn real_kafka_delivers_through_a_consumer_group() {
+    let kafka = RealKafka::shared();
+    let topic = unique_name("smoke");
+    kafka.create_topic(&topic, 4);
+    delivers_through_a_consumer_group(kafka, &topic, &unique_name("smoke-group"));
 }

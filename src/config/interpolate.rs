@@ -14,6 +14,10 @@ pub(crate) trait Values {
     /// topic section inherits from it) and whether it is a secret; `None`
     /// when there is no such option.
     fn raw(&self, section: &str, option: &str) -> Option<RawValue>;
+
+    /// Takes `bytes` of substitution work (text scanned) from the budget
+    /// of the whole configuration; false once it is spent.
+    fn spend(&self, bytes: usize) -> bool;
 }
 
 /// An option's text before substitution.
@@ -43,6 +47,19 @@ pub(crate) const SECRET_SUBSTITUTION_ERROR: &str =
 /// earlier; this only bounds pathological chains).
 const MAX_DEPTH: usize = 32;
 
+/// A value longer than this after substitution is refused: references
+/// that multiply ("billion laughs") would otherwise exhaust memory. The
+/// longest sensible value, a PEM bundle in `[kafka_client]`, is far below.
+pub(crate) const MAX_EXPANDED_BYTES: usize = 1 << 20;
+
+/// Bytes of text all substitutions of one configuration may scan together
+/// (see [`Values::spend`]): chains of references to empty values expand
+/// to nothing, yet can take exponential time.
+pub(crate) const WORK_BUDGET_BYTES: usize = 4 << 20;
+
+/// What one reference costs of that budget besides the text it scans.
+const REFERENCE_COST_BYTES: usize = 64;
+
 /// Substitutes every reference in `text`, a value of `[section]`.
 pub(crate) fn expand(values: &dyn Values, section: &str, text: &str) -> Result<Expanded, String> {
     let mut stack = Vec::new();
@@ -55,6 +72,11 @@ fn expand_in(
     text: &str,
     stack: &mut Vec<(String, String)>,
 ) -> Result<Expanded, String> {
+    if !values.spend(text.len() + REFERENCE_COST_BYTES) {
+        return Err(format!(
+            "$ substitution takes too long: the configuration's references scan more than {WORK_BUDGET_BYTES} bytes (references that multiply?)"
+        ));
+    }
     let mut out = Expanded {
         text: String::with_capacity(text.len()),
         secret: false,
@@ -86,6 +108,11 @@ fn expand_in(
             continue;
         }
         let value = resolve(values, section, name, stack)?;
+        if out.text.len() + value.text.len() > MAX_EXPANDED_BYTES {
+            return Err(format!(
+                "$ substitution expands to more than {MAX_EXPANDED_BYTES} bytes (references that multiply?)"
+            ));
+        }
         out.text.push_str(&value.text);
         out.secret |= value.secret;
         rest = &after[consumed..];
@@ -180,7 +207,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    struct Map(BTreeMap<(String, String), (String, bool)>);
+    struct Map(
+        BTreeMap<(String, String), (String, bool)>,
+        std::cell::Cell<usize>,
+    );
 
     impl Values for Map {
         fn raw(&self, section: &str, option: &str) -> Option<RawValue> {
@@ -192,18 +222,27 @@ mod tests {
                     secret: *secret,
                 })
         }
+
+        fn spend(&self, bytes: usize) -> bool {
+            let left = self.1.get();
+            self.1.set(left.saturating_sub(bytes));
+            left >= bytes
+        }
     }
 
     fn values(entries: &[(&str, &str, &str)]) -> Map {
-        Map(entries
-            .iter()
-            .map(|(s, o, v)| {
-                (
-                    (s.to_string(), o.to_string()),
-                    (v.to_string(), *o == "password"),
-                )
-            })
-            .collect())
+        Map(
+            entries
+                .iter()
+                .map(|(s, o, v)| {
+                    (
+                        (s.to_string(), o.to_string()),
+                        (v.to_string(), *o == "password"),
+                    )
+                })
+                .collect(),
+            std::cell::Cell::new(WORK_BUDGET_BYTES),
+        )
     }
 
     fn ok(m: &Map, section: &str, text: &str) -> String {
@@ -265,6 +304,50 @@ mod tests {
             e.contains("substitution loop: [a] x -> [a] y -> [a] x"),
             "{e}"
         );
+    }
+
+    /// `levels` options in section `a`, `{name}N` holding ten references to
+    /// `{name}N-1`, and `{name}0` holding `base`.
+    fn chain(name: &str, base: &str, levels: usize) -> Map {
+        let mut entries = vec![(format!("{name}0"), base.to_string())];
+        for level in 1..=levels {
+            let refs = format!("${name}{}", level - 1).repeat(10);
+            entries.push((format!("{name}{level}"), refs));
+        }
+        let borrowed: Vec<(&str, &str, &str)> = entries
+            .iter()
+            .map(|(o, v)| ("a", o.as_str(), v.as_str()))
+            .collect();
+        values(&borrowed)
+    }
+
+    #[test]
+    fn references_that_multiply_are_refused_quickly() {
+        // Ten levels of ten references each: 10^10 bytes if expanded.
+        let m = chain("l", "lol", 10);
+        let started = std::time::Instant::now();
+        let e = expand(&m, "a", "$l10").unwrap_err();
+        assert!(
+            e.contains(&format!("more than {MAX_EXPANDED_BYTES} bytes"))
+                || e.contains("takes too long"),
+            "{e}"
+        );
+        // Within both limits, the length limit speaks.
+        let big = "x".repeat(MAX_EXPANDED_BYTES / 2 + 1);
+        let m = values(&[("a", "big", &big)]);
+        let e = expand(&m, "a", "$big$big").unwrap_err();
+        assert!(
+            e.contains(&format!("expands to more than {MAX_EXPANDED_BYTES} bytes")),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+        // References to nothing expand to nothing, but take exponential time.
+        let m = chain("e", "", 12);
+        let started = std::time::Instant::now();
+        let e = expand(&m, "a", "$e12").unwrap_err();
+        assert!(e.contains("takes too long"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

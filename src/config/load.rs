@@ -3,11 +3,11 @@
 //! substitution, typing and bounds, and the warnings about options that
 //! are unknown or accepted but ignored.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
 use super::ini_file;
@@ -86,6 +86,9 @@ pub struct Loaded {
 }
 
 /// A configuration that cannot be used.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file given on the command line does not exist.
@@ -95,20 +98,26 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// A file could not be read.
-    #[error("cannot read config file {}: {source}", .path.display())]
+    #[error("cannot read config file {}: {cause}", .path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The `--config-dir` directory could not be listed.
-    #[error("cannot read config directory {}: {source}", .path.display())]
+    #[error("cannot read config directory {}: {cause}", .path.display())]
     ReadDir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        cause: io::Error,
+    },
+    /// A file too large to be a configuration file (`/dev/zero`, a wrong path).
+    #[error("config file {} is larger than {MAX_CONFIG_FILE_BYTES} bytes: not a configuration file (is the path right?)", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// A line oslo.config would refuse (or text that is not UTF-8).
     #[error("{}:{line}: {message}", .path.display())]
@@ -178,9 +187,9 @@ pub fn load_str(origin: &str, text: &str) -> Result<Loaded, ConfigError> {
 }
 
 fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let read_dir_error = |source| ConfigError::ReadDir {
+    let read_dir_error = |cause| ConfigError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_dir_error)? {
@@ -195,16 +204,30 @@ fn conf_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// Configuration files larger than this are refused without reading further:
+/// a path that never ends (`/dev/zero`) must not hang or exhaust memory. The
+/// complete commented sample is 8 KiB.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
 fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let bytes = fs::read(path).map_err(|source| match source.kind() {
+    let read_error = |cause: io::Error| match cause.kind() {
         io::ErrorKind::NotFound => ConfigError::Missing {
             path: path.to_path_buf(),
         },
         _ => ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         },
-    })?;
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(text),
         Err(e) => {
@@ -388,6 +411,8 @@ struct Context<'a> {
     defaults: BTreeMap<(String, String), String>,
     /// Options some `$` reference used: not reported as unknown.
     referenced: RefCell<BTreeSet<(String, String)>>,
+    /// What is left of the substitution work budget.
+    work_left: Cell<usize>,
 }
 
 impl Values for Context<'_> {
@@ -410,6 +435,12 @@ impl Values for Context<'_> {
             context: section.to_string(),
             secret: is_secret_option(section, option),
         })
+    }
+
+    fn spend(&self, bytes: usize) -> bool {
+        let left = self.work_left.get();
+        self.work_left.set(left.saturating_sub(bytes));
+        left >= bytes
     }
 }
 
@@ -589,10 +620,24 @@ impl SectionReader<'_> {
         Ok(())
     }
 
+    /// A path that must be given when the option is set: an empty value is
+    /// refused rather than read as the default (unlike other types), since a
+    /// line such as `path =` more likely lost its value than meant the default.
     fn path(&self, option: &str, target: &mut PathBuf) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, |t| Ok(PathBuf::from(t.trim())))? {
-            *target = v;
+        let Some(found) = self.ctx.lookup(self.name, option)? else {
+            return Ok(());
+        };
+        let text = found.text.trim();
+        if text.is_empty() {
+            return Err(self.ctx.error(
+                &found,
+                format!(
+                    "must not be empty (remove the line to use the default, {})",
+                    target.display()
+                ),
+            ));
         }
+        *target = PathBuf::from(text);
         Ok(())
     }
 
@@ -725,6 +770,7 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         layers,
         defaults: default_texts(),
         referenced: RefCell::new(BTreeSet::new()),
+        work_left: Cell::new(interpolate::WORK_BUDGET_BYTES),
     };
     let mut config = Config {
         sources: layers.files.clone(),
@@ -840,6 +886,9 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
             break;
         }
         if let Some(found) = ctx.lookup("kafka_client", option)? {
+            if let Some(why) = KafkaClientSection::refusal(option) {
+                return Err(ctx.error(&found, format!("cannot be set here: {why}")));
+            }
             config
                 .kafka_client
                 .properties
@@ -1027,6 +1076,54 @@ mod tests {
         );
         let l = load_ok("[repositories]\nevents_driver = a.elasticsearch.b:C\n");
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn an_empty_path_names_the_option() {
+        let e = load_err("[wal]\npath =\n");
+        assert_eq!(
+            e,
+            "test.conf: [wal] path = \"\": must not be empty (remove the line to use the default, /var/lib/monasca-persister/wal)"
+        );
+        let e = load_err("[wal]\ndead_letter_path = \"  \"\n");
+        assert!(
+            e.starts_with("test.conf: [wal] dead_letter_path = \"  \": must not be empty"),
+            "{e}"
+        );
+        // Optional paths are unset by an empty value, as in oslo.
+        let l = load_ok("[DEFAULT]\nlog_file =\n");
+        assert_eq!(l.config.default.log_file, None);
+    }
+
+    #[test]
+    fn a_file_that_never_ends_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let e = load(&Sources {
+            config_files: vec![PathBuf::from("/dev/zero")],
+            config_dir: None,
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("config file /dev/zero is larger than {MAX_CONFIG_FILE_BYTES} bytes: not a configuration file (is the path right?)")
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_os_error_is_in_the_message_once_and_not_chained() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(&Sources {
+            config_files: vec![dir.path().to_path_buf()],
+            config_dir: None,
+        })
+        .unwrap_err();
+        let text = format!(
+            "{:#}",
+            anyhow::Error::new(e).context("invalid configuration")
+        );
+        assert_eq!(text.matches("os error").count(), 1, "{text}");
+        assert!(text.contains("Is a directory"), "{text}");
     }
 
     #[test]

@@ -80,6 +80,18 @@ pub struct Config {
     pub kafka_client: KafkaClientSection,
 }
 
+impl Config {
+    /// Every secret value configured: `[influxdb] password` and `token`,
+    /// and the secret-looking `[kafka_client]` properties (empty ones left out).
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        [&self.influxdb.password, &self.influxdb.token]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(Secret::expose)
+            .chain(self.kafka_client.secret_values())
+    }
+}
+
 /// `[DEFAULT]` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DefaultSection {
@@ -244,19 +256,79 @@ pub struct KafkaClientSection {
     pub properties: BTreeMap<String, Secret>,
 }
 
+/// librdkafka properties the persister sets itself because the delivery
+/// invariant depends on them (offsets are committed only after the WAL
+/// fsync, by the persister, for the group it names), with why; refused in
+/// `[kafka_client]`.
+const MANAGED_PROPERTIES: [(&str, &str); 7] = [
+    (
+        "enable.auto.commit",
+        "librdkafka would commit offsets in the background, before the messages are in the WAL; the persister commits them itself after the WAL fsync",
+    ),
+    (
+        "auto.commit.enable",
+        "(legacy alias of enable.auto.commit) librdkafka would commit offsets in the background, before the messages are in the WAL; the persister commits them itself after the WAL fsync",
+    ),
+    (
+        "enable.auto.offset.store",
+        "librdkafka would store offsets of messages not yet in the WAL for a commit; the persister stores and commits them itself after the WAL fsync",
+    ),
+    (
+        "offset.store.method",
+        "offsets would be kept elsewhere than in the consumer group; the persister commits them to the group after the WAL fsync",
+    ),
+    (
+        "offset.store.path",
+        "file-based offset storage is not used: the persister commits offsets to the consumer group after the WAL fsync",
+    ),
+    (
+        "group.id",
+        "the consumer group is set per topic by group_id in [kafka_metrics] and [kafka_alarm_history] (default from [kafka])",
+    ),
+    (
+        "group.instance.id",
+        "the consumer's identity in its group is the persister's to manage; remove it here",
+    ),
+];
+
 impl KafkaClientSection {
-    /// True for property names whose values are secrets (masked in output).
+    /// True for property names whose values are secrets (masked in output
+    /// and in every error message): names with password, secret, key,
+    /// token, credential or username in them, and the inline JAAS and
+    /// OAUTHBEARER configurations (librdkafka's own sensitive properties
+    /// all match).
     pub fn is_secret(name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        // sasl.oauthbearer.config carries client secrets inline; ssl_key is
-        // librdkafka's alias of ssl.key.pem.
-        n.contains("password")
-            || n.contains("secret")
-            || n.contains("token")
-            || n.contains("sasl.jaas")
-            || n.contains("oauthbearer.config")
-            || n.ends_with(".key.pem")
-            || n == "ssl_key"
+        [
+            "password",
+            "secret",
+            "key",
+            "token",
+            "credential",
+            "username",
+            "jaas",
+            "oauthbearer.config",
+            ".pem",
+        ]
+        .iter()
+        .any(|word| n.contains(word))
+    }
+
+    /// Why a property cannot be set in `[kafka_client]`, for those the
+    /// persister manages (see [`MANAGED_PROPERTIES`]); `None` for the rest.
+    pub fn refusal(name: &str) -> Option<&'static str> {
+        MANAGED_PROPERTIES
+            .iter()
+            .find(|(managed, _)| *managed == name)
+            .map(|(_, why)| *why)
+    }
+
+    /// The values of the secret properties, for masking.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.properties
+            .iter()
+            .filter(|(name, value)| Self::is_secret(name) && !value.is_empty())
+            .map(|(_, value)| value.expose())
     }
 }
 

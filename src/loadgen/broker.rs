@@ -20,19 +20,24 @@ pub const PARTITION_MAX_BATCHES: u64 = 100_000;
 pub const RECORD_OVERHEAD_BYTES: u64 = 16;
 
 /// The broker could not be started.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, Error)]
 pub enum BrokerError {
     /// librdkafka could not start the mock cluster.
-    #[error("cannot start the embedded broker: {0}")]
-    Start(#[source] rdkafka::error::KafkaError),
+    #[error("cannot start the embedded broker: {cause}")]
+    Start {
+        /// librdkafka's error.
+        cause: rdkafka::error::KafkaError,
+    },
     /// A topic could not be created.
-    #[error("cannot create topic {topic} on the embedded broker: {source}")]
+    #[error("cannot create topic {topic} on the embedded broker: {cause}")]
     Topic {
         /// The topic.
         topic: String,
         /// librdkafka's error.
-        #[source]
-        source: rdkafka::error::KafkaError,
+        cause: rdkafka::error::KafkaError,
     },
 }
 
@@ -45,13 +50,13 @@ impl EmbeddedBroker {
     /// Starts a one-broker mock cluster with each of `topics` created with
     /// `partitions` partitions.
     pub fn start(topics: &[&str], partitions: i32) -> Result<EmbeddedBroker, BrokerError> {
-        let cluster = MockCluster::new(1).map_err(BrokerError::Start)?;
+        let cluster = MockCluster::new(1).map_err(|cause| BrokerError::Start { cause })?;
         for topic in topics {
             cluster
                 .create_topic(topic, partitions, 1)
-                .map_err(|source| BrokerError::Topic {
+                .map_err(|cause| BrokerError::Topic {
                     topic: topic.to_string(),
-                    source,
+                    cause,
                 })?;
         }
         Ok(EmbeddedBroker { cluster })

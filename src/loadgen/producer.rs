@@ -26,19 +26,24 @@ const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
 ];
 
 /// A producer that cannot be made, or a message that cannot be queued.
+///
+/// An underlying error is part of the message (a `cause` field, not
+/// `source()`), so an `anyhow` chain printed with `{:#}` shows it once.
 #[derive(Debug, Error)]
 pub enum ProduceError {
     /// librdkafka refused the configuration.
-    #[error("cannot create the Kafka producer: {0}")]
-    Create(#[source] KafkaError),
+    #[error("cannot create the Kafka producer: {cause}")]
+    Create {
+        /// librdkafka's error.
+        cause: KafkaError,
+    },
     /// librdkafka refused the message outright (not a full queue).
-    #[error("cannot queue a message for {topic}: {source}")]
+    #[error("cannot queue a message for {topic}: {cause}")]
     Queue {
         /// The topic.
         topic: String,
         /// librdkafka's error.
-        #[source]
-        source: KafkaError,
+        cause: KafkaError,
     },
 }
 
@@ -130,7 +135,7 @@ impl LoadProducer {
         let counter = Arc::clone(&context.0);
         let producer = config
             .create_with_context(context)
-            .map_err(ProduceError::Create)?;
+            .map_err(|cause| ProduceError::Create { cause })?;
         Ok(LoadProducer {
             producer,
             counter,
@@ -163,10 +168,10 @@ impl LoadProducer {
                     // this only yields until the queue has room.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((source, _)) => {
+                Err((cause, _)) => {
                     return Err(ProduceError::Queue {
                         topic: topic.to_string(),
-                        source,
+                        cause,
                     })
                 }
             }

@@ -6,6 +6,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -162,14 +164,23 @@ fn execute(loaded: &Loaded, args: &MigrateArgs, progress: &Progress) -> anyhow::
         settings.end_offset,
         settings.state_dir.display()
     );
-    let report = super::run::migrate(&client, &settings, progress).with_context(|| {
-        format!(
-            "migrating database {:?} to one database per tenant",
-            settings.database_name
-        )
-    })?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    crate::signals::stop_with(move |signal| {
+        log::warn!("received {signal}: stopping before the next chunk (send it again to exit at once); the next run resumes from the state files");
+        flag.store(true, Ordering::Relaxed);
+    });
+    let report =
+        super::run::migrate(&client, &settings, progress, &interrupt).with_context(|| {
+            format!(
+                "migrating database {:?} to one database per tenant",
+                settings.database_name
+            )
+        })?;
     print!("{}", report.render(&StateFiles::new(&settings.state_dir)));
-    Ok(if report.succeeded() {
+    Ok(if report.interrupted {
+        ExitCode::from(crate::signals::INTERRUPTED_EXIT_CODE as u8)
+    } else if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

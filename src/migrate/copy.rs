@@ -3,6 +3,7 @@
 //! fails does not stop the others; the measurement then counts as failed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -51,6 +52,9 @@ pub struct MeasurementOutcome {
     pub errors: Vec<TenantError>,
     /// True when the last error means InfluxDB is out of reach: the run stops.
     pub stop: bool,
+    /// True when a stop signal ended the copy between two chunks: the
+    /// measurement is neither finished nor failed.
+    pub interrupted: bool,
 }
 
 /// Where a measurement comes from and goes to.
@@ -67,6 +71,8 @@ pub struct Copier<'a> {
     pub verify: bool,
     /// The display.
     pub progress: &'a Progress,
+    /// Set by a stop signal: the copy ends before the next chunk.
+    pub interrupt: &'a AtomicBool,
 }
 
 impl Copier<'_> {
@@ -93,6 +99,10 @@ impl Copier<'_> {
             }
             let (copied, result) = self.copy_tenant(&measurement.name, target, on_chunk);
             outcome.copied.add(copied);
+            if self.interrupted() {
+                outcome.interrupted = true;
+                break;
+            }
             if let Err(e) = result {
                 log::error!("measurement {:?}: {e}", measurement.name);
                 let stop = e.stops_the_run();
@@ -122,6 +132,9 @@ impl Copier<'_> {
         let mut oldest: Option<Chunk> = None;
         let mut chunks_left = u64::from(target.window.len());
         for chunk in target.window.chunks() {
+            if self.interrupted() {
+                return (copied, Ok(()));
+            }
             let result = self.copy_chunk(measurement, target, &chunk);
             chunks_left -= 1;
             self.progress.advance(1);
@@ -166,6 +179,11 @@ impl Copier<'_> {
             None => Ok(()),
         };
         (copied, result)
+    }
+
+    /// True once a stop signal asked the copy to end.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed)
     }
 
     /// One `SELECT … INTO`.

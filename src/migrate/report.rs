@@ -27,6 +27,8 @@ pub struct Report {
     pub not_reached: usize,
     /// Why the run stopped early.
     pub stopped: Option<String>,
+    /// A stop signal ended the run.
+    pub interrupted: bool,
     /// Target databases this run created.
     pub databases_created: usize,
     /// Target databases used (created or existing).

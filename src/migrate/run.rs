@@ -2,6 +2,7 @@
 //! measurement list, prepare the target databases, copy each measurement
 //! still to do and record it as finished or failed, and sum it all up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::copy::Copier;
@@ -24,11 +25,15 @@ pub fn plan(client: &InfluxClient, settings: &Settings) -> Result<Plan, MigrateE
 /// Migrates every measurement not done yet. A measurement that fails is
 /// recorded and the others go on; only losing InfluxDB (connection,
 /// credentials) or the state files stops the run. The source database is
-/// only read.
+/// only read. Once `interrupt` is set (a stop signal) the run ends before
+/// the next chunk: the measurement being copied is recorded neither as
+/// finished nor as failed, so the next run copies it again (a chunk copied
+/// twice writes the same points).
 pub fn migrate(
     client: &InfluxClient,
     settings: &Settings,
     progress: &Progress,
+    interrupt: &AtomicBool,
 ) -> Result<Report, MigrateError> {
     settings.validate()?;
     let started = Instant::now();
@@ -85,8 +90,15 @@ pub fn migrate(
         unusable: &prepared.unusable,
         verify: settings.verify,
         progress,
+        interrupt,
     };
     for (i, measurement) in todo.iter().enumerate() {
+        if interrupt.load(Ordering::Relaxed) {
+            report.not_reached = todo.len() - i;
+            report.stopped = Some(interrupted_note(report.not_reached));
+            report.interrupted = true;
+            break;
+        }
         log::info!(
             "Migrating {:?} ({}/{}, {} tenant(s))",
             measurement.name,
@@ -103,6 +115,16 @@ pub fn migrate(
         report.points_written += outcome.copied.written;
         report.points_dropped += outcome.copied.dropped;
         report.uncounted_chunks += outcome.copied.uncounted_chunks;
+        if outcome.interrupted {
+            log::info!(
+                "stopped while copying {:?}: it is copied again by the next run",
+                measurement.name
+            );
+            report.not_reached = todo.len() - i;
+            report.stopped = Some(interrupted_note(report.not_reached));
+            report.interrupted = true;
+            break;
+        }
         if outcome.errors.is_empty() {
             state.record_success(&measurement.name)?;
             if measurement.tenants.is_empty() {
@@ -147,4 +169,11 @@ pub fn migrate(
         state.path(FAILURE_FILE).display()
     );
     Ok(report)
+}
+
+fn interrupted_note(not_reached: usize) -> String {
+    format!(
+        "interrupted by a stop signal; {not_reached} measurement(s) not finished \
+         (the one being copied included), the state files are up to date"
+    )
 }

@@ -208,6 +208,15 @@ impl PendingBatch {
         self.open.len() - 1
     }
 
+    /// Bytes of lines and rejected messages buffered: an upper bound of what
+    /// the flush point writes (the WAL stores lines compressed).
+    pub fn bytes(&self) -> u64 {
+        let sealed: usize = self.sealed.iter().map(|(_, b)| b.lines.len()).sum();
+        let open: usize = self.open.iter().map(|o| o.buffer.lines.len()).sum();
+        let rejected: usize = self.dead_letters.iter().map(|d| d.payload.len()).sum();
+        (sealed + open + rejected) as u64
+    }
+
     /// Takes the buffered content, leaving an empty batch.
     pub fn take(&mut self) -> TakenBatch {
         let mut records: Vec<(String, Vec<u8>, u32)> = std::mem::take(&mut self.sealed)

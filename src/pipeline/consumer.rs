@@ -15,11 +15,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 
 use super::batch::{PendingBatch, RejectedMessage};
 use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
+use super::kafka_log::{self, KafkaLog};
 use super::Shared;
 use crate::config::{Config, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
@@ -80,6 +81,27 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
     c
 }
 
+/// Checks that librdkafka accepts the consumer configuration of every
+/// enabled topic (`[kafka_client]` included) by building it, without
+/// creating a client or connecting anywhere. Its error texts may quote
+/// property values: print them masked (`secrets::mask`).
+pub fn check_client_config(config: &Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    for section in [&config.kafka_metrics, &config.kafka_alarm_history] {
+        if section.enabled {
+            client_config(config, section, 0)
+                .create_native_config()
+                .with_context(|| {
+                    format!(
+                        "librdkafka refuses the consumer configuration of [{}] with [kafka_client]",
+                        section.section
+                    )
+                })?;
+        }
+    }
+    Ok(())
+}
+
 /// The per-consumer state reachable from librdkafka callbacks (rebalance,
 /// statistics, commits), which run on the consumer's own thread inside `poll`.
 pub struct PersisterContext {
@@ -91,15 +113,35 @@ pub struct PersisterContext {
     durable: Mutex<BTreeMap<i32, i64>>,
     /// An offset commit failed; commit `durable` again soon.
     commit_failed: AtomicBool,
-    /// Paused for WAL back-pressure.
+    /// Partitions paused (WAL back-pressure or a full disk).
     paused: Mutex<bool>,
+    /// The WAL went over its limit and is not yet back below its low-water mark.
+    wal_over_limit: AtomicBool,
     /// Leaving the group for good: partitions offered now are declined.
     closing: AtomicBool,
     /// Where assigned partitions deliver their messages.
     fetch_queue: FetchQueueSlot,
+    /// Connection failures, logged first, summarised, then the recovery.
+    kafka_log: KafkaLog,
 }
 
 impl ClientContext for PersisterContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if kafka_log::is_connection_failure(facility) {
+            self.kafka_log.failed(message);
+        } else {
+            kafka_log::forward(level, facility, message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal)) {
+            log::error!("librdkafka: {error}: {reason}");
+        } else {
+            self.kafka_log.failed(&format!("{error}: {reason}"));
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let lag: i64 = statistics
             .topics
@@ -120,6 +162,14 @@ impl ClientContext for PersisterContext {
             .values()
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
+        if up
+            && statistics
+                .brokers
+                .values()
+                .all(|b| b.nodeid < 0 || b.state == "UP")
+        {
+            self.kafka_log.connected();
+        }
     }
 }
 
@@ -168,8 +218,12 @@ impl ConsumerContext for PersisterContext {
                 if let Err(e) = take_partitions(consumer, tpl) {
                     log::error!("assigning partitions of {}: {e}", self.topic);
                 }
-                if let Ok(mut p) = self.paused.lock() {
-                    *p = false;
+                // While paused (back-pressure, full disk), new partitions
+                // start paused too; the resume covers the whole assignment.
+                if self.paused.lock().is_ok_and(|p| *p) {
+                    if let Err(e) = consumer.pause(tpl) {
+                        log::warn!("pausing new partitions of {}: {e}", self.topic);
+                    }
                 }
                 self.count_assignment(consumer);
                 log::info!(
@@ -355,6 +409,9 @@ impl PersisterContext {
     /// `commit` None skips the commit (assignment lost, or shutting down hard).
     fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
         let taken = match self.batch.lock() {
+            // On a full disk the batch waits (`apply_back_pressure` pauses
+            // the partitions meanwhile) and the flush is tried again.
+            Ok(b) if !b.is_empty() && !self.shared.disk_space.has_room(b.bytes()) => return,
             Ok(mut b) if !b.is_empty() => b.take(),
             _ => {
                 if let Some(mode) = commit {
@@ -539,19 +596,25 @@ impl PersisterContext {
         log::warn!("rejected message {}/{partition}@{offset}: {rejection} (more of this kind are counted, not logged, for a minute)", self.topic);
     }
 
-    /// Pauses the assignment while the WAL is over its limit; resumes below 80 % of it.
+    /// Pauses the assignment while the WAL is over its limit (until it is
+    /// below 80 % of it) or its disk has no room; resumes when neither holds.
     fn apply_back_pressure(&self, consumer: &BaseConsumer<Self>) {
         let Ok(mut paused) = self.paused.lock() else {
             return;
         };
-        let wal = &self.shared.wal;
-        let pause = if !*paused && wal.over_limit() {
-            true
-        } else if *paused && wal.pending_bytes() <= self.shared.wal_low_water_bytes {
-            false
+        let shared = &self.shared;
+        let wal = &shared.wal;
+        let over_limit = if self.wal_over_limit.load(Ordering::Relaxed) {
+            wal.pending_bytes() > shared.wal_low_water_bytes
         } else {
-            return;
+            wal.over_limit()
         };
+        self.wal_over_limit.store(over_limit, Ordering::Relaxed);
+        let disk_full = shared.disk_space.is_full();
+        let pause = over_limit || disk_full;
+        if pause == *paused {
+            return;
+        }
         let Ok(a) = consumer.assignment() else { return };
         let done = if pause {
             consumer.pause(&a)
@@ -562,18 +625,22 @@ impl PersisterContext {
             return;
         }
         *paused = pause;
-        let gauge = &self.shared.stats.paused_consumers;
-        if pause {
-            gauge.fetch_add(1, Ordering::Relaxed);
-            log::warn!("WAL holds {} bytes, over its limit: pausing {} partition(s) of {} until InfluxDB catches up", wal.pending_bytes(), a.count(), self.topic);
-        } else {
+        let gauge = &shared.stats.paused_consumers;
+        if !pause {
             gauge.fetch_sub(1, Ordering::Relaxed);
             log::info!(
-                "WAL down to {} bytes: resuming {} partition(s) of {}",
+                "WAL at {} bytes with room on its disk: resuming {} partition(s) of {}",
                 wal.pending_bytes(),
                 a.count(),
                 self.topic
             );
+            return;
+        }
+        gauge.fetch_add(1, Ordering::Relaxed);
+        if disk_full {
+            log::warn!("no room on the WAL's disk: pausing {} partition(s) of {} (the group membership is kept) until space is freed", a.count(), self.topic);
+        } else {
+            log::warn!("WAL holds {} bytes, over its limit: pausing {} partition(s) of {} until InfluxDB catches up", wal.pending_bytes(), a.count(), self.topic);
         }
     }
 }
@@ -589,10 +656,13 @@ pub struct ConsumerThread {
 
 impl ConsumerThread {
     /// Waits until everything the thread read is durable in the WAL (its
-    /// final flush point after a stop). Local disk work only: it does not
-    /// wait for Kafka.
-    pub fn wait_flushed(&self) {
-        let _ = self.flushed.recv();
+    /// final flush point after a stop), at most until `deadline`; false
+    /// when that passed. Local disk work only: it does not wait for Kafka.
+    pub fn wait_flushed(&self, deadline: Instant) -> bool {
+        !matches!(
+            self.flushed.recv_deadline(deadline),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        )
     }
 
     /// True once the thread returned (offsets committed, group left).
@@ -628,8 +698,10 @@ pub fn spawn(
         durable: Mutex::new(BTreeMap::new()),
         commit_failed: AtomicBool::new(false),
         paused: Mutex::new(false),
+        wal_over_limit: AtomicBool::new(false),
         closing: AtomicBool::new(false),
         fetch_queue: FetchQueueSlot::default(),
+        kafka_log: KafkaLog::new(&section.topic),
     };
     let consumer: BaseConsumer<PersisterContext> = client_config(config, section, member)
         .create_with_context(context)
@@ -790,6 +862,9 @@ fn run(
     // (dropping the consumer closes it) so the partitions move at once.
     let hard = shared.control.fatal_error().is_some();
     ctx.flush(&consumer, None);
+    if ctx.batch.lock().is_ok_and(|b| !b.is_empty()) {
+        log::warn!("the messages of {} read since the last flush point are not in the WAL (no room on its disk): their offsets are not committed, they are read again at the next start", ctx.topic);
+    }
     // Everything read is durable now. What follows needs the group
     // coordinator and can take up to the session timeout when Kafka is
     // unreachable, so shutdown stops waiting for it at the drain deadline.

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+/// How long the orderly stop after a fatal error may take before the
+/// process exits anyway.
+pub const FATAL_EXIT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The pipeline's run state.
 pub struct Control {
     stopping: AtomicBool,
@@ -84,11 +88,27 @@ impl Control {
     }
 
     /// Records a fatal error (the first one wins) and stops everything.
+    /// The orderly stop that follows may take [`FATAL_EXIT_DEADLINE`]; a
+    /// watchdog then exits the process with status 1 whatever still runs
+    /// (a thread stuck in the disk or in librdkafka).
     pub fn fatal(&self, message: String) {
         if let Ok(mut f) = self.fatal.lock() {
             if f.is_none() {
                 log::error!("{message}");
                 *f = Some(message);
+                let watchdog = std::thread::Builder::new()
+                    .name("fatal-exit".into())
+                    .spawn(|| {
+                        std::thread::sleep(FATAL_EXIT_DEADLINE);
+                        log::error!("exiting after a fatal error: the orderly stop did not finish within {FATAL_EXIT_DEADLINE:?}");
+                        log::logger().flush();
+                        std::process::exit(1);
+                    });
+                if watchdog.is_err() {
+                    log::error!("exiting after a fatal error: cannot start the thread that bounds the orderly stop");
+                    log::logger().flush();
+                    std::process::exit(1);
+                }
             }
         }
         self.stop();

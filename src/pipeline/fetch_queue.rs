@@ -8,7 +8,7 @@
 //! errors and commit callbacks still arrive through `BaseConsumer::poll` on
 //! the consumer queue, which the thread keeps calling between drains.
 //!
-//! This is the crate's only `unsafe` code: a thin wrapper of six librdkafka
+//! The crate's main `unsafe` code (see ARCHITECTURE.md): a thin wrapper of six librdkafka
 //! calls with the ownership rules spelled out where they are used.
 
 use std::ffi::CString;

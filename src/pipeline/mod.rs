@@ -5,8 +5,10 @@
 mod batch;
 pub mod consumer;
 pub mod control;
+pub mod disk_space;
 pub mod fetch_queue;
 mod handoff;
+mod kafka_log;
 mod line_buffers;
 mod replay;
 mod writer_pool;
@@ -23,6 +25,7 @@ use crate::retry::Retry;
 use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::Control;
+use disk_space::DiskSpace;
 use handoff::HandoffQueue;
 use line_buffers::LineBuffers;
 use replay::Replay;
@@ -37,6 +40,10 @@ const HANDOFF_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 /// timeout of the service manager.
 const WRITERS_GIVE_UP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the stop after a fatal error may take (leaving the Kafka
+/// groups): the process must exit within seconds.
+const FATAL_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Everything the pipeline threads share.
 pub struct Shared {
     /// The durable log.
@@ -45,6 +52,8 @@ pub struct Shared {
     pub wal_low_water_bytes: u64,
     /// Rejected messages and lines.
     pub dead_letters: DeadLetterStore,
+    /// Room on the disks of the WAL and the dead letters.
+    pub disk_space: DiskSpace,
     /// Records on their way to writers.
     handoff: HandoffQueue,
     /// The backlog found in the WAL at start-up.
@@ -110,24 +119,21 @@ impl Pipeline {
             fsync: config.wal.fsync,
             ..wal::WalOptions::default()
         };
-        let wal = wal::Wal::open(&config.wal.path, wal_opts)
-            .with_context(|| format!("opening the WAL at {}", config.wal.path.display()))?;
+        let wal =
+            wal::Wal::open(&config.wal.path, wal_opts).context("opening the WAL ([wal] path)")?;
+        // The error names the file and what was being done.
         let dead_letters = DeadLetterStore::open(DeadLetterConfig::from_config(
             &config.wal,
             &config.repositories,
         ))
-        .with_context(|| {
-            format!(
-                "opening the dead-letter file {}",
-                config.wal.dead_letter_path.display()
-            )
-        })?;
+        .context("[wal] dead_letter_path")?;
         let influx = InfluxWriter::from_config(&config.influxdb)
             .context("setting up the InfluxDB client")?;
         let shared = Arc::new(Shared {
             wal_low_water_bytes: config.wal.max_size_mb * 1024 * 1024 * 8 / 10,
             wal,
             dead_letters,
+            disk_space: DiskSpace::new(&config.wal.path, &config.wal.dead_letter_path),
             handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
             replay: Replay::default(),
             transformer: Transformer::new(&config.influxdb),
@@ -158,6 +164,13 @@ impl Pipeline {
             (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
         ] {
             if !section.enabled {
+                continue;
+            }
+            if shared.control.stopping() {
+                log::info!(
+                    "stop requested during start-up: not consuming topic {}",
+                    section.topic
+                );
                 continue;
             }
             for member in 0..section.num_processors.max(1) {
@@ -200,8 +213,17 @@ impl Pipeline {
         let started = Instant::now();
         let written_before_stop = shared.stats.points_written.load(Relaxed);
         shared.control.stop();
+        // After a fatal error the writers have given up already: what is
+        // left is leaving the Kafka groups, for a few seconds at most.
+        let drain_timeout = if shared.control.fatal_error().is_some() {
+            self.drain_timeout.min(FATAL_STOP_TIMEOUT)
+        } else {
+            self.drain_timeout
+        };
         for c in &self.consumers {
-            c.wait_flushed();
+            if !c.wait_flushed(started + drain_timeout) {
+                log::warn!("consumer {} did not reach its final flush point in time; what it read since its last one is not committed and is read again at the next start", c.name);
+            }
         }
         log::info!(
             "consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s",
@@ -210,7 +232,7 @@ impl Pipeline {
             self.drain_timeout.as_secs()
         );
         shared.control.start_drain();
-        let deadline = Instant::now() + self.drain_timeout;
+        let deadline = Instant::now() + drain_timeout;
         let mut give_up_at = None;
         loop {
             let writers_left = self.writers.iter().filter(|w| !w.is_finished()).count();
@@ -224,7 +246,7 @@ impl Pipeline {
                 if writers_left > 0 {
                     log::warn!(
                         "drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start",
-                        self.drain_timeout.as_secs(),
+                        drain_timeout.as_secs(),
                         shared.wal.pending_records()
                     );
                     shared.control.stop_writers();

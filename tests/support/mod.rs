@@ -1,12 +1,15 @@
 //! Test infrastructure shared by the integration tests: a private `influxd`
-//! on a free port and a librdkafka mock Kafka cluster. Each test binary uses
-//! only part of it, hence the dead-code allowance.
+//! on a free port, a real Apache Kafka (`scripts/kafka`) and librdkafka's
+//! mock Kafka cluster. Each test binary uses only part of it, hence the
+//! dead-code allowance.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod influxd;
 pub mod kafka;
 pub mod persister;
 pub mod points;
+pub mod real_kafka;
 
 use std::time::{Duration, Instant};
 

@@ -1,20 +1,21 @@
-//! Building a persister configuration around a test's influxd and mock
-//! Kafka, and Monasca messages with known content.
+//! Building a persister configuration around a test's influxd and Kafka
+//! (real or mock), and Monasca messages with known content.
 
 use std::path::Path;
 
 use monasca_persister::config::Config;
 
 use super::influxd::Influxd;
-use super::kafka::Kafka;
+use super::kafka::TestKafka;
 
 /// Topic names used by the tests.
 pub const METRICS: &str = "metrics";
 /// Alarm transitions topic.
 pub const ALARMS: &str = "alarm-state-transitions";
 
-/// A configuration pointing at `kafka` and `influx`, with WAL and dead letters under `dir`.
-pub fn config(kafka: &Kafka, influx: &Influxd, dir: &Path) -> Config {
+/// A configuration pointing at `kafka` (its security settings in
+/// `[kafka_client]`) and `influx`, with WAL and dead letters under `dir`.
+pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
     let mut c = Config::default();
     for s in [&mut c.kafka_metrics, &mut c.kafka_alarm_history] {
         s.uri = vec![kafka.bootstrap()];
@@ -35,6 +36,11 @@ pub fn config(kafka: &Kafka, influx: &Influxd, dir: &Path) -> Config {
         c.kafka_client
             .properties
             .insert(k.to_string(), monasca_persister::config::Secret::new(v));
+    }
+    for (k, v) in kafka.client_properties() {
+        c.kafka_client
+            .properties
+            .insert(k, monasca_persister::config::Secret::new(v));
     }
     c.influxdb.retry_max_ms = 1000;
     c
