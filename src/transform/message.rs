@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
@@ -272,44 +272,131 @@ pub(crate) struct AlarmTransition<'p> {
     pub sub_alarms: Option<&'p str>,
 }
 
+/// The members of the `alarm-transitioned` object the transform reads.
+const ALARM_FIELDS: &[&str; 10] = &[
+    "alarmId",
+    "metrics",
+    "newState",
+    "oldState",
+    "link",
+    "lifecycleState",
+    "stateChangeReason",
+    "tenantId",
+    "timestamp",
+    "subAlarms",
+];
+
 /// Decodes an alarm transition message (repeated fields as for
-/// [`decode_metric`]).
+/// [`decode_metric`]). One pass decodes the message; the raw pass of
+/// [`decode_metric`] is for what it refuses, since an earlier
+/// `alarm-transitioned` holding a string with a lone surrogate must not
+/// matter (and a malformed message is refused by both).
 pub(crate) fn decode_alarm(text: &str) -> Result<AlarmEnvelope<'_>, serde_json::Error> {
-    const NAMES: &[&str; 10] = &[
-        "alarmId",
-        "metrics",
-        "newState",
-        "oldState",
-        "link",
-        "lifecycleState",
-        "stateChangeReason",
-        "tenantId",
-        "timestamp",
-        "subAlarms",
-    ];
-    let [transition] = members(text, &["alarm-transitioned"])?;
-    let alarm_transitioned = transition
-        .map(|raw| object(raw, RawMembers { names: NAMES }))
-        .transpose()?
-        .map(|fields| {
-            fields.map(|fields| {
-                let [alarm_id, metrics, new_state, old_state, link, lifecycle_state, state_change_reason, tenant_id, timestamp, sub_alarms] =
-                    fields;
-                AlarmTransition {
-                    alarm_id,
-                    metrics,
-                    new_state,
-                    old_state,
-                    link,
-                    lifecycle_state,
-                    state_change_reason,
-                    tenant_id,
-                    timestamp,
-                    sub_alarms,
-                }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let at_once = deserializer
+        .deserialize_map(AlarmEnvelopeVisitor)
+        .and_then(|envelope| deserializer.end().map(|()| envelope));
+    at_once.or_else(|_| {
+        let [transition] = members(text, &["alarm-transitioned"])?;
+        let alarm_transitioned = transition
+            .map(|raw| {
+                object(
+                    raw,
+                    RawMembers {
+                        names: ALARM_FIELDS,
+                    },
+                )
             })
-        });
-    Ok(AlarmEnvelope { alarm_transitioned })
+            .transpose()?
+            .map(|fields| fields.map(alarm_transition));
+        Ok(AlarmEnvelope { alarm_transitioned })
+    })
+}
+
+fn alarm_transition(fields: [Option<&str>; 10]) -> AlarmTransition<'_> {
+    let [alarm_id, metrics, new_state, old_state, link, lifecycle_state, state_change_reason, tenant_id, timestamp, sub_alarms] =
+        fields;
+    AlarmTransition {
+        alarm_id,
+        metrics,
+        new_state,
+        old_state,
+        link,
+        lifecycle_state,
+        state_change_reason,
+        tenant_id,
+        timestamp,
+        sub_alarms,
+    }
+}
+
+/// The alarm message in one pass: each `alarm-transitioned` decoded as it
+/// comes (of any type), the last one kept.
+struct AlarmEnvelopeVisitor;
+
+impl<'de> Visitor<'de> for AlarmEnvelopeVisitor {
+    type Value = AlarmEnvelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an alarm transition message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut envelope = AlarmEnvelope::default();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            if key == "alarm-transitioned" {
+                let fields = map.next_value_seed(AnyType(RawMembers {
+                    names: ALARM_FIELDS,
+                }))?;
+                envelope.alarm_transitioned = Some(fields.map(alarm_transition));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+/// Reads a member with the visitor when it is an object, and notes `null`
+/// or the type of anything else (see [`Object`]). serde_json decodes a
+/// string member to tell its type, and refuses one with a lone surrogate.
+struct AnyType<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for AnyType<V> {
+    type Value = Object<V::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for AnyType<V> {
+    type Value = Object<V::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map).map(Object::Value)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Object::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Bool(v)))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Number))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Number))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Number))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::String))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Object::Other(JsonKind::Array))
+    }
 }
 
 /// The members of an object named in `names`, as raw JSON text (the last

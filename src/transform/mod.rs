@@ -146,6 +146,7 @@ fn without_byte_order_mark(payload: &[u8]) -> &[u8] {
 }
 
 /// Python's `str()` of a raw JSON field value (see [`pyjson::python_str`]).
+#[inline]
 fn python_str<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
     pyjson::python_str(raw).map_err(|e| bad_value(field, e.to_string()))
 }
@@ -304,6 +305,19 @@ impl Transformer {
                 return Ok(target);
             }
         }
+        self.encode_metric_in_full(payload, out, decoder)
+    }
+
+    /// The full path of [`Transformer::encode_metric`]: the scanner or serde,
+    /// then the reference's rules field by field. Out of line, so that the
+    /// direct path stays small where it is inlined.
+    #[inline(never)]
+    fn encode_metric_in_full<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+        decoder: Decoder,
+    ) -> Result<Target<'p>, Rejection> {
         let text = utf8(without_byte_order_mark(payload))?;
         let mut tags = DimensionList::new();
         let fast = match decoder {

@@ -104,7 +104,20 @@ pub(crate) fn write(
 /// string's own text (borrowed when it has no escapes), anything else its
 /// `repr()`. A string holding a lone surrogate is refused, as it cannot be
 /// written as UTF-8 (inside a container `repr()` escapes it).
+#[inline]
 pub(crate) fn python_str(raw: &str) -> Result<Cow<'_, str>, JsonError> {
+    // Mostly a string without escapes: its content as it is.
+    let bytes = raw.as_bytes();
+    if let [b'"', content @ .., b'"'] = bytes {
+        if memchr::memchr(b'\\', content).is_none() {
+            return Ok(Cow::Borrowed(&raw[1..raw.len() - 1]));
+        }
+    }
+    python_str_of_any(raw)
+}
+
+#[cold]
+fn python_str_of_any(raw: &str) -> Result<Cow<'_, str>, JsonError> {
     let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
     if let Some(content) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         if !content.contains('\\') {
@@ -172,24 +185,32 @@ fn write_whole<'t>(
                 }
             }
             Some(b'{') => {
-                let members = cursor.members()?;
                 sink.push("{");
+                // The members are gathered in their frame, not moved into it.
+                stack.push(Frame::Object {
+                    members: SmallVec::new(),
+                    next: 1,
+                    around: cursor,
+                });
+                let Some(Frame::Object {
+                    members, around, ..
+                }) = stack.last_mut()
+                else {
+                    unreachable!("an object frame was just pushed")
+                };
+                around.members_into(members)?;
                 match members.first() {
-                    None => sink.push("}"),
+                    None => {
+                        sink.push("}");
+                        cursor = *around;
+                        stack.pop();
+                    }
                     Some(&(key, value)) => {
                         write_member_key(key, style, sink)?;
-                        let around = std::mem::replace(
-                            &mut cursor,
-                            Cursor {
-                                text: value,
-                                pos: 0,
-                            },
-                        );
-                        stack.push(Frame::Object {
-                            members,
-                            next: 1,
-                            around,
-                        });
+                        cursor = Cursor {
+                            text: value,
+                            pos: 0,
+                        };
                         continue 'value;
                     }
                 }
@@ -332,18 +353,8 @@ impl<'t> Cursor<'t> {
     fn string(&mut self) -> Result<&'t str, JsonError> {
         self.expect(b'"')?;
         let start = self.pos;
-        let bytes = self.text.as_bytes();
-        while let Some(&b) = bytes.get(self.pos) {
-            match b {
-                b'"' => {
-                    self.pos += 1;
-                    return Ok(&self.text[start..self.pos - 1]);
-                }
-                b'\\' => self.pos += 2,
-                _ => self.pos += 1,
-            }
-        }
-        Err(JsonError::Invalid(start))
+        self.pos = string_end(self.text.as_bytes(), start).ok_or(JsonError::Invalid(start))?;
+        Ok(&self.text[start..self.pos - 1])
     }
 
     fn number(&mut self) -> Result<&'t str, JsonError> {
@@ -367,23 +378,29 @@ impl<'t> Cursor<'t> {
         let start = self.pos;
         match self.peek() {
             Some(b'{' | b'[') => {
+                let bytes = self.text.as_bytes();
                 let mut depth = 0usize;
+                let mut at = start;
                 loop {
-                    match self.peek() {
-                        Some(b'"') => {
-                            self.string()?;
+                    // Only quotes and brackets matter: step to the next.
+                    at += bytes
+                        .get(at..)
+                        .and_then(|rest| rest.iter().position(|&b| STRUCTURAL[usize::from(b)]))
+                        .ok_or(JsonError::Invalid(start))?;
+                    match bytes[at] {
+                        b'"' => {
+                            at = string_end(bytes, at + 1).ok_or(JsonError::Invalid(at))?;
                             continue;
                         }
-                        Some(b'{' | b'[') => depth += 1,
-                        Some(b'}' | b']') => depth -= 1,
-                        Some(_) => {}
-                        None => return Err(JsonError::Invalid(start)),
+                        b'{' | b'[' => depth += 1,
+                        _ => depth -= 1,
                     }
-                    self.pos += 1;
+                    at += 1;
                     if depth == 0 {
                         break;
                     }
                 }
+                self.pos = at;
             }
             Some(b'"') => {
                 self.string()?;
@@ -398,16 +415,16 @@ impl<'t> Cursor<'t> {
         Ok(&self.text[start..self.pos])
     }
 
-    /// The members of the object at the cursor (which moves past it), in
-    /// the order Python's dict writes them: each key at its first position,
-    /// with its last value.
-    fn members(&mut self) -> Result<Members<'t>, JsonError> {
+    /// Puts the members of the object at the cursor (which moves past it)
+    /// in `members`, in the order Python's dict writes them: each key at its
+    /// first position, with its last value.
+    fn members_into(&mut self, members: &mut Members<'t>) -> Result<(), JsonError> {
         self.pos += 1; // '{'
         let mut entries: Members<'t> = SmallVec::new();
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(entries);
+            return Ok(());
         }
         loop {
             let key = self.string()?;
@@ -424,7 +441,6 @@ impl<'t> Cursor<'t> {
                 _ => return Err(JsonError::Invalid(self.pos)),
             }
         }
-        let mut members: Members<'t> = SmallVec::new();
         if entries.len() <= PAIRWISE_KEY_LIMIT {
             for (i, &(key, _)) in entries.iter().enumerate() {
                 let mut repeated_earlier = false;
@@ -457,7 +473,31 @@ impl<'t> Cursor<'t> {
                 }
             }
         }
-        Ok(members)
+        Ok(())
+    }
+}
+
+/// The bytes that open or close a string or a container.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table
+};
+
+/// Where the JSON string whose content starts at `from` ends: just past
+/// its closing quote.
+fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[at] == b'"' {
+            return Some(at + 1);
+        }
+        at += 2;
     }
 }
 
