@@ -59,11 +59,12 @@ const SUB_ALARM_RENAMES: &[(&str, &str)] = &[
 /// explain the message in the dead-letter file.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum Rejection {
-    /// Not JSON, or JSON of the wrong shape (a string where an object or a
-    /// string is required, a field repeated in an alarm or event message).
+    /// Not JSON, or not an object where the reference reads a dict (and in
+    /// an event message, a repeated field).
     #[error("malformed message: {0}")]
     Malformed(String),
-    /// A required field is absent (or `null`); the dotted path names it.
+    /// A required field is absent (or, for `metric`, `meta` and
+    /// `alarm-transitioned`, `null`); the dotted path names it.
     #[error("missing field `{0}`")]
     MissingField(&'static str),
     /// A field is present but its value cannot be used.
