@@ -350,6 +350,10 @@ impl Generator {
         &items[self.rng.usize(..items.len())]
     }
 
+    fn word(&mut self, words: &[&'static str]) -> &'static str {
+        words[self.rng.usize(..words.len())]
+    }
+
     /// A plain timestamp no other plain message has.
     fn unique_timestamp(&self) -> u64 {
         1_600_000_000_000 + self.serial * 7
@@ -610,7 +614,7 @@ impl Generator {
                         self.any_text()
                     };
                     let v = if self.chance(40) {
-                        string(*self.pick(DIMENSION_VALUES))
+                        string(self.word(DIMENSION_VALUES))
                     } else {
                         self.odd_value(string("v"))
                     };
@@ -871,8 +875,8 @@ impl Generator {
             0..=3 => text.insert(0, '\u{feff}'),
             4 => text.insert_str(0, "\u{ef}\u{bb}\u{bf}"),
             5 => text.insert_str(0, " \u{feff}"),
-            6..=7 => text.insert_str(0, *self.pick(&[" ", "\n", "\t\r\n "])),
-            8..=9 => text.push_str(*self.pick(&[" ", "\n", "\r\n"])),
+            6..=7 => text.insert_str(0, self.word(&[" ", "\n", "\t\r\n "])),
+            8..=9 => text.push_str(self.word(&[" ", "\n", "\r\n"])),
             10 => {
                 let cut = self.rng.usize(0..text.len().max(1));
                 let cut = (0..=cut)
@@ -881,7 +885,7 @@ impl Generator {
                     .unwrap_or(0);
                 text.truncate(cut);
             }
-            11 => text.push_str(*self.pick(&["x", "{}", ",", "\u{0}"])),
+            11 => text.push_str(self.word(&["x", "{}", ",", "\u{0}"])),
             12 => {
                 // A byte that is not UTF-8 inside the JSON.
                 let mut bytes = text.into_bytes();
