@@ -51,11 +51,27 @@ BASE_PACKAGES=(influxdb libssl-dev pkg-config build-essential curl jq openssl)
 ensure_java_maven() {
     local major=0
     if command -v java >/dev/null; then
-        major="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)"
+        major="$(java_major java)"
     fi
     if [[ "${major:-0}" -lt 17 ]] || ! command -v mvn >/dev/null; then
         ensure_packages default-jdk-headless maven
     fi
+}
+
+# java_bin: the java to run a server with: $JAVA_HOME's, else the one on PATH.
+java_bin() {
+    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+        echo "$JAVA_HOME/bin/java"
+    elif command -v java >/dev/null; then
+        command -v java
+    else
+        die "java not found: install a JDK 17 or later (apt-get install -y default-jdk-headless; scripts/test does this)"
+    fi
+}
+
+# java_major JAVA: the major version of that java (17, 21, ...).
+java_major() {
+    "$1" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1
 }
 
 # ensure_cargo: puts cargo on PATH or explains how to get it.
@@ -151,6 +167,14 @@ CONF
 influx_query() {
     curl -sf --max-time 30 -XPOST "http://127.0.0.1:$1/query" \
         --data-urlencode "db=$2" --data-urlencode "epoch=ms" --data-urlencode "q=$3"
+}
+
+# influx_point_count PORT DB: prints how many points a load generator's run
+# left in DB (metric values plus alarm transitions; 0 when unreachable).
+influx_point_count() {
+    influx_query "$1" "$2" \
+        'SELECT count(value) FROM /.*/; SELECT count(new_state) FROM alarm_state_history' 2>/dev/null |
+        jq '[.results[].series[]?.values[][1]] | add // 0' 2>/dev/null || echo 0
 }
 
 # stop_process PID SECONDS: SIGTERM, wait up to SECONDS for the exit, then

@@ -2,7 +2,8 @@
 //! up, with the reason, so nothing is dropped silently.
 //!
 //! An append-only JSON-lines file (`[wal] dead_letter_path`), one object per
-//! Kafka message that could not be decoded or per line InfluxDB refused:
+//! Kafka message that could not be decoded, per line InfluxDB refused or per
+//! event document Elasticsearch refused:
 //!
 //! ```json
 //! {"time":"2026-11-21T21:46:12.123Z","kind":"influxdb_rejected","reason":"unable to parse: invalid field format","database":"mon","line":"cpu value= 1"}
@@ -10,9 +11,10 @@
 //! ```
 //!
 //! `topic`/`partition`/`offset` and `database` appear when known. The raw
-//! content is `payload` (a message) or `line` (a refused line) as a string
-//! when it is valid UTF-8, else `payload_base64` / `line_base64` (standard
-//! base64 with padding) so the exact bytes survive.
+//! content is `payload` (a message), `line` (a refused line) or `document`
+//! (a refused event document, with its `index`) as a string when it is
+//! valid UTF-8, else `payload_base64` / `line_base64` / `document_base64`
+//! (standard base64 with padding) so the exact bytes survive.
 //!
 //! Appends are buffered; [`DeadLetterStore::sync`] flushes and fsyncs, and
 //! the caller calls it at its flush point, before committing the offsets of
@@ -91,6 +93,13 @@ pub enum Content<'a> {
     Message(&'a [u8]),
     /// A line InfluxDB refused (subject to `ignore_parse_point_error`).
     RejectedLine(&'a [u8]),
+    /// An event document Elasticsearch refused, and its index.
+    Document {
+        /// The index it was written to.
+        index: &'a str,
+        /// The document (JSON) as sent.
+        document: &'a [u8],
+    },
 }
 
 /// One dead letter.
@@ -205,6 +214,12 @@ struct Record<'a> {
     line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     line_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_base64: Option<String>,
 }
 
 impl DeadLetterStore {
@@ -248,7 +263,7 @@ impl DeadLetterStore {
     /// and those are not kept, appends `letter`. Durable after [`sync`](Self::sync).
     pub fn record(&self, letter: &DeadLetter<'_>) -> Result<Disposition, DeadLetterError> {
         let keep = match letter.content {
-            Content::Message(_) => true,
+            Content::Message(_) | Content::Document { .. } => true,
             Content::RejectedLine(_) => self.config.keep_rejected_lines,
         };
         let encoded = if keep { Some(encode(letter)) } else { None };
@@ -419,6 +434,9 @@ fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
         payload_base64: None,
         line: None,
         line_base64: None,
+        index: None,
+        document: None,
+        document_base64: None,
     };
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     match letter.content {
@@ -430,6 +448,13 @@ fn encode(letter: &DeadLetter<'_>) -> Vec<u8> {
             Ok(text) => record.line = Some(text),
             Err(_) => record.line_base64 = Some(b64(bytes)),
         },
+        Content::Document { index, document } => {
+            record.index = Some(index);
+            match std::str::from_utf8(document) {
+                Ok(text) => record.document = Some(text),
+                Err(_) => record.document_base64 = Some(b64(document)),
+            }
+        }
     }
     // Serialising plain strings and integers cannot fail; an empty object
     // keeps the file valid JSON lines if it ever did.
@@ -463,6 +488,9 @@ fn log_letter(state: &mut State, letter: &DeadLetter<'_>, disposition: Dispositi
     let what = match letter.content {
         Content::Message(bytes) => format!("message {}", preview(bytes)),
         Content::RejectedLine(bytes) => format!("line {}", preview(bytes)),
+        Content::Document { index, document } => {
+            format!("document {} for index {index:?}", preview(document))
+        }
     };
     let from = match (letter.source, letter.database) {
         (Some(s), _) => format!(" from {}[{}]@{}", s.topic, s.partition, s.offset),

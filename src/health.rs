@@ -1,6 +1,7 @@
 //! The HTTP endpoint on `[health] bind`: `/healthcheck` (JSON status of
-//! Kafka, InfluxDB and the WAL; 200 or 503) and `/metrics` (Prometheus text
-//! exposition of [`Stats`]). Served by [`crate::http`] on its own thread.
+//! Kafka, InfluxDB, Elasticsearch when events are consumed, and the WAL;
+//! 200 or 503) and `/metrics` (Prometheus text exposition of [`Stats`]).
+//! Served by [`crate::http`] on its own thread.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,6 +19,9 @@ use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
 pub struct HealthSettings {
     /// InfluxDB failing longer than this makes the service unhealthy.
     pub influxdb_unhealthy_after: Duration,
+    /// Elasticsearch failing longer than this makes the service unhealthy
+    /// (when events are consumed).
+    pub elasticsearch_unhealthy_after: Duration,
     /// Topics consumed (for per-topic Kafka status).
     pub topics: Vec<(TopicKind, String)>,
     /// WAL limit in bytes.
@@ -31,9 +35,13 @@ impl HealthSettings {
             influxdb_unhealthy_after: Duration::from_secs(
                 config.health.influxdb_unhealthy_after_seconds,
             ),
+            elasticsearch_unhealthy_after: Duration::from_secs(
+                config.health.elasticsearch_unhealthy_after_seconds,
+            ),
             topics: [
                 (&config.kafka_metrics, TopicKind::Metrics),
                 (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+                (&config.kafka_events, TopicKind::Events),
             ]
             .into_iter()
             .filter(|(s, _)| s.enabled)
@@ -127,28 +135,67 @@ fn connection_budget() -> usize {
 }
 
 /// While no write has succeeded recently (an idle stream, or writes
-/// failing), pings InfluxDB so the health check sees an outage even when
-/// there is nothing to write.
+/// failing), pings InfluxDB (and Elasticsearch, when events are consumed)
+/// so the health check sees an outage even when there is nothing to write.
 fn probe_influxdb(shared: &Shared, stop: &crossbeam_channel::Receiver<()>) {
     let stats = &shared.stats;
     while crate::retry::sleep_unless_stopped(PROBE_INTERVAL, stop) {
-        let last_ok = stats.last_write_ok_ms.load(Relaxed);
-        if last_ok > 0 && Stats::now_ms() - last_ok < PROBE_INTERVAL.as_millis() as i64 {
-            stats.influx_ping_failing_since_ms.store(0, Relaxed);
-            continue;
-        }
-        match shared.influx.client().ping() {
-            Ok(_) => stats.influx_ping_failing_since_ms.store(0, Relaxed),
-            Err(_) => {
-                let _ = stats.influx_ping_failing_since_ms.compare_exchange(
-                    0,
-                    Stats::now_ms(),
-                    Relaxed,
-                    Relaxed,
-                );
-            }
+        probe(
+            &stats.last_write_ok_ms,
+            &stats.influx_ping_failing_since_ms,
+            || shared.influx.client().ping().is_ok(),
+        );
+        if let Some(events) = &shared.events {
+            probe(
+                &stats.events.last_write_ok_ms,
+                &stats.events.ping_failing_since_ms,
+                || events.writer.client().ping().is_ok(),
+            );
         }
     }
+}
+
+/// One look at a sink: pings it unless a write succeeded within the probe
+/// interval, and notes when pings began to fail.
+fn probe(
+    last_ok_ms: &std::sync::atomic::AtomicI64,
+    ping_failing_since_ms: &std::sync::atomic::AtomicI64,
+    ping: impl FnOnce() -> bool,
+) {
+    let last_ok = last_ok_ms.load(Relaxed);
+    if (last_ok > 0 && Stats::now_ms() - last_ok < PROBE_INTERVAL.as_millis() as i64) || ping() {
+        ping_failing_since_ms.store(0, Relaxed);
+    } else {
+        let _ = ping_failing_since_ms.compare_exchange(0, Stats::now_ms(), Relaxed, Relaxed);
+    }
+}
+
+/// `(ok, JSON)` of a sink: failing for longer than `unhealthy_after`
+/// (writes failing, or pings failing while idle) is not ok.
+fn sink_status(
+    last_ok_ms: i64,
+    failing_since_ms: i64,
+    ping_failing_since_ms: i64,
+    consecutive_failures: u64,
+    unhealthy_after: Duration,
+) -> (bool, serde_json::Value) {
+    // The older of the two failure starts.
+    let failing_since = [failing_since_ms, ping_failing_since_ms]
+        .into_iter()
+        .filter(|t| *t > 0)
+        .min()
+        .unwrap_or(0);
+    let failing_for = age_seconds(failing_since);
+    let ok = failing_for.is_none_or(|s| s < unhealthy_after.as_secs_f64());
+    (
+        ok,
+        serde_json::json!({
+            "ok": ok,
+            "seconds_since_last_write": age_seconds(last_ok_ms),
+            "consecutive_failures": consecutive_failures,
+            "failing_for_seconds": failing_for,
+        }),
+    )
 }
 
 fn age_seconds(ms: i64) -> Option<f64> {
@@ -171,33 +218,37 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
                 "assigned_partitions": stats.assigned_partitions[i].load(Relaxed),
                 "seconds_since_last_poll": age_seconds(stats.last_poll_ms[i].load(Relaxed)),
                 "consumer_lag": stats.consumer_lag[i].load(Relaxed),
+                "offsets_skipped": stats.offsets_skipped[i].load(Relaxed),
+                "error": stats.kafka_error(*kind),
             }),
         );
     }
-    // The older of the two failure starts: writes failing, or pings failing while idle.
-    let failing_since = [
+    let (influx_ok, influxdb) = sink_status(
+        stats.last_write_ok_ms.load(Relaxed),
         stats.influx_failing_since_ms.load(Relaxed),
         stats.influx_ping_failing_since_ms.load(Relaxed),
-    ]
-    .into_iter()
-    .filter(|t| *t > 0)
-    .min()
-    .unwrap_or(0);
-    let failing_for = age_seconds(failing_since);
-    let influx_ok = failing_for.is_none_or(|s| s < settings.influxdb_unhealthy_after.as_secs_f64());
+        stats.influx_consecutive_failures.load(Relaxed),
+        settings.influxdb_unhealthy_after,
+    );
+    let events = shared.events.as_ref().map(|_| {
+        let e = &stats.events;
+        sink_status(
+            e.last_write_ok_ms.load(Relaxed),
+            e.failing_since_ms.load(Relaxed),
+            e.ping_failing_since_ms.load(Relaxed),
+            e.consecutive_failures.load(Relaxed),
+            settings.elasticsearch_unhealthy_after,
+        )
+    });
+    let elasticsearch_ok = events.as_ref().is_none_or(|(ok, _)| *ok);
     let wal_bytes = shared.wal.pending_bytes();
     let disk_full = shared.disk_space.full_reason();
     let wal_ok = !shared.wal.over_limit() && disk_full.is_none();
-    let healthy = kafka_ok && influx_ok && wal_ok;
-    let body = serde_json::json!({
+    let healthy = kafka_ok && influx_ok && elasticsearch_ok && wal_ok;
+    let mut body = serde_json::json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "kafka": { "ok": kafka_ok, "topics": topics },
-        "influxdb": {
-            "ok": influx_ok,
-            "seconds_since_last_write": age_seconds(stats.last_write_ok_ms.load(Relaxed)),
-            "consecutive_failures": stats.influx_consecutive_failures.load(Relaxed),
-            "failing_for_seconds": failing_for,
-        },
+        "influxdb": influxdb,
         "wal": {
             "ok": wal_ok,
             "pending_records": shared.wal.pending_records(),
@@ -207,6 +258,9 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
             "disk_full": disk_full,
         },
     });
+    if let (Some((_, elasticsearch)), Some(map)) = (events, body.as_object_mut()) {
+        map.insert("elasticsearch".to_string(), elasticsearch);
+    }
     (
         healthy,
         crate::secrets::mask(&format!("{body:#}\n")).into_owned(),
@@ -412,6 +466,9 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         family(&mut o, &format!("{p}_{name}"), "gauge", help);
         let _ = writeln!(o, "{p}_{name} {v}");
     }
+    if shared.events.is_some() {
+        render_events_metrics(&mut o, &s.events);
+    }
     family(&mut o, &format!("{p}_consumer_lag"), "gauge", "Messages behind the partition end, summed over assigned partitions (librdkafka statistics).");
     for (k, _) in &settings.topics {
         let _ = writeln!(
@@ -419,6 +476,20 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
             "{p}_consumer_lag{{topic=\"{}\"}} {}",
             k.label(),
             s.consumer_lag[Stats::topic_index(*k)].load(Relaxed)
+        );
+    }
+    family(
+        &mut o,
+        &format!("{p}_offsets_skipped_total"),
+        "counter",
+        "Offsets Kafka deleted (retention) before they were read; consumption resumed at the earliest offset.",
+    );
+    for (k, _) in &settings.topics {
+        let _ = writeln!(
+            o,
+            "{p}_offsets_skipped_total{{topic=\"{}\"}} {}",
+            k.label(),
+            s.offsets_skipped[Stats::topic_index(*k)].load(Relaxed)
         );
     }
     family(
@@ -458,4 +529,65 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         resident_memory_bytes()
     );
     o
+}
+
+/// The events sink's families (`monasca_persister_events_*`).
+fn render_events_metrics(o: &mut String, e: &crate::stats::EventsStats) {
+    let p = "monasca_persister_events";
+    let counters: [(&str, &str, u64); 3] = [
+        (
+            "documents_indexed_total",
+            "Event documents Elasticsearch stored.",
+            e.documents_indexed.load(Relaxed),
+        ),
+        (
+            "documents_rejected_total",
+            "Event documents Elasticsearch refused for good (dead-lettered).",
+            e.documents_rejected.load(Relaxed),
+        ),
+        (
+            "bulk_retries_total",
+            "_bulk attempts repeated after documents failed for now.",
+            e.bulk_retries.load(Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(o, &format!("{p}_{name}"), "counter", help);
+        let _ = writeln!(o, "{p}_{name} {v}");
+    }
+    family(
+        o,
+        &format!("{p}_bulk_requests_total"),
+        "counter",
+        "_bulk requests to Elasticsearch, by outcome.",
+    );
+    for outcome in [
+        WriteOutcome::Success,
+        WriteOutcome::Partial,
+        WriteOutcome::Retriable,
+    ] {
+        let _ = writeln!(
+            o,
+            "{p}_bulk_requests_total{{outcome=\"{}\"}} {}",
+            outcome.label(),
+            e.bulk_requests(outcome)
+        );
+    }
+    histogram(
+        o,
+        &format!("{p}_bulk_duration_seconds"),
+        "Elasticsearch _bulk request latency.",
+        &e.bulk_latency,
+    );
+    family(
+        o,
+        &format!("{p}_last_write_success_timestamp_seconds"),
+        "gauge",
+        "Unix time of the last _bulk request Elasticsearch answered per document (0: none yet).",
+    );
+    let _ = writeln!(
+        o,
+        "{p}_last_write_success_timestamp_seconds {}",
+        e.last_write_ok_ms.load(Relaxed) as f64 / 1000.0
+    );
 }

@@ -5,8 +5,10 @@
 pub mod cli;
 pub mod config;
 pub mod dead_letter;
+pub mod elasticsearch;
 pub mod health;
 pub mod http;
+pub mod http_client;
 pub mod influx;
 pub mod loadgen;
 pub mod logging;

@@ -1,10 +1,10 @@
 //! Keeping configured secrets out of every text the process writes: the
-//! values of `[influxdb] password` and `token` and of the secret-looking
-//! `[kafka_client]` properties are registered once the configuration is
-//! loaded, and [`mask`] replaces them with `****` wherever they appear. The
-//! logger passes every line through it (librdkafka's error texts quote
-//! property values), and so do error messages on stderr, dead-letter
-//! reasons and the health endpoint's texts.
+//! values of `[influxdb] password` and `token`, `[elasticsearch] password`
+//! and `api_key`, and of the secret-looking `[kafka_client]` properties are
+//! registered once the configuration is loaded, and [`mask`] replaces them
+//! with `****` wherever they appear. The logger passes every line through it
+//! (librdkafka's error texts quote property values), and so do error
+//! messages on stderr, dead-letter reasons and the health endpoint's texts.
 
 use std::borrow::Cow;
 use std::sync::RwLock;

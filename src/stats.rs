@@ -15,6 +15,8 @@ pub enum TopicKind {
     Metrics,
     /// `[kafka_alarm_history]`.
     AlarmTransitions,
+    /// `[kafka_events]`.
+    Events,
 }
 
 impl TopicKind {
@@ -23,13 +25,22 @@ impl TopicKind {
         match self {
             TopicKind::Metrics => "metrics",
             TopicKind::AlarmTransitions => "alarm_transitions",
+            TopicKind::Events => "events",
         }
     }
     fn index(self) -> usize {
         self as usize
     }
+    /// The kind a WAL record was appended as (`kind as u8`).
+    pub fn from_record_kind(kind: u8) -> Option<TopicKind> {
+        TopicKind::ALL.into_iter().find(|k| *k as u8 == kind)
+    }
     /// All kinds, for rendering.
-    pub const ALL: [TopicKind; 2] = [TopicKind::Metrics, TopicKind::AlarmTransitions];
+    pub const ALL: [TopicKind; 3] = [
+        TopicKind::Metrics,
+        TopicKind::AlarmTransitions,
+        TopicKind::Events,
+    ];
 }
 
 /// A fixed-bucket latency histogram in seconds (Prometheus semantics: cumulative on render).
@@ -120,16 +131,21 @@ fn now_ms() -> i64 {
 pub struct Stats {
     /// Process start, for uptime.
     pub started: Instant,
-    consumed: [AtomicU64; 2],
+    consumed: [AtomicU64; 3],
     rejected: Mutex<BTreeMap<(TopicKind, &'static str), u64>>,
     /// Consumer lag per topic kind (sum over assigned partitions), from librdkafka statistics.
-    pub consumer_lag: [AtomicI64; 2],
+    pub consumer_lag: [AtomicI64; 3],
     /// Partitions currently assigned to this process, per topic kind.
-    pub assigned_partitions: [AtomicI64; 2],
+    pub assigned_partitions: [AtomicI64; 3],
     /// Unix ms of the last poll that reached the broker, per topic kind (0 = never).
-    pub last_poll_ms: [AtomicI64; 2],
+    pub last_poll_ms: [AtomicI64; 3],
     /// Whether a broker of each topic kind's consumers is up (librdkafka statistics).
-    pub kafka_connected: [std::sync::atomic::AtomicBool; 2],
+    pub kafka_connected: [std::sync::atomic::AtomicBool; 3],
+    /// What keeps each topic kind from being consumed, for `/healthcheck`
+    /// (a missing topic, refused credentials), if anything.
+    kafka_error: [Mutex<Option<String>>; 3],
+    /// Offsets Kafka deleted (retention) before they were read, per topic kind.
+    pub offsets_skipped: [AtomicU64; 3],
     /// Whether consumers are paused for WAL back-pressure (count of paused consumers).
     pub paused_consumers: AtomicI64,
     /// Points InfluxDB stored.
@@ -171,6 +187,8 @@ pub struct Stats {
     pub dead_letters: AtomicU64,
     /// Kafka offset commits that failed (harmless: the WAL holds the truth).
     pub commit_failures: AtomicU64,
+    /// The events sink (Elasticsearch).
+    pub events: EventsStats,
 }
 
 impl Default for Stats {
@@ -190,6 +208,8 @@ impl Stats {
             assigned_partitions: Default::default(),
             last_poll_ms: Default::default(),
             kafka_connected: Default::default(),
+            kafka_error: Default::default(),
+            offsets_skipped: Default::default(),
             paused_consumers: AtomicI64::new(0),
             points_written: AtomicU64::new(0),
             points_rejected: AtomicU64::new(0),
@@ -210,6 +230,7 @@ impl Stats {
             consumer_waits_for_writers: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
+            events: EventsStats::default(),
         }
     }
 
@@ -233,20 +254,13 @@ impl Stats {
     }
     /// Counts one InfluxDB write request.
     pub fn write_request(&self, outcome: WriteOutcome) {
-        self.write_requests[outcome as usize].fetch_add(1, Relaxed);
-        match outcome {
-            WriteOutcome::Success | WriteOutcome::Partial => {
-                self.last_write_ok_ms.store(now_ms(), Relaxed);
-                self.influx_failing_since_ms.store(0, Relaxed);
-                self.influx_consecutive_failures.store(0, Relaxed);
-            }
-            WriteOutcome::Retriable => {
-                let _ =
-                    self.influx_failing_since_ms
-                        .compare_exchange(0, now_ms(), Relaxed, Relaxed);
-                self.influx_consecutive_failures.fetch_add(1, Relaxed);
-            }
-        }
+        record_request(
+            outcome,
+            &self.write_requests,
+            &self.last_write_ok_ms,
+            &self.influx_failing_since_ms,
+            &self.influx_consecutive_failures,
+        );
     }
     /// Whether the last InfluxDB write attempt failed (and none succeeded since).
     pub fn influx_failing(&self) -> bool {
@@ -255,6 +269,19 @@ impl Stats {
     /// Write requests so far with `outcome`.
     pub fn write_requests(&self, outcome: WriteOutcome) -> u64 {
         self.write_requests[outcome as usize].load(Relaxed)
+    }
+    /// Sets (or clears) what keeps `topic` from being consumed.
+    pub fn set_kafka_error(&self, topic: TopicKind, error: Option<String>) {
+        if let Ok(mut e) = self.kafka_error[topic.index()].lock() {
+            *e = error;
+        }
+    }
+    /// What keeps `topic` from being consumed, if anything.
+    pub fn kafka_error(&self, topic: TopicKind) -> Option<String> {
+        self.kafka_error[topic.index()]
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
     }
     /// Notes a successful poll of `topic`.
     pub fn polled(&self, topic: TopicKind) {
@@ -267,5 +294,89 @@ impl Stats {
     /// Index of a topic kind in the per-topic arrays.
     pub fn topic_index(topic: TopicKind) -> usize {
         topic.index()
+    }
+}
+
+/// Counts a write request of a sink with `outcome`: a success notes the time
+/// and ends a run of failures, a failure starts or extends one.
+fn record_request(
+    outcome: WriteOutcome,
+    requests: &[AtomicU64; 3],
+    last_ok_ms: &AtomicI64,
+    failing_since_ms: &AtomicI64,
+    consecutive_failures: &AtomicU64,
+) {
+    requests[outcome as usize].fetch_add(1, Relaxed);
+    match outcome {
+        WriteOutcome::Success | WriteOutcome::Partial => {
+            last_ok_ms.store(now_ms(), Relaxed);
+            failing_since_ms.store(0, Relaxed);
+            consecutive_failures.store(0, Relaxed);
+        }
+        WriteOutcome::Retriable => {
+            let _ = failing_since_ms.compare_exchange(0, now_ms(), Relaxed, Relaxed);
+            consecutive_failures.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// What the events sink counts: documents Elasticsearch stored or refused,
+/// `_bulk` requests by outcome and latency, and whether it is failing.
+pub struct EventsStats {
+    /// Documents stored.
+    pub documents_indexed: AtomicU64,
+    /// Documents refused for good (dead-lettered).
+    pub documents_rejected: AtomicU64,
+    bulk_requests: [AtomicU64; 3],
+    /// `_bulk` latency.
+    pub bulk_latency: Histogram,
+    /// `_bulk` attempts repeated after a retriable failure.
+    pub bulk_retries: AtomicU64,
+    /// Unix ms of the last `_bulk` request answered per item (0 = never).
+    pub last_write_ok_ms: AtomicI64,
+    /// Unix ms when the current run of failures began (0 = not failing).
+    pub failing_since_ms: AtomicI64,
+    /// Unix ms when pings of an idle Elasticsearch began to fail (0 = not failing).
+    pub ping_failing_since_ms: AtomicI64,
+    /// Consecutive failed `_bulk` attempts.
+    pub consecutive_failures: AtomicU64,
+}
+
+impl Default for EventsStats {
+    fn default() -> Self {
+        EventsStats {
+            documents_indexed: AtomicU64::new(0),
+            documents_rejected: AtomicU64::new(0),
+            bulk_requests: Default::default(),
+            bulk_latency: Histogram::new(LATENCY_BUCKETS),
+            bulk_retries: AtomicU64::new(0),
+            last_write_ok_ms: AtomicI64::new(0),
+            failing_since_ms: AtomicI64::new(0),
+            ping_failing_since_ms: AtomicI64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EventsStats {
+    /// Counts one `_bulk` request: `Success` when every item was stored,
+    /// `Partial` when the answer refused or deferred some, `Retriable` when
+    /// the request failed as a whole.
+    pub fn bulk_request(&self, outcome: WriteOutcome) {
+        record_request(
+            outcome,
+            &self.bulk_requests,
+            &self.last_write_ok_ms,
+            &self.failing_since_ms,
+            &self.consecutive_failures,
+        );
+    }
+    /// `_bulk` requests so far with `outcome`.
+    pub fn bulk_requests(&self, outcome: WriteOutcome) -> u64 {
+        self.bulk_requests[outcome as usize].load(Relaxed)
+    }
+    /// Whether the last `_bulk` request failed (and none succeeded since).
+    pub fn failing(&self) -> bool {
+        self.consecutive_failures.load(Relaxed) > 0
     }
 }

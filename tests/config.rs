@@ -1033,3 +1033,59 @@ fn an_empty_path_option_is_an_error_naming_it() {
         )
     );
 }
+
+#[test]
+fn check_config_shows_elasticsearch_with_its_secrets_masked_and_warns_about_sniffing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = write(
+        tmp.path(),
+        "events.conf",
+        "[kafka_events]\nenabled = true\n\
+         [elasticsearch]\nindex_name = monevents\nhosts = es1:9200, 10.0.0.2:9201\n\
+         sniff_on_start = true\nsniffer_timeout = 60\nmax_retries = 5\n\
+         user = persister\npassword = es-pass-4711\napi_key = a2V5OnNlY3JldA-key\n",
+    );
+    let conf_s = conf.to_string_lossy().into_owned();
+    let out = run_binary(&["check-config", "--config-file", &conf_s]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "[elasticsearch]\nindex_name = monevents\nhosts = es1:9200,10.0.0.2:9201\n\
+             sniff_on_start = true\nsniff_on_connection_fail = false\nsniffer_timeout = 60\n\
+             max_retries = 5\nbatch_size = 500\nssl = false\nverify_ssl = false\nca_file =\n\
+             user = persister\npassword = ****\napi_key = ****\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("elasticsearch_unhealthy_after_seconds = 60\n"),
+        "{stdout}"
+    );
+    for secret in ["es-pass-4711", "a2V5OnNlY3JldA-key"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked:\n{stdout}\n{stderr}"
+        );
+    }
+    for option in ["sniff_on_start", "sniffer_timeout"] {
+        assert!(
+            stderr.contains(&format!(
+                "warning: {conf_s}: [elasticsearch] {option} is ignored: nodes are not sniffed"
+            )),
+            "{stderr}"
+        );
+    }
+    assert_error(
+        "[elasticsearch]\nmax_retries = 0\n",
+        ": [elasticsearch] max_retries = \"0\": out of range: must be between 1 and 1000",
+    );
+    assert_error(
+        "[elasticsearch]\nhosts = es1\n",
+        ": [elasticsearch] hosts = \"es1\": \"es1\" is not host:port",
+    );
+    assert_error(
+        "[elasticsearch]\napi_key = ${missing}\n",
+        ": [elasticsearch] api_key = \"****\": holds a $ reference that cannot be substituted (write $$ for a literal $)",
+    );
+}

@@ -1,5 +1,9 @@
-//! The pipeline end to end, in process: a real mock Kafka cluster, a real
-//! influxd, the real WAL. Kafka → WAL → offset commit → writers → InfluxDB.
+//! The pipeline end to end, in process: Kafka, a real influxd, the real
+//! WAL. Kafka → WAL → offset commit → writers → InfluxDB. The delivery
+//! promises (every point of both topics in both database modes, two members
+//! sharing a group and a rebalance under load entering each message into one
+//! WAL once) run on a real Apache Kafka shared by the tests of this file;
+//! the rest, quick checks and request-error injection, on the mock cluster.
 
 mod support;
 
@@ -7,12 +11,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use monasca_persister::config::Config;
 use monasca_persister::pipeline::{Control, Pipeline};
 use monasca_persister::stats::Stats;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use support::influxd::Influxd;
 use support::kafka::{Kafka, TestKafka};
-use support::persister::{self as p, ALARMS, METRICS};
+use support::persister::{self as p, Topics, ALARMS, METRICS};
+use support::real_kafka::RealKafka;
 use support::wait_for;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -27,7 +33,8 @@ fn start(config: &monasca_persister::config::Config) -> (Pipeline, Arc<Stats>) {
 
 /// Produces `n` metrics for `tenants` round robin over `partitions`; returns the per-tenant counts.
 fn produce_metrics(
-    kafka: &Kafka,
+    kafka: &impl TestKafka,
+    topic: &str,
     n: usize,
     partitions: i32,
     tenants: &[&str],
@@ -44,12 +51,12 @@ fn produce_metrics(
             ts0 + i as i64,
             (i % 100) as f64 + 0.5,
         );
-        kafka.produce(METRICS, Some((i as i32) % partitions), msg.as_bytes());
+        kafka.produce(topic, Some((i as i32) % partitions), msg.as_bytes());
     }
     per_tenant
 }
 
-fn committed_total(kafka: &Kafka, group: &str, topic: &str, partitions: i32) -> i64 {
+fn committed_total(kafka: &impl TestKafka, group: &str, topic: &str, partitions: i32) -> i64 {
     kafka
         .committed_offsets(group, topic, partitions)
         .into_iter()
@@ -59,16 +66,17 @@ fn committed_total(kafka: &Kafka, group: &str, topic: &str, partitions: i32) -> 
 
 fn end_to_end(db_per_tenant: bool) {
     let influx = Influxd::start();
-    let kafka = Kafka::start(1, &[(METRICS, 16), (ALARMS, 2)]);
+    let kafka = RealKafka::shared();
+    let topics = Topics::create(kafka, 16, 2);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = p::config(&kafka, &influx, dir.path());
+    let mut config = topics.apply(p::config(kafka, &influx, dir.path()));
     config.influxdb.db_per_tenant = db_per_tenant;
     let ts0 = p::base_ts();
     let tenants = ["alpha", "beta", "gamma"];
-    let per_tenant = produce_metrics(&kafka, 100_000, 16, &tenants, ts0);
+    let per_tenant = produce_metrics(kafka, &topics.metrics, 100_000, 16, &tenants, ts0);
     for i in 0..1000 {
         kafka.produce(
-            ALARMS,
+            &topics.alarms,
             Some(i % 2),
             p::alarm(&format!("alarm-{i}"), "alpha", ts0 + i as i64).as_bytes(),
         );
@@ -125,7 +133,8 @@ fn end_to_end(db_per_tenant: bool) {
     assert_eq!(rows[0][5].as_str(), Some("[]"));
 
     wait_for("all offsets committed", LONG, || {
-        (committed_total(&kafka, "1_metrics", METRICS, 16) == 100_000).then_some(())
+        (committed_total(kafka, &topics.metrics_group(), &topics.metrics, 16) == 100_000)
+            .then_some(())
     });
     let summary = pipeline.shutdown();
     assert_eq!(summary.records_left, 0);
@@ -146,19 +155,17 @@ fn end_to_end_database_per_tenant() {
     end_to_end(true);
 }
 
-/// Two instances in one group over the 8 partitions of `METRICS`: the first
+/// Two instances in one group over 8 partitions: the first (`config_a`)
 /// takes them all, then the second joins; returns once both hold some.
 fn start_two_sharing_8_partitions(
-    kafka: &Kafka,
-    influx: &Influxd,
-    d1: &tempfile::TempDir,
-    d2: &tempfile::TempDir,
+    config_a: &Config,
+    config_b: &Config,
 ) -> ((Pipeline, Arc<Stats>), (Pipeline, Arc<Stats>)) {
-    let (a, stats_a) = start(&p::config(kafka, influx, d1.path()));
+    let (a, stats_a) = start(config_a);
     wait_for("first instance assigned all partitions", LONG, || {
         (stats_a.assigned_partitions[0].load(Relaxed) == 8).then_some(())
     });
-    let (b, stats_b) = start(&p::config(kafka, influx, d2.path()));
+    let (b, stats_b) = start(config_b);
     wait_for("the group split between both instances", LONG, || {
         let (na, nb) = (
             stats_a.assigned_partitions[0].load(Relaxed),
@@ -172,17 +179,22 @@ fn start_two_sharing_8_partitions(
 #[test]
 fn two_instances_share_partitions_and_append_each_message_once() {
     let influx = Influxd::start();
-    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let kafka = RealKafka::shared();
+    let topics = Topics::create(kafka, 8, 1);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ts0 = p::base_ts();
-    let ((a, stats_a), (b, stats_b)) = start_two_sharing_8_partitions(&kafka, &influx, &d1, &d2);
-    produce_metrics(&kafka, 40_000, 8, &["t1"], ts0);
+    let ((a, stats_a), (b, stats_b)) = start_two_sharing_8_partitions(
+        &topics.apply(p::config(kafka, &influx, d1.path())),
+        &topics.apply(p::config(kafka, &influx, d2.path())),
+    );
+    produce_metrics(kafka, &topics.metrics, 40_000, 8, &["t1"], ts0);
     kafka.flush();
     wait_for("40000 metrics in mon", LONG, || {
         (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 40_000).then_some(())
     });
     wait_for("all offsets committed", LONG, || {
-        (committed_total(&kafka, "1_metrics", METRICS, 8) == 40_000).then_some(())
+        (committed_total(kafka, &topics.metrics_group(), &topics.metrics, 8) == 40_000)
+            .then_some(())
     });
     a.shutdown();
     b.shutdown();
@@ -201,30 +213,93 @@ fn two_instances_share_partitions_and_append_each_message_once() {
     );
 }
 
+/// Two members of one group while messages flow: the second starts
+/// mid-stream, then the first stops mid-stream. Each message enters one WAL
+/// exactly once (the points both appended add up to what was produced) and
+/// every one reaches InfluxDB.
 #[test]
-fn rebalance_under_load_loses_nothing() {
+fn a_rebalance_under_load_enters_each_message_into_one_wal_once() {
+    const PARTITIONS: i32 = 8;
+    const RATE: u64 = 10_000;
     let influx = Influxd::start();
-    let kafka = Kafka::start(1, &[(METRICS, 8), (ALARMS, 1)]);
+    let kafka = RealKafka::shared();
+    let topics = Topics::create(kafka, PARTITIONS, 1);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ts0 = p::base_ts();
-    produce_metrics(&kafka, 30_000, 8, &["t1"], ts0);
-    kafka.flush();
-    let (a, stats_a) = start(&p::config(&kafka, &influx, d1.path()));
-    wait_for("first instance consuming", LONG, || {
-        (stats_a.consumed_total(monasca_persister::stats::TopicKind::Metrics) > 0).then_some(())
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load = {
+        let (stop, produced, topic) = (stop.clone(), produced.clone(), topics.metrics.clone());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut i = 0u64;
+            while !stop.load(Relaxed) {
+                let msg = p::metric("cpu.idle_perc", "t1", "host", ts0 + i as i64, 1.5);
+                kafka.produce(&topic, Some((i % PARTITIONS as u64) as i32), msg.as_bytes());
+                i += 1;
+                produced.store(i, Relaxed);
+                if i % 500 == 0 {
+                    let due = Duration::from_secs_f64(i as f64 / RATE as f64);
+                    if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(ahead);
+                    }
+                }
+            }
+            kafka.flush();
+        })
+    };
+    let consumed = |s: &Stats| s.consumed_total(monasca_persister::stats::TopicKind::Metrics);
+    let (a, stats_a) = start(&topics.apply(p::config(kafka, &influx, d1.path())));
+    wait_for("the first member consuming", LONG, || {
+        (consumed(&stats_a) >= 10_000).then_some(())
     });
-    let (b, _stats_b) = start(&p::config(&kafka, &influx, d2.path()));
-    produce_metrics(&kafka, 30_000, 8, &["t1"], ts0 + 30_000);
-    kafka.flush();
-    // Identical points overwrite, so the count is exact even if the hand-over re-read some.
-    wait_for("60000 metrics in mon", LONG, || {
-        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 60_000).then_some(())
+    let (b, stats_b) = start(&topics.apply(p::config(kafka, &influx, d2.path())));
+    wait_for("both members consuming", LONG, || {
+        let (na, nb) = (
+            stats_a.assigned_partitions[0].load(Relaxed),
+            stats_b.assigned_partitions[0].load(Relaxed),
+        );
+        let b_read = consumed(&stats_b);
+        (na > 0 && nb > 0 && na + nb == PARTITIONS as i64 && b_read >= 5_000).then_some(())
+    });
+    let a_before = consumed(&stats_a);
+    wait_for(
+        "the first member consuming after the rebalance",
+        LONG,
+        || (consumed(&stats_a) >= a_before + 5_000).then_some(()),
+    );
+    a.shutdown();
+    let b_before = consumed(&stats_b);
+    wait_for(
+        "the second member taking every partition, still consuming",
+        LONG,
+        || {
+            (stats_b.assigned_partitions[0].load(Relaxed) == PARTITIONS as i64
+                && consumed(&stats_b) >= b_before + 10_000)
+                .then_some(())
+        },
+    );
+    stop.store(true, Relaxed);
+    load.join().expect("the load thread");
+    let total = produced.load(Relaxed);
+    wait_for(&format!("{total} metrics in mon"), LONG, || {
+        (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == total).then_some(())
     });
     wait_for("all offsets committed", LONG, || {
-        (committed_total(&kafka, "1_metrics", METRICS, 8) == 60_000).then_some(())
+        (committed_total(kafka, &topics.metrics_group(), &topics.metrics, PARTITIONS)
+            == total as i64)
+            .then_some(())
     });
-    a.shutdown();
     b.shutdown();
+    let (na, nb) = (
+        stats_a.wal_points_appended.load(Relaxed),
+        stats_b.wal_points_appended.load(Relaxed),
+    );
+    assert_eq!(
+        na + nb,
+        total,
+        "each message must enter one WAL exactly once ({na} + {nb} appended, {total} produced)"
+    );
 }
 
 /// Stops both members of a group one right after the other, so that the
@@ -243,13 +318,17 @@ fn members_stopping_during_a_rebalance_close_cleanly() {
         let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         produce_metrics(
             &kafka,
+            METRICS,
             PER_ROUND,
             8,
             &["t1"],
             ts0 + (round * PER_ROUND) as i64,
         );
         kafka.flush();
-        let ((a, _), (b, stats_b)) = start_two_sharing_8_partitions(&kafka, &influx, &d1, &d2);
+        let ((a, _), (b, stats_b)) = start_two_sharing_8_partitions(
+            &p::config(&kafka, &influx, d1.path()),
+            &p::config(&kafka, &influx, d2.path()),
+        );
         a.shutdown();
         b.shutdown();
         assert_eq!(
@@ -278,7 +357,7 @@ fn influxdb_outage_keeps_consuming_into_the_wal_then_delivers() {
     influx.stop(false);
     let (pipeline, stats) = start(&config);
     let ts0 = p::base_ts();
-    produce_metrics(&kafka, 10_000, 4, &["t1"], ts0);
+    produce_metrics(&kafka, METRICS, 10_000, 4, &["t1"], ts0);
     kafka.flush();
     // Offsets advance although InfluxDB is down: the WAL holds the data.
     wait_for("offsets committed during the outage", LONG, || {
@@ -459,7 +538,7 @@ fn broker_faults_are_survived_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let config = p::config(&kafka, &influx, dir.path());
     let ts0 = p::base_ts();
-    produce_metrics(&kafka, 5_000, 4, &["t1"], ts0);
+    produce_metrics(&kafka, METRICS, 5_000, 4, &["t1"], ts0);
     kafka.flush();
     let errors = [
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
@@ -481,7 +560,7 @@ fn broker_faults_are_survived_without_loss() {
     });
     kafka.cluster.broker_down(1).expect("broker down");
     // Produced while the broker is down: buffered by the test producer until it is back.
-    produce_metrics(&kafka, 5_000, 4, &["t1"], ts0 + 5_000);
+    produce_metrics(&kafka, METRICS, 5_000, 4, &["t1"], ts0 + 5_000);
     kafka.cluster.broker_up(1).expect("broker up");
     kafka.flush();
     wait_for("all 10000 metrics", LONG, || {

@@ -16,20 +16,17 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use monasca_persister::config::{Config, Secret};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use support::binary::{number_before, wait_until, Persister};
 use support::influxd::Influxd;
-use support::kafka::{test_producer, Kafka, TestKafka};
+use support::kafka::{Kafka, TestKafka};
+use support::load::Load;
 use support::persister::{self as p, METRICS};
 use support::real_kafka::{unique_name, Stream};
 
@@ -39,29 +36,11 @@ const LONG: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------
 // The cluster and the configuration.
 
-/// The test configuration: the usual one for the stream's topic and group,
-/// plus a health endpoint on a free port (progress is read from /metrics),
-/// fast retries, a short session timeout so that a killed member's
-/// partitions move on quickly, and only the metrics topic.
+/// The test configuration ([`p::binary_config`]) for the stream's topic and group.
 fn config(stream: &Stream, influx: &Influxd, dir: &Path) -> Config {
-    let mut c = config_for(stream.kafka, influx, dir);
+    let mut c = p::binary_config(stream.kafka, influx, dir);
     c.kafka_metrics.topic = stream.topic.clone();
     c.kafka_metrics.group_id = stream.group.clone();
-    c
-}
-
-fn config_for(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
-    let mut c = p::config(kafka, influx, dir);
-    c.kafka_alarm_history.enabled = false;
-    c.health.enabled = true;
-    c.health.bind = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    c.influxdb.retry_initial_ms = 50;
-    c.influxdb.retry_max_ms = 500;
-    c.wal.commit_interval_ms = 50;
-    c.wal.drain_timeout_seconds = 20;
-    c.kafka_client
-        .properties
-        .insert("session.timeout.ms".into(), Secret::new("2000"));
     c
 }
 
@@ -166,92 +145,12 @@ fn agent_message(i: u64, rng: &mut fastrand::Rng, ts0: i64) -> String {
     )
 }
 
-/// Produces up to `total` messages from a background thread at about `rate` per second.
-struct Load {
-    stop: Arc<AtomicBool>,
-    produced: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(stream: &Stream, total: u64, rate: u64, ts0: i64) -> Load {
-        let producer = test_producer(stream.kafka.client_config());
-        let (topic, partitions) = (stream.topic.clone(), stream.partitions);
-        let stop = Arc::new(AtomicBool::new(false));
-        let produced = Arc::new(AtomicU64::new(0));
-        let (s, n) = (stop.clone(), produced.clone());
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            for i in 0..total {
-                if s.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (partition, body) = message(i, partitions, ts0);
-                let mut rec = BaseRecord::<(), str>::to(&topic)
-                    .payload(body.as_str())
-                    .partition(partition);
-                while let Err((e, back)) = producer.send(rec) {
-                    assert!(
-                        matches!(
-                            e,
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull
-                            )
-                        ),
-                        "produce: {e}"
-                    );
-                    producer.poll(Duration::from_millis(5));
-                    rec = back;
-                }
-                n.store(i + 1, Ordering::Relaxed);
-                // Pacing, so that the stream is still flowing when the test acts.
-                if i % 500 == 499 {
-                    let due = Duration::from_secs_f64((i + 1) as f64 / rate as f64);
-                    if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(ahead);
-                    }
-                }
-            }
-            producer
-                .flush(Duration::from_secs(60))
-                .expect("flush load producer");
-        });
-        Load {
-            stop,
-            produced,
-            thread: Some(thread),
-        }
-    }
-
-    /// Messages handed to the producer so far.
-    fn produced(&self) -> u64 {
-        self.produced.load(Ordering::Relaxed)
-    }
-
-    /// Waits until every message is produced and acknowledged by the broker.
-    fn finish(mut self) -> u64 {
-        if let Some(t) = self.thread.take() {
-            if let Err(panic) = t.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        self.produced()
-    }
-
-    /// Stops producing; returns how many messages were produced (all acknowledged).
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.finish()
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Produces up to `total` messages of the stream from a background thread at about `rate` per second.
+fn load(stream: &Stream, total: u64, rate: u64, ts0: i64) -> Load {
+    let partitions = stream.partitions;
+    Load::start(stream.kafka, &stream.topic, total, rate, move |i| {
+        message(i, partitions, ts0)
+    })
 }
 
 /// Produces `n` messages from the test thread and waits for the broker's acks.
@@ -369,7 +268,7 @@ fn sigterm_under_load_drains_and_a_restart_completes_the_set() {
         || a.tail(),
         || (a.assigned() == PARTITIONS as i64).then_some(()),
     );
-    let load = Load::start(&stream, TOTAL, 25_000, ts0);
+    let load = load(&stream, TOTAL, 25_000, ts0);
     wait_until(
         "40 000 messages consumed",
         LONG,
@@ -584,7 +483,7 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
     eprintln!("SIGKILL moments from seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     // Flowing until every round is done, however long start-ups take.
-    let load = Load::start(&stream, u64::MAX, 1_000, p::base_ts());
+    let load = load(&stream, u64::MAX, 1_000, p::base_ts());
 
     let mut kills_after_consuming = 0;
     for round in 0..ROUNDS {
@@ -633,6 +532,9 @@ fn sigkill_at_random_moments_twenty_times_loses_nothing() {
 
     eprintln!("{total} messages produced over {ROUNDS} SIGKILLs");
     let mut last = Persister::start(&cfg, dir.path(), "persister");
+    // Everything may be stored already: the SIGTERM below must not come
+    // before the persister handles signals.
+    last.wait_log(&format!("{} running", env!("CARGO_PKG_VERSION")), LONG);
     wait_until(
         "every message in InfluxDB",
         LONG,
@@ -661,7 +563,7 @@ fn influxd_killed_mid_write_and_restarted_loses_nothing() {
         || a.tail(),
         || (a.assigned() == PARTITIONS as i64).then_some(()),
     );
-    let load = Load::start(&stream, TOTAL, 10_000, p::base_ts());
+    let load = load(&stream, TOTAL, 10_000, p::base_ts());
     wait_until(
         "writes flowing",
         LONG,
@@ -716,7 +618,7 @@ fn sigterm_of_one_of_two_members_hands_over_without_loss() {
         let (na, nb) = (a.assigned(), b.assigned());
         (na > 0 && nb > 0 && na + nb == PARTITIONS as i64).then_some(())
     });
-    let load = Load::start(&stream, TOTAL, 20_000, p::base_ts());
+    let load = load(&stream, TOTAL, 20_000, p::base_ts());
     wait_until("both consuming", LONG, tails, || {
         (a.consumed() >= 10_000 && b.consumed() >= 10_000).then_some(())
     });
@@ -872,7 +774,7 @@ fn kafka_unreachable_is_not_fatal_and_reported_unhealthy() {
     let kafka =
         Kafka::start_with_rebalance_delay(1, &[(METRICS, PARTITIONS)], Duration::from_millis(100));
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config_for(&kafka, &influx, dir.path());
+    let mut cfg = p::binary_config(&kafka, &influx, dir.path());
     // librdkafka's default session timeout: leaving the group without a
     // coordinator waits for it, far longer than the drain timeout.
     cfg.kafka_client
@@ -959,7 +861,7 @@ fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&stream, &influx, dir.path());
     // Flowing throughout, so that the later signals meet consumers at work.
-    let load = Load::start(&stream, u64::MAX, 2_000, p::base_ts());
+    let load = load(&stream, u64::MAX, 2_000, p::base_ts());
     let started = Instant::now();
     let mut exits = std::collections::BTreeMap::<u64, Vec<Duration>>::new();
     let mut consuming = 0;

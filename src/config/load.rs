@@ -301,9 +301,9 @@ const KAFKA_COMMON: [&str; 7] = [
     "num_processors",
 ];
 
-/// Sections of stores other than InfluxDB: accepted so that an existing file
-/// loads, but nothing in them is used.
-const OTHER_STORE_SECTIONS: [&str; 2] = ["cassandra", "elasticsearch"];
+/// Sections of stores other than InfluxDB and Elasticsearch: accepted so
+/// that an existing file loads, but nothing in them is used.
+const OTHER_STORE_SECTIONS: [&str; 1] = ["cassandra"];
 
 /// oslo.log options that existing files set in `[DEFAULT]`; logging here is
 /// configured only by debug, log_file, log_dir and use_stderr.
@@ -349,7 +349,7 @@ fn is_secret_option(section: &str, option: &str) -> bool {
         return KafkaClientSection::is_secret(option);
     }
     let o = option.to_ascii_lowercase();
-    o.contains("password") || o.contains("token") || o.contains("secret")
+    o.contains("password") || o.contains("token") || o.contains("secret") || o.contains("api_key")
 }
 
 /// Reference defaults as text, for substituting options no file sets and
@@ -515,12 +515,13 @@ impl<'a> Context<'a> {
 }
 
 /// Sections whose options are read (besides the topic sections).
-const KNOWN_SECTIONS: [&str; 8] = [
+const KNOWN_SECTIONS: [&str; 9] = [
     "DEFAULT",
     "kafka",
     "zookeeper",
     "influxdb",
     "repositories",
+    "elasticsearch",
     "wal",
     "health",
     "kafka_client",
@@ -727,6 +728,15 @@ fn read_repositories(
     let repositories = &mut config.repositories;
     let r = ctx.section("repositories");
     r.string("events_driver", &mut repositories.events_driver)?;
+    if let Some(found) = ctx.lookup("repositories", "events_driver")? {
+        if !found.text.to_ascii_lowercase().contains("elasticsearch") {
+            warnings.push(format!(
+                "{}: [repositories] events_driver = {:?} is not an Elasticsearch driver; events go to [elasticsearch] regardless",
+                ctx.layers.files[found.file].display(),
+                found.text
+            ));
+        }
+    }
     r.boolean(
         "ignore_parse_point_error",
         &mut repositories.ignore_parse_point_error,
@@ -761,6 +771,79 @@ fn read_repositories(
             ));
         }
         *target = found.text;
+    }
+    Ok(())
+}
+
+/// Refuses a `retry_max_ms` below `retry_initial_ms` in `section`, naming
+/// the option the file set (`retry_max_ms` when it set both).
+fn check_retry_bounds(
+    ctx: &Context,
+    section: &str,
+    initial: u64,
+    max: u64,
+) -> Result<(), ConfigError> {
+    if max >= initial {
+        return Ok(());
+    }
+    let option = if ctx.layers.is_set(section, "retry_max_ms") {
+        "retry_max_ms"
+    } else {
+        "retry_initial_ms"
+    };
+    match ctx.lookup(section, option)? {
+        Some(found) => Err(ctx.error(
+            &found,
+            format!("retry_max_ms ({max}) must not be below retry_initial_ms ({initial})"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `[elasticsearch]`: the reference's options (sniffing accepted, with a
+/// warning when asked for, since the persister sends to the listed hosts
+/// only) and ours.
+fn read_elasticsearch(
+    ctx: &Context,
+    e: &mut super::ElasticsearchSection,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let r = ctx.section("elasticsearch");
+    r.name("index_name", &mut e.index_name)?;
+    r.host_ports("hosts", &mut e.hosts)?;
+    r.boolean("sniff_on_start", &mut e.sniff_on_start)?;
+    r.boolean("sniff_on_connection_fail", &mut e.sniff_on_connection_fail)?;
+    r.int_opt(
+        "sniffer_timeout",
+        0,
+        u64::from(u32::MAX),
+        &mut e.sniffer_timeout,
+    )?;
+    r.int("max_retries", 1, 1_000, &mut e.max_retries)?;
+    r.int("batch_size", 1, 100_000, &mut e.batch_size)?;
+    r.boolean("ssl", &mut e.ssl)?;
+    r.boolean("verify_ssl", &mut e.verify_ssl)?;
+    r.path_opt("ca_file", &mut e.ca_file)?;
+    r.string("user", &mut e.user)?;
+    r.secret("password", &mut e.password)?;
+    r.secret("api_key", &mut e.api_key)?;
+    r.int("timeout_seconds", 1, 3_600, &mut e.timeout_seconds)?;
+    r.int("retry_initial_ms", 1, 3_600_000, &mut e.retry_initial_ms)?;
+    r.int("retry_max_ms", 1, 86_400_000, &mut e.retry_max_ms)?;
+    check_retry_bounds(ctx, "elasticsearch", e.retry_initial_ms, e.retry_max_ms)?;
+    let sniffing = [
+        ("sniff_on_start", e.sniff_on_start),
+        ("sniff_on_connection_fail", e.sniff_on_connection_fail),
+        ("sniffer_timeout", e.sniffer_timeout.is_some()),
+    ];
+    for (option, asked) in sniffing {
+        if let (true, Some(found)) = (asked, ctx.lookup("elasticsearch", option)?) {
+            warnings.push(format!(
+                "{}: [elasticsearch] {option} is ignored: nodes are not sniffed; \
+                 the persister sends to the hosts listed (list every node, or a load balancer)",
+                ctx.layers.files[found.file].display()
+            ));
+        }
     }
     Ok(())
 }
@@ -820,24 +903,10 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
     r.int("timeout_seconds", 1, 3_600, &mut i.timeout_seconds)?;
     r.int("retry_initial_ms", 1, 3_600_000, &mut i.retry_initial_ms)?;
     r.int("retry_max_ms", 1, 86_400_000, &mut i.retry_max_ms)?;
-    if i.retry_max_ms < i.retry_initial_ms {
-        let option = if layers.is_set("influxdb", "retry_max_ms") {
-            "retry_max_ms"
-        } else {
-            "retry_initial_ms"
-        };
-        if let Some(found) = ctx.lookup("influxdb", option)? {
-            return Err(ctx.error(
-                &found,
-                format!(
-                    "retry_max_ms ({}) must not be below retry_initial_ms ({})",
-                    i.retry_max_ms, i.retry_initial_ms
-                ),
-            ));
-        }
-    }
+    check_retry_bounds(&ctx, "influxdb", i.retry_initial_ms, i.retry_max_ms)?;
 
     read_repositories(&ctx, &mut config, &mut warnings)?;
+    read_elasticsearch(&ctx, &mut config.elasticsearch, &mut warnings)?;
 
     let w = &mut config.wal;
     let r = ctx.section("wal");
@@ -876,6 +945,12 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         1,
         86_400,
         &mut h.influxdb_unhealthy_after_seconds,
+    )?;
+    r.int(
+        "elasticsearch_unhealthy_after_seconds",
+        1,
+        86_400,
+        &mut h.elasticsearch_unhealthy_after_seconds,
     )?;
 
     for ((section, option), _) in layers

@@ -64,7 +64,7 @@ pub struct Config {
     pub kafka_metrics: KafkaTopicSection,
     /// `[kafka_alarm_history]` with `[kafka]` defaults applied.
     pub kafka_alarm_history: KafkaTopicSection,
-    /// `[kafka_events]` with `[kafka]` defaults applied (decoded, not stored).
+    /// `[kafka_events]` with `[kafka]` defaults applied.
     pub kafka_events: KafkaTopicSection,
     /// `[zookeeper]`: accepted, unused.
     pub zookeeper: ZookeeperSection,
@@ -72,6 +72,8 @@ pub struct Config {
     pub influxdb: InfluxSection,
     /// `[repositories]`.
     pub repositories: RepositoriesSection,
+    /// `[elasticsearch]`: where events go.
+    pub elasticsearch: ElasticsearchSection,
     /// `[wal]` (ours).
     pub wal: WalSection,
     /// `[health]` (ours).
@@ -82,13 +84,19 @@ pub struct Config {
 
 impl Config {
     /// Every secret value configured: `[influxdb] password` and `token`,
+    /// `[elasticsearch] password` and `api_key`,
     /// and the secret-looking `[kafka_client]` properties (empty ones left out).
     pub fn secret_values(&self) -> impl Iterator<Item = &str> {
-        [&self.influxdb.password, &self.influxdb.token]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .map(Secret::expose)
-            .chain(self.kafka_client.secret_values())
+        [
+            &self.influxdb.password,
+            &self.influxdb.token,
+            &self.elasticsearch.password,
+            &self.elasticsearch.api_key,
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(Secret::expose)
+        .chain(self.kafka_client.secret_values())
     }
 }
 
@@ -200,6 +208,68 @@ pub struct InfluxSection {
     pub retry_max_ms: u64,
 }
 
+/// `[elasticsearch]` options: the reference's, then ours (TLS,
+/// authentication, bulk size, timeouts and retries, as in `[influxdb]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElasticsearchSection {
+    /// `index_name` (events): indices are `<index_name>-<project id>-<date>`.
+    pub index_name: String,
+    /// `hosts` (localhost:9200): `host:port` of each node, tried in turn.
+    pub hosts: Vec<String>,
+    /// `sniff_on_start` (false): accepted; nodes are not sniffed.
+    pub sniff_on_start: bool,
+    /// `sniff_on_connection_fail` (false): accepted; nodes are not sniffed.
+    pub sniff_on_connection_fail: bool,
+    /// `sniffer_timeout` (unset): accepted; nodes are not sniffed.
+    pub sniffer_timeout: Option<u64>,
+    /// `max_retries` (3): connection failures retried at once on the next
+    /// host before backing off.
+    pub max_retries: u32,
+    /// `batch_size` (ours, 500): documents per `_bulk` request.
+    pub batch_size: usize,
+    /// `ssl` (ours, false): https.
+    pub ssl: bool,
+    /// `verify_ssl` (ours, false): verify the server certificate.
+    pub verify_ssl: bool,
+    /// `ca_file` (ours): PEM bundle of a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// `user` (ours, empty): HTTP basic authentication with `password`.
+    pub user: String,
+    /// `password` (ours).
+    pub password: Secret,
+    /// `api_key` (ours): sent as `Authorization: ApiKey …` instead.
+    pub api_key: Secret,
+    /// `timeout_seconds` (ours, 30): per HTTP request.
+    pub timeout_seconds: u64,
+    /// `retry_initial_ms` (ours, 100): first backoff.
+    pub retry_initial_ms: u64,
+    /// `retry_max_ms` (ours, 30000): backoff cap.
+    pub retry_max_ms: u64,
+}
+
+impl Default for ElasticsearchSection {
+    fn default() -> Self {
+        ElasticsearchSection {
+            index_name: "events".to_string(),
+            hosts: vec!["localhost:9200".to_string()],
+            sniff_on_start: false,
+            sniff_on_connection_fail: false,
+            sniffer_timeout: None,
+            max_retries: 3,
+            batch_size: 500,
+            ssl: false,
+            verify_ssl: false,
+            ca_file: None,
+            user: String::new(),
+            password: Secret::default(),
+            api_key: Secret::default(),
+            timeout_seconds: 30,
+            retry_initial_ms: 100,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
 /// `[repositories]` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoriesSection {
@@ -247,6 +317,8 @@ pub struct HealthSection {
     pub bind: SocketAddr,
     /// `influxdb_unhealthy_after_seconds` (60).
     pub influxdb_unhealthy_after_seconds: u64,
+    /// `elasticsearch_unhealthy_after_seconds` (60).
+    pub elasticsearch_unhealthy_after_seconds: u64,
 }
 
 /// `[kafka_client]`: librdkafka properties passed through verbatim.
@@ -437,6 +509,7 @@ impl Default for HealthSection {
             enabled: true,
             bind: SocketAddr::from(([127, 0, 0, 1], 8091)),
             influxdb_unhealthy_after_seconds: 60,
+            elasticsearch_unhealthy_after_seconds: 60,
         }
     }
 }
@@ -457,6 +530,7 @@ impl Default for Config {
             zookeeper: ZookeeperSection::default(),
             influxdb: InfluxSection::default(),
             repositories: RepositoriesSection::default(),
+            elasticsearch: ElasticsearchSection::default(),
             wal: WalSection::default(),
             health: HealthSection::default(),
             kafka_client: KafkaClientSection::default(),

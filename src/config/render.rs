@@ -94,6 +94,7 @@ impl Config {
         let d = &self.default;
         let i = &self.influxdb;
         let r = &self.repositories;
+        let e = &self.elasticsearch;
         let w = &self.wal;
         let h = &self.health;
         vec![
@@ -133,6 +134,24 @@ impl Config {
                 .opt("ignore_parse_point_error", r.ignore_parse_point_error)
                 .section("repositories"),
             Builder::new()
+                .opt("index_name", &e.index_name)
+                .opt("hosts", e.hosts.join(","))
+                .opt("sniff_on_start", e.sniff_on_start)
+                .opt("sniff_on_connection_fail", e.sniff_on_connection_fail)
+                .maybe("sniffer_timeout", e.sniffer_timeout)
+                .opt("max_retries", e.max_retries)
+                .opt("batch_size", e.batch_size)
+                .opt("ssl", e.ssl)
+                .opt("verify_ssl", e.verify_ssl)
+                .maybe("ca_file", e.ca_file.as_ref().map(|p| p.display()))
+                .opt("user", &e.user)
+                .opt("password", &e.password)
+                .opt("api_key", &e.api_key)
+                .opt("timeout_seconds", e.timeout_seconds)
+                .opt("retry_initial_ms", e.retry_initial_ms)
+                .opt("retry_max_ms", e.retry_max_ms)
+                .section("elasticsearch"),
+            Builder::new()
                 .path("path", &w.path)
                 .opt("max_size_mb", w.max_size_mb)
                 .opt("commit_interval_ms", w.commit_interval_ms)
@@ -150,6 +169,10 @@ impl Config {
                 .opt(
                     "influxdb_unhealthy_after_seconds",
                     h.influxdb_unhealthy_after_seconds,
+                )
+                .opt(
+                    "elasticsearch_unhealthy_after_seconds",
+                    h.elasticsearch_unhealthy_after_seconds,
                 )
                 .section("health"),
             kafka_client(&self.kafka_client),

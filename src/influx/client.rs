@@ -4,29 +4,17 @@
 //! token. Credentials travel only in the `Authorization` header, so no URL,
 //! log line or error message can carry them.
 
-use std::fmt;
-use std::io;
-use std::path::PathBuf;
-use std::sync::Once;
-use std::time::Duration;
-
-use base64::Engine as _;
-use ureq::tls::{PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
 use ureq::Agent;
 
-use super::resolver::LiteralAddressResolver;
 use super::response::{classify, write_action, WriteResponse};
 use super::schema::{DatabaseCreation, RetentionPolicy};
 use crate::config::InfluxSection;
+pub use crate::http_client::SetupError;
+use crate::http_client::{shown, AgentSettings, Credentials};
 
 /// Largest answer body read; a 400 echoing every line of a big write is
 /// about the size of the request, so this leaves plenty of room.
 const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
-
-/// How much of InfluxDB's message an error's text shows (the full text stays
-/// in the error's `message` field).
-const MESSAGE_SHOWN: usize = 400;
 
 /// A failed exchange with InfluxDB. Every variant names what was being done
 /// and the server URL (which never holds credentials).
@@ -166,48 +154,6 @@ impl InfluxError {
     }
 }
 
-/// A client that cannot be set up from the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// `ca_file` could not be read.
-    #[error("reading [influxdb] ca_file {path}: {cause}")]
-    CaFileUnreadable {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        cause: io::Error,
-    },
-    /// `ca_file` holds no usable PEM certificate.
-    #[error("reading [influxdb] ca_file {path}: {detail}")]
-    CaFileInvalid {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        detail: String,
-    },
-}
-
-fn shown(message: &str) -> String {
-    if message.len() <= MESSAGE_SHOWN {
-        return message.to_string();
-    }
-    let mut cut = MESSAGE_SHOWN;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}… ({} bytes in all)", &message[..cut], message.len())
-}
-
-/// The `Authorization` header value; masked in Debug output.
-#[derive(Clone)]
-struct Credentials(String);
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"****\"")
-    }
-}
-
 /// An InfluxDB 1.x HTTP client. Cheap to clone; clones share connections.
 #[derive(Clone, Debug)]
 pub struct InfluxClient {
@@ -219,50 +165,32 @@ pub struct InfluxClient {
     timeout_seconds: u64,
 }
 
-static INSECURE_TLS_WARNING: Once = Once::new();
-
 impl InfluxClient {
     /// Builds a client from `[influxdb]`. It does not contact the server.
     pub fn new(config: &InfluxSection) -> Result<InfluxClient, SetupError> {
         let scheme = if config.ssl { "https" } else { "http" };
-        let host = if config.ip_address.contains(':') && !config.ip_address.starts_with('[') {
-            format!("[{}]", config.ip_address)
-        } else {
-            config.ip_address.clone()
-        };
-        let base_url = format!("{scheme}://{host}:{}", config.port);
-        let timeout =
-            (config.timeout_seconds > 0).then(|| Duration::from_secs(config.timeout_seconds));
-        let agent_config = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(timeout)
-            .max_idle_connections_per_host(32)
-            .user_agent(concat!("monasca-persister/", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls_config(config, &base_url)?)
-            .build();
-        let agent = Agent::with_parts(
-            agent_config,
-            DefaultConnector::default(),
-            LiteralAddressResolver::default(),
+        let base_url = format!(
+            "{scheme}://{}:{}",
+            crate::http_client::url_host(&config.ip_address),
+            config.port
         );
-        let auth = if !config.token.is_empty() {
-            Some(Credentials(format!("Token {}", config.token.expose())))
-        } else if !config.user.is_empty() && !config.password.is_empty() {
-            let pair = format!("{}:{}", config.user, config.password.expose());
-            Some(Credentials(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )))
-        } else {
-            None
-        };
+        let agent = crate::http_client::agent(&AgentSettings {
+            section: "influxdb",
+            ssl: config.ssl,
+            verify_ssl: config.verify_ssl,
+            ca_file: config.ca_file.as_deref(),
+            timeout_seconds: config.timeout_seconds,
+            server: &base_url,
+        })?;
+        let (auth, how) = crate::http_client::credentials(
+            "Token",
+            "token",
+            &config.token,
+            &config.user,
+            &config.password,
+        );
         log::info!(
-            "InfluxDB at {base_url}: {}, timeout {} s",
-            match (&auth, config.token.is_empty()) {
-                (None, _) => "no authentication".to_string(),
-                (Some(_), false) => "token authentication".to_string(),
-                (Some(_), true) => format!("user {:?} with password", config.user),
-            },
+            "InfluxDB at {base_url}: {how}, timeout {} s",
             config.timeout_seconds
         );
         Ok(InfluxClient {
@@ -294,7 +222,7 @@ impl InfluxClient {
             .post(&url)
             .header("Content-Type", "text/plain; charset=utf-8");
         if let Some(auth) = &self.auth {
-            request = request.header("Authorization", &auth.0);
+            request = request.header("Authorization", auth.header_value());
         }
         let mut response = match request.send(body) {
             Ok(r) => r,
@@ -332,7 +260,7 @@ impl InfluxClient {
         let action = || format!("running InfluxQL `{}`", shown(statement));
         let mut request = self.agent.post(&self.query_url);
         if let Some(auth) = &self.auth {
-            request = request.header("Authorization", &auth.0);
+            request = request.header("Authorization", auth.header_value());
         }
         let mut form = vec![("q", statement)];
         if let Some(db) = database {
@@ -426,7 +354,7 @@ impl InfluxClient {
         let action = || "pinging InfluxDB".to_string();
         let mut request = self.agent.get(format!("{}/ping", self.base_url));
         if let Some(auth) = &self.auth {
-            request = request.header("Authorization", &auth.0);
+            request = request.header("Authorization", auth.header_value());
         }
         let mut response = request
             .call()
@@ -458,7 +386,7 @@ impl InfluxClient {
         let action = || "reading InfluxDB's clock (/ping)".to_string();
         let mut request = self.agent.get(format!("{}/ping", self.base_url));
         if let Some(auth) = &self.auth {
-            request = request.header("Authorization", &auth.0);
+            request = request.header("Authorization", auth.header_value());
         }
         let response = request
             .call()
@@ -473,15 +401,7 @@ impl InfluxClient {
 
     fn transport_error(&self, action: String, error: ureq::Error) -> InfluxError {
         let url = self.base_url.clone();
-        let timed_out = match &error {
-            ureq::Error::Timeout(_) => true,
-            ureq::Error::Io(e) => matches!(
-                e.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            ),
-            _ => false,
-        };
-        if timed_out {
+        if crate::http_client::is_timeout(&error) {
             InfluxError::Timeout {
                 action,
                 url,
@@ -495,57 +415,6 @@ impl InfluxClient {
             }
         }
     }
-}
-
-fn tls_config(config: &InfluxSection, base_url: &str) -> Result<TlsConfig, SetupError> {
-    let builder = TlsConfig::builder();
-    if !config.ssl {
-        return Ok(builder.build());
-    }
-    if !config.verify_ssl {
-        INSECURE_TLS_WARNING.call_once(|| {
-            log::warn!(
-                "[influxdb] verify_ssl = false: the certificate of {base_url} is not verified, \
-                 so anyone on the path can read and change what is sent{}",
-                if config.ca_file.is_some() {
-                    " (ca_file is ignored)"
-                } else {
-                    ""
-                }
-            );
-        });
-        return Ok(builder.disable_verification(true).build());
-    }
-    let Some(path) = &config.ca_file else {
-        // Mozilla's roots, as bundled: a private CA needs ca_file.
-        return Ok(builder.root_certs(RootCerts::WebPki).build());
-    };
-    let pem = std::fs::read(path).map_err(|cause| SetupError::CaFileUnreadable {
-        path: path.clone(),
-        cause,
-    })?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(SetupError::CaFileInvalid {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })
-            }
-        }
-    }
-    if certs.is_empty() {
-        return Err(SetupError::CaFileInvalid {
-            path: path.clone(),
-            detail: "no PEM certificate in it".into(),
-        });
-    }
-    Ok(builder
-        .root_certs(RootCerts::new_with_certs(&certs))
-        .build())
 }
 
 /// An InfluxQL double-quoted identifier: `\` and `"` escaped.
@@ -579,6 +448,7 @@ fn encode_query_value(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use base64::Engine as _;
 
     #[test]
     fn identifiers_are_quoted_and_escaped() {

@@ -5,7 +5,6 @@
 pub mod client;
 pub mod databases;
 pub mod lines;
-mod resolver;
 pub mod response;
 pub mod schema;
 pub mod writer;

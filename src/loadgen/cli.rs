@@ -83,9 +83,20 @@ pub struct KafkaArgs {
 
     /// Spread each topic's messages round robin over partitions 0..N (the
     /// topics must have that many); without it librdkafka's partitioner
-    /// picks. With --embedded-broker: the topics' partition count [default: 16].
+    /// picks. With --embedded-broker or --create-topics: the topics' partition
+    /// count [default: 16].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub partitions: Option<u32>,
+
+    /// Create the topics first (with --partitions partitions, default 16)
+    /// unless they exist: a real broker normally refuses to create them on
+    /// first use.
+    #[arg(long, conflicts_with = "embedded_broker")]
+    pub create_topics: bool,
+
+    /// Replication factor of the topics --create-topics creates.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: i32,
 
     /// A librdkafka producer property (TLS, SASL, tuning), e.g.
     /// security.protocol=SASL_SSL. Repeatable; overrides the defaults.
@@ -263,6 +274,26 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("--brokers or --embedded-broker is required"),
     };
 
+    if args.kafka.create_topics {
+        let p = partitions.unwrap_or(EMBEDDED_PARTITIONS);
+        let created = super::topics::create_topics(
+            &brokers,
+            &args.kafka.kafka_properties,
+            &[&args.kafka.metrics_topic, &args.kafka.alarms_topic],
+            p as i32,
+            args.kafka.replication_factor,
+        )?;
+        if !created.is_empty() {
+            eprintln!(
+                "load: created topic(s) {} with {p} partitions",
+                created.join(", ")
+            );
+        }
+    }
+    let partitions = match (args.kafka.create_topics, partitions) {
+        (true, None) => Some(EMBEDDED_PARTITIONS),
+        (_, p) => p,
+    };
     let mut producer = LoadProducer::new(&brokers, &args.kafka.kafka_properties)
         .with_context(|| format!("Kafka producer for {brokers}"))?;
     let mut run = LoadRun {

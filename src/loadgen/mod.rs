@@ -15,5 +15,6 @@ pub mod producer;
 pub mod progress;
 pub mod run;
 pub mod stop;
+pub mod topics;
 
 pub use generate::{Generator, Limits, Message, MessageKind, Mix, Timestamps, Workload};

@@ -19,11 +19,15 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 
 use super::batch::{PendingBatch, RejectedMessage};
+use super::event_sink::EVENTS_RECORD_DATABASE;
 use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
+use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
+use super::positions::{deleted_before_read, Positions};
 use super::Shared;
 use crate::config::{Config, KafkaTopicSection};
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
+use crate::elasticsearch::document::{self, EventSource};
 use crate::stats::TopicKind;
 use crate::transform::{Rejection, Target};
 
@@ -123,6 +127,11 @@ pub struct PersisterContext {
     fetch_queue: FetchQueueSlot,
     /// Connection failures, logged first, summarised, then the recovery.
     kafka_log: KafkaLog,
+    /// Start offsets of newly assigned partitions (-1: unknown or revoked),
+    /// for the run loop's [`Positions`].
+    starts: Mutex<Vec<(i32, i64)>>,
+    /// A missing topic and refused credentials: the log and `/healthcheck`.
+    errors: KafkaErrors,
 }
 
 impl ClientContext for PersisterContext {
@@ -137,8 +146,12 @@ impl ClientContext for PersisterContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal)) {
             log::error!("librdkafka: {error}: {reason}");
-        } else {
+        } else if kafka_errors::classify(&error) == Problem::Other {
             self.kafka_log.failed(&format!("{error}: {reason}"));
+        } else {
+            // A missing topic, refused credentials: said as such, and kept
+            // for /healthcheck.
+            self.errors.report(&error, reason, &self.shared.stats);
         }
     }
 
@@ -162,6 +175,9 @@ impl ClientContext for PersisterContext {
             .values()
             .any(|b| b.nodeid >= 0 && b.state == "UP");
         self.shared.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
+        if up {
+            self.errors.connected(&self.shared.stats);
+        }
         if up
             && statistics
                 .brokers
@@ -226,6 +242,7 @@ impl ConsumerContext for PersisterContext {
                     }
                 }
                 self.count_assignment(consumer);
+                self.errors.assigned(tpl.count(), &self.shared.stats);
                 log::info!(
                     "assigned {} partition(s) of {}: {}",
                     tpl.count(),
@@ -245,6 +262,13 @@ impl ConsumerContext for PersisterContext {
                     for e in tpl.elements_for_topic(&self.topic) {
                         durable.remove(&e.partition());
                     }
+                }
+                if let Ok(mut starts) = self.starts.lock() {
+                    starts.extend(
+                        tpl.elements_for_topic(&self.topic)
+                            .iter()
+                            .map(|e| (e.partition(), -1)),
+                    );
                 }
                 let result = if matches!(
                     consumer.rebalance_protocol(),
@@ -331,6 +355,44 @@ impl PersisterContext {
         }
     }
 
+    /// A message of `partition` came at `offset` where `expected` was due:
+    /// warns about and counts the offsets between that Kafka deleted before
+    /// they were read (see [`deleted_before_read`]).
+    fn check_skipped(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partition: i32,
+        expected: i64,
+        offset: i64,
+    ) {
+        // The log start librdkafka saw in the fetch that brought the
+        // message; asked of the broker when it has none.
+        let log_start = match fetch_queue::cached_log_start(consumer, &self.topic, partition) {
+            Some(low) => low,
+            None => match consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(5))
+            {
+                Ok((low, _)) => low,
+                Err(e) => {
+                    log::warn!(
+                        "{}/{partition}: offsets {expected}..{offset} were skipped and the log start cannot be read ({e}): messages may have been deleted before they were read",
+                        self.topic
+                    );
+                    return;
+                }
+            },
+        };
+        let deleted = deleted_before_read(expected, offset, log_start);
+        if deleted > 0 {
+            self.shared.stats.offsets_skipped[crate::stats::Stats::topic_index(self.kind)]
+                .fetch_add(deleted as u64, Ordering::Relaxed);
+            log::warn!(
+                "{}/{partition}: {deleted} offset(s) skipped: the messages at offsets {expected}..{} were deleted by Kafka (retention) before they were read; resumed at the earliest offset, {offset}",
+                self.topic,
+                expected + deleted - 1
+            );
+        }
+    }
+
     /// Forwards newly assigned partitions to the fetch queue, before they
     /// are assigned. A partition that cannot be routed keeps delivering
     /// through the consumer queue, which the run loop polls too.
@@ -350,7 +412,8 @@ impl PersisterContext {
     }
 
     /// Sets each newly assigned partition's start offset to the WAL's stored
-    /// next offset when that is ahead of the group's committed offset.
+    /// next offset when that is ahead of the group's committed offset, and
+    /// notes where each partition starts (see [`Positions`]).
     fn resume_from_wal(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let committed = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
             Ok(c) => Some(c),
@@ -375,7 +438,6 @@ impl PersisterContext {
                     None
                 }
             };
-            let Some(stored) = stored else { continue };
             let kafka = committed
                 .as_ref()
                 .and_then(|c| c.find_partition(&self.topic, p))
@@ -383,6 +445,12 @@ impl PersisterContext {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 });
+            // Where the partition's next message is expected: a message
+            // beyond it may mean the data was deleted before it was read.
+            if let Ok(mut starts) = self.starts.lock() {
+                starts.push((p, stored.max(kafka).unwrap_or(-1)));
+            }
+            let Some(stored) = stored else { continue };
             if kafka.is_none_or(|k| stored > k) {
                 log::info!(
                     "{}/{p}: resuming at WAL offset {stored} (Kafka committed {kafka:?})",
@@ -408,17 +476,21 @@ impl PersisterContext {
     /// WAL append, records handed to writers, then offsets committed.
     /// `commit` None skips the commit (assignment lost, or shutting down hard).
     fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
+        // The guard must be gone before the early return: advancing past
+        // unread records locks the buffer again.
         let taken = match self.batch.lock() {
             // On a full disk the batch waits (`apply_back_pressure` pauses
             // the partitions meanwhile) and the flush is tried again.
             Ok(b) if !b.is_empty() && !self.shared.disk_space.has_room(b.bytes()) => return,
-            Ok(mut b) if !b.is_empty() => b.take(),
-            _ => {
-                if let Some(mode) = commit {
-                    self.commit_durable(consumer, mode);
-                }
-                return;
+            Ok(mut b) if !b.is_empty() => Some(b.take()),
+            _ => None,
+        };
+        let Some(taken) = taken else {
+            if let Some(mode) = commit {
+                self.advance_past_unread_records(consumer);
+                self.commit_durable(consumer, mode);
             }
+            return;
         };
         let shared = &self.shared;
         if !taken.dead_letters.is_empty() {
@@ -471,15 +543,54 @@ impl PersisterContext {
             .wal_points_appended
             .fetch_add(points, std::sync::atomic::Ordering::Relaxed);
         drop(records);
+        let handoff = shared.handoff_for(self.kind);
         for (id, (db, lines, points)) in ids.iter().zip(taken.records) {
-            shared.handoff.offer(id, db, points, lines);
+            handoff.offer(id, db, points, lines);
         }
         if let Ok(mut durable) = self.durable.lock() {
             durable.extend(taken.next_offsets.iter().map(|(p, o)| (*p, *o)));
         }
         if let Some(mode) = commit {
+            self.advance_past_unread_records(consumer);
             self.commit_durable(consumer, mode);
         }
+    }
+
+    /// Raises each assigned partition's durable offset to the consumer's
+    /// position when that is further on and nothing read is waiting in the
+    /// buffer. The offsets between hold records librdkafka consumes without
+    /// handing them over: transaction markers and aborted messages (the
+    /// default `isolation.level = read_committed`). Without this the group's
+    /// offsets would stop short of a partition that ends with a marker, and
+    /// its lag never reach zero. Only while nothing fatal happened: a batch
+    /// whose append failed is gone from the buffer without being durable.
+    /// Returns whether an offset moved.
+    fn advance_past_unread_records(&self, consumer: &BaseConsumer<Self>) -> bool {
+        // After a fatal error a batch may have been taken and not made
+        // durable (a failed append): the position proves nothing then.
+        if self.shared.control.fatal_error().is_some() {
+            return false;
+        }
+        if !self.batch.lock().is_ok_and(|b| b.is_empty()) {
+            return false;
+        }
+        let Ok(positions) = consumer.position() else {
+            return false;
+        };
+        let Ok(mut durable) = self.durable.lock() else {
+            return false;
+        };
+        let mut moved = false;
+        for e in positions.elements_for_topic(&self.topic) {
+            if let Offset::Offset(position) = e.offset() {
+                let slot = durable.entry(e.partition()).or_insert(-1);
+                if position > *slot {
+                    *slot = position;
+                    moved = true;
+                }
+            }
+        }
+        moved
     }
 
     /// Commits every offset that is durable locally. Cheap (one entry per
@@ -555,11 +666,26 @@ impl PersisterContext {
                     .metric(payload, lines)
                     .map(|_| batch.shared_line_added())
             }
+            TopicKind::Events => {
+                scratch.clear();
+                let index_name = shared.events.as_ref().map_or("", |e| e.index_name.as_str());
+                let source = EventSource {
+                    topic: &self.topic,
+                    partition,
+                    offset,
+                };
+                let today = chrono::Local::now().date_naive();
+                document::encode(index_name, source, payload, today, scratch).map(|()| {
+                    batch.push_line(&Target::Shared, scratch, || {
+                        EVENTS_RECORD_DATABASE.to_string()
+                    })
+                })
+            }
             TopicKind::Metrics | TopicKind::AlarmTransitions => {
                 scratch.clear();
                 let target = match self.kind {
-                    TopicKind::Metrics => transformer.metric(payload, scratch),
                     TopicKind::AlarmTransitions => transformer.alarm_transition(payload, scratch),
+                    _ => transformer.metric(payload, scratch),
                 };
                 target.map(|target| {
                     batch.push_line(&target, scratch, || {
@@ -692,7 +818,7 @@ pub fn spawn(
         kind,
         shared: shared.clone(),
         batch: Mutex::new(PendingBatch::new(
-            shared.influx_batch_size,
+            shared.record_size(kind),
             shared.line_buffers.clone(),
         )),
         durable: Mutex::new(BTreeMap::new()),
@@ -702,6 +828,8 @@ pub fn spawn(
         closing: AtomicBool::new(false),
         fetch_queue: FetchQueueSlot::default(),
         kafka_log: KafkaLog::new(&section.topic),
+        starts: Mutex::new(Vec::new()),
+        errors: KafkaErrors::new(&section.topic, kind),
     };
     let consumer: BaseConsumer<PersisterContext> = client_config(config, section, member)
         .create_with_context(context)
@@ -771,7 +899,8 @@ fn run(
     let mut fetched = Vec::with_capacity(DRAIN_MAX);
     let mut rewind: Vec<(i32, i64)> = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
-    let mut last_error_log: Option<Instant> = None;
+    let mut positions = Positions::default();
+    let mut gaps: Vec<(i32, i64, i64)> = Vec::new();
     let idle_timeout = interval.min(Duration::from_millis(100));
     let mut idle = false;
     let mut last_recommit = Instant::now();
@@ -779,9 +908,18 @@ fn run(
         let mut consumed = 0u64;
         // Rebalances, errors and commit results arrive here, and so do the
         // messages of a partition that could not be routed to the queue.
-        match consumer.poll(Duration::ZERO) {
+        let polled = consumer.poll(Duration::ZERO);
+        if let Ok(mut starts) = ctx.starts.lock() {
+            for (partition, offset) in starts.drain(..) {
+                positions.expect(partition, offset);
+            }
+        }
+        match polled {
             None => {}
             Some(Ok(msg)) => {
+                if let Some(expected) = positions.advance(msg.partition(), msg.offset()) {
+                    gaps.push((msg.partition(), expected, msg.offset()));
+                }
                 if let Ok(mut batch) = ctx.batch.lock() {
                     ctx.handle(
                         &mut batch,
@@ -793,17 +931,18 @@ fn run(
                 }
                 consumed += 1;
             }
-            Some(Err(e)) => log_poll_error(&ctx.topic, &e, &mut last_error_log),
+            Some(Err(e)) => ctx.errors.report(&e, "", &shared.stats),
         }
         // While InfluxDB keeps up, Kafka holds the backlog: reading further
         // ahead would only send records through the disk and back. Failing
         // writes end the wait, so an outage still fills the WAL.
-        let hold = shared.handoff.ahead_of_writers() && !shared.stats.influx_failing() && {
+        let handoff = shared.handoff_for(kind);
+        let hold = handoff.ahead_of_writers() && !shared.sink_failing(kind) && {
             shared
                 .stats
                 .consumer_waits_for_writers
                 .fetch_add(1, Ordering::Relaxed);
-            !shared.handoff.wait_for_writers(idle_timeout)
+            !handoff.wait_for_writers(idle_timeout)
         };
         let due = match ctx.batch.lock() {
             Ok(mut batch) => {
@@ -821,6 +960,9 @@ fn run(
                             offset,
                             payload,
                         } => {
+                            if let Some(expected) = positions.advance(partition, offset) {
+                                gaps.push((partition, expected, offset));
+                            }
                             ctx.handle(&mut batch, partition, offset, payload, &mut scratch);
                             consumed += 1;
                         }
@@ -829,7 +971,7 @@ fn run(
                             offset,
                             error,
                         } => {
-                            log_poll_error(&ctx.topic, &error, &mut last_error_log);
+                            ctx.errors.report(&error, "", &shared.stats);
                             if let Some(p) = partition.filter(|_| offset >= 0) {
                                 rewind.push((p, offset));
                             }
@@ -842,6 +984,10 @@ fn run(
         };
         for (partition, offset) in rewind.drain(..) {
             ctx.rewind_after_error(&consumer, partition, offset);
+            positions.expect(partition, offset);
+        }
+        for (partition, expected, offset) in gaps.drain(..) {
+            ctx.check_skipped(&consumer, partition, expected, offset);
         }
         idle = consumed == 0;
         if consumed > 0 {
@@ -850,11 +996,12 @@ fn run(
         shared.stats.polled(kind);
         if due {
             ctx.flush(&consumer, Some(CommitMode::Async));
-        } else if last_recommit.elapsed() >= Duration::from_secs(1)
-            && ctx.commit_failed.swap(false, Ordering::Relaxed)
-        {
+        } else if last_recommit.elapsed() >= Duration::from_secs(1) {
             last_recommit = Instant::now();
-            ctx.commit_durable(&consumer, CommitMode::Async);
+            let moved = ctx.advance_past_unread_records(&consumer);
+            if ctx.commit_failed.swap(false, Ordering::Relaxed) || moved {
+                ctx.commit_durable(&consumer, CommitMode::Async);
+            }
         }
         ctx.apply_back_pressure(&consumer);
     }
@@ -921,13 +1068,5 @@ struct EmptySlotOnDrop<'a>(&'a FetchQueueSlot);
 impl Drop for EmptySlotOnDrop<'_> {
     fn drop(&mut self) {
         drop(self.0.take());
-    }
-}
-
-fn log_poll_error(topic: &str, e: &KafkaError, last: &mut Option<Instant>) {
-    // Broker outages produce an error per poll; librdkafka reconnects by itself.
-    if last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
-        log::warn!("polling {topic}: {e} (librdkafka keeps retrying)");
-        *last = Some(Instant::now());
     }
 }

@@ -8,8 +8,10 @@
 //! errors and commit callbacks still arrive through `BaseConsumer::poll` on
 //! the consumer queue, which the thread keeps calling between drains.
 //!
-//! The crate's main `unsafe` code (see ARCHITECTURE.md): a thin wrapper of six librdkafka
-//! calls with the ownership rules spelled out where they are used.
+//! The crate's main `unsafe` code (see ARCHITECTURE.md): a thin wrapper of
+//! seven librdkafka calls with the ownership rules spelled out where they
+//! are used (the seventh reads the log start offset the last fetch
+//! reported, which the rdkafka crate does not expose).
 
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -145,6 +147,29 @@ impl FetchQueue {
         }
         n
     }
+}
+
+/// The log start offset of `partition` of `topic` that the last fetch
+/// response reported (no request to the broker), if librdkafka has one.
+pub fn cached_log_start<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the handle is live for the borrow of `consumer`; librdkafka
+    // only reads `topic` and writes the two offsets we own.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0).then_some(low)
 }
 
 /// Puts `partition` of `topic` back to `offset`, where a consume error was

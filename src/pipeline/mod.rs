@@ -6,10 +6,13 @@ mod batch;
 pub mod consumer;
 pub mod control;
 pub mod disk_space;
+pub mod event_sink;
 pub mod fetch_queue;
 mod handoff;
+mod kafka_errors;
 mod kafka_log;
 mod line_buffers;
+mod positions;
 mod replay;
 mod writer_pool;
 
@@ -26,6 +29,7 @@ use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::Control;
 use disk_space::DiskSpace;
+use event_sink::EventsSink;
 use handoff::HandoffQueue;
 use line_buffers::LineBuffers;
 use replay::Replay;
@@ -64,6 +68,8 @@ pub struct Shared {
     pub influx: InfluxWriter,
     /// Points per InfluxDB write.
     pub influx_batch_size: usize,
+    /// The events sink, when `[kafka_events] enabled = true`.
+    pub events: Option<EventsSink>,
     /// Written records' buffers, for consumers to fill again.
     line_buffers: Arc<LineBuffers>,
     /// Counters.
@@ -74,6 +80,30 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The hand-off queue of the sink the records of `kind` go to.
+    fn handoff_for(&self, kind: TopicKind) -> &HandoffQueue {
+        match (kind, &self.events) {
+            (TopicKind::Events, Some(events)) => &events.handoff,
+            _ => &self.handoff,
+        }
+    }
+
+    /// Points (documents for events) per WAL record of `kind`.
+    fn record_size(&self, kind: TopicKind) -> usize {
+        match (kind, &self.events) {
+            (TopicKind::Events, Some(events)) => events.batch_size(),
+            _ => self.influx_batch_size,
+        }
+    }
+
+    /// Whether the sink of `kind` failed its last write.
+    fn sink_failing(&self, kind: TopicKind) -> bool {
+        match kind {
+            TopicKind::Events => self.stats.events.failing(),
+            _ => self.stats.influx_failing(),
+        }
+    }
+
     /// A retry policy (backoff and failure log) for one writer thread.
     pub fn retry_policy(&self) -> Retry {
         Retry::from_config(
@@ -129,6 +159,11 @@ impl Pipeline {
         .context("[wal] dead_letter_path")?;
         let influx = InfluxWriter::from_config(&config.influxdb)
             .context("setting up the InfluxDB client")?;
+        let events = if config.kafka_events.enabled {
+            Some(EventsSink::from_config(config)?)
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             wal_low_water_bytes: config.wal.max_size_mb * 1024 * 1024 * 8 / 10,
             wal,
@@ -139,6 +174,7 @@ impl Pipeline {
             transformer: Transformer::new(&config.influxdb),
             influx,
             influx_batch_size: config.influxdb.batch_size.max(1),
+            events,
             line_buffers: Arc::default(),
             stats: stats.clone(),
             control,
@@ -152,16 +188,25 @@ impl Pipeline {
 
         let mut writers = Vec::new();
         for n in 0..config.wal.writer_threads.max(1) {
-            writers.push(writer_pool::spawn(n, shared.clone())?);
+            writers.push(writer_pool::spawn(
+                n,
+                shared.clone(),
+                writer_pool::Sink::Influx,
+            )?);
+        }
+        if shared.events.is_some() {
+            writers.push(writer_pool::spawn(
+                0,
+                shared.clone(),
+                writer_pool::Sink::Events,
+            )?);
         }
 
         let mut consumers = Vec::new();
-        if config.kafka_events.enabled {
-            log::warn!("[kafka_events] enabled = true, but events have no store yet: topic {} is not consumed", config.kafka_events.topic);
-        }
         for (section, kind) in [
             (&config.kafka_metrics, TopicKind::Metrics),
             (&config.kafka_alarm_history, TopicKind::AlarmTransitions),
+            (&config.kafka_events, TopicKind::Events),
         ] {
             if !section.enabled {
                 continue;

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use wal::RecordId;
 
 use super::Shared;
+use crate::stats::TopicKind;
 
 /// The replayed backlog and how much of it the writers have acknowledged.
 #[derive(Default)]
@@ -33,6 +34,7 @@ impl Replay {
         let wal = &shared.wal;
         let mut records = 0u64;
         let mut end_id = 0u64;
+        let mut kept_events = 0u64;
         for item in wal.pending_from(None) {
             let (id, record) = item.with_context(|| {
                 format!(
@@ -41,10 +43,21 @@ impl Replay {
                 )
             })?;
             end_id = id.0 + 1;
+            let kind = TopicKind::from_record_kind(record.kind);
+            if kind == Some(TopicKind::Events) && shared.events.is_none() {
+                kept_events += 1;
+                continue;
+            }
             shared
-                .handoff
+                .handoff_for(kind.unwrap_or(TopicKind::Metrics))
                 .offer(id, record.database, record.points, record.payload);
             records += 1;
+        }
+        if kept_events > 0 {
+            log::warn!(
+                "the WAL holds {kept_events} record(s) of events, but [kafka_events] enabled = false: \
+                 they stay in the WAL until events are enabled again"
+            );
         }
         self.records.store(records, Ordering::Release);
         self.end_id.store(end_id, Ordering::Release);

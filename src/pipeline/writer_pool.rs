@@ -1,7 +1,8 @@
-//! The writer pool: threads that take WAL records from the hand-off queue,
-//! coalesce consecutive records for the same database up to the InfluxDB
-//! batch size, write them, and ack them in the WAL only after InfluxDB
-//! accepted them. Retriable failures keep the records and back off.
+//! The writer pool: threads that take WAL records from a sink's hand-off
+//! queue, coalesce consecutive records for the same database up to the
+//! sink's batch size, write them, and ack them in the WAL only after the
+//! sink (InfluxDB, or Elasticsearch for events) accepted them. Retriable
+//! failures keep the records and back off.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -13,11 +14,20 @@ use crate::dead_letter::DeadLetter;
 use crate::stats::WriteOutcome;
 
 /// A coalesced write: one database, one or more WAL records.
-struct WriteJob {
-    database: String,
-    ids: Vec<wal::RecordId>,
-    lines: Vec<u8>,
-    points: usize,
+pub(super) struct WriteJob {
+    pub database: String,
+    pub ids: Vec<wal::RecordId>,
+    pub lines: Vec<u8>,
+    pub points: usize,
+}
+
+/// Where a writer thread writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Metrics and alarm transitions to InfluxDB.
+    Influx,
+    /// Events to Elasticsearch.
+    Events,
 }
 
 /// A running writer thread.
@@ -39,16 +49,30 @@ impl WriterThread {
     }
 }
 
-/// Starts writer thread number `n`.
-pub fn spawn(n: usize, shared: Arc<Shared>) -> anyhow::Result<WriterThread> {
+/// Starts writer thread number `n` of `sink`.
+pub fn spawn(n: usize, shared: Arc<Shared>, sink: Sink) -> anyhow::Result<WriterThread> {
+    let name = match sink {
+        Sink::Influx => format!("writer#{n}"),
+        Sink::Events => format!("events-writer#{n}"),
+    };
     let handle = std::thread::Builder::new()
-        .name(format!("writer#{n}"))
-        .spawn(move || run(shared))?;
+        .name(name)
+        .spawn(move || run(shared, sink))?;
     Ok(WriterThread { handle })
 }
 
-fn run(shared: Arc<Shared>) {
-    let mut retry = shared.retry_policy();
+fn run(shared: Arc<Shared>, sink: Sink) {
+    let (handoff, batch_size, mut retry) = match (sink, shared.events.as_ref()) {
+        (Sink::Events, Some(events)) => {
+            (&events.handoff, events.batch_size(), events.retry_policy())
+        }
+        (Sink::Events, None) => return,
+        (Sink::Influx, _) => (
+            &shared.handoff,
+            shared.influx_batch_size,
+            shared.retry_policy(),
+        ),
+    };
     let mut carry: Option<WriteJob> = None;
     loop {
         if shared.control.writers_stopped() {
@@ -56,7 +80,7 @@ fn run(shared: Arc<Shared>) {
         }
         let mut job = match carry.take() {
             Some(job) => job,
-            None => match shared.handoff.recv_timeout(Duration::from_millis(50)) {
+            None => match handoff.recv_timeout(Duration::from_millis(50)) {
                 Some(h) => match resolve(&shared, h) {
                     Some(job) => job,
                     None => continue,
@@ -66,12 +90,11 @@ fn run(shared: Arc<Shared>) {
             },
         };
         // Coalesce consecutive records for the same database.
-        while job.points < shared.influx_batch_size {
-            let Some(next) = shared.handoff.try_recv().and_then(|h| resolve(&shared, h)) else {
+        while job.points < batch_size {
+            let Some(next) = handoff.try_recv().and_then(|h| resolve(&shared, h)) else {
                 break;
             };
-            if next.database == job.database && job.points + next.points <= shared.influx_batch_size
-            {
+            if next.database == job.database && job.points + next.points <= batch_size {
                 job.lines.extend_from_slice(&next.lines);
                 job.points += next.points;
                 job.ids.extend(next.ids);
@@ -81,7 +104,10 @@ fn run(shared: Arc<Shared>) {
                 break;
             }
         }
-        write_job(&shared, &job, &mut retry);
+        match (sink, shared.events.as_ref()) {
+            (Sink::Events, Some(events)) => events.write_job(&shared, &mut job, &mut retry),
+            _ => write_job(&shared, &job, &mut retry),
+        }
         shared.line_buffers.give_back(job.lines);
     }
 }
@@ -166,14 +192,7 @@ fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
                     WriteOutcome::Partial
                 });
                 retry.succeeded();
-                match shared.wal.ack(&job.ids) {
-                    Ok(()) => shared.replay.acked(&job.ids),
-                    Err(e) => shared.control.fatal(format!(
-                        "acknowledging {} WAL record(s) for {}: {e}",
-                        job.ids.len(),
-                        job.database
-                    )),
-                }
+                ack(shared, job);
                 return;
             }
             Some(need) => {
@@ -186,6 +205,18 @@ fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
                 }
             }
         }
+    }
+}
+
+/// Acknowledges a written job's records in the WAL (fatal when that fails).
+pub(super) fn ack(shared: &Shared, job: &WriteJob) {
+    match shared.wal.ack(&job.ids) {
+        Ok(()) => shared.replay.acked(&job.ids),
+        Err(e) => shared.control.fatal(format!(
+            "acknowledging {} WAL record(s) for {}: {e}",
+            job.ids.len(),
+            job.database
+        )),
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use monasca_persister::config::Config;
+use monasca_persister::config::{Config, KafkaClientSection};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_monasca-persister");
@@ -33,16 +33,47 @@ pub struct Persister {
 impl Persister {
     /// Writes `config` as `<dir>/<name>.conf` and starts the binary on it, its
     /// stdout and stderr (where it logs) going to a fresh `<dir>/<name>.<n>.log`.
+    /// The rendered configuration masks secrets, so the `[kafka_client]`
+    /// secrets (a SASL password) go into a second file,
+    /// `<dir>/<name>.secrets.conf`, given after it (the later file wins).
     pub fn start(config: &Config, dir: &Path, name: &str) -> Persister {
         let conf = dir.join(format!("{name}.conf"));
         std::fs::write(&conf, config.to_string()).expect("write persister config");
-        Self::start_with_file(&conf, config.health.bind, dir, name)
+        let secrets: Vec<String> = config
+            .kafka_client
+            .properties
+            .iter()
+            .filter(|(k, _)| KafkaClientSection::is_secret(k))
+            .map(|(k, v)| format!("{k} = {}\n", v.expose()))
+            .collect();
+        let mut files = vec![conf];
+        if !secrets.is_empty() {
+            let path = dir.join(format!("{name}.secrets.conf"));
+            std::fs::write(&path, format!("[kafka_client]\n{}", secrets.concat()))
+                .expect("write the persister's secrets");
+            files.push(path);
+        }
+        Self::start_with_files(&files, config.health.bind, dir, name)
     }
 
     /// Starts the binary on the configuration file `conf`.
     pub fn start_with_file(conf: &Path, health: SocketAddr, dir: &Path, name: &str) -> Persister {
         let mut command = Command::new(BIN);
         command.arg("--config-file").arg(conf);
+        Self::spawn(command, health, dir, name)
+    }
+
+    /// Starts the binary on the configuration files `confs` (a later one wins).
+    fn start_with_files(
+        confs: &[PathBuf],
+        health: SocketAddr,
+        dir: &Path,
+        name: &str,
+    ) -> Persister {
+        let mut command = Command::new(BIN);
+        for conf in confs {
+            command.arg("--config-file").arg(conf);
+        }
         Self::spawn(command, health, dir, name)
     }
 

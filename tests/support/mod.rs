@@ -1,15 +1,19 @@
 //! Test infrastructure shared by the integration tests: a private `influxd`
-//! on a free port, a real Apache Kafka (`scripts/kafka`) and librdkafka's
-//! mock Kafka cluster. Each test binary uses only part of it, hence the
+//! on a free port, a real Apache Kafka (`scripts/kafka`), librdkafka's mock
+//! Kafka cluster, a real OpenSearch (`scripts/opensearch`) and a TCP proxy
+//! for network faults. Each test binary uses only part of it, hence the
 //! dead-code allowance.
 #![allow(dead_code)]
 
 pub mod binary;
 pub mod influxd;
 pub mod kafka;
+pub mod load;
+pub mod opensearch;
 pub mod persister;
 pub mod points;
 pub mod real_kafka;
+pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};
 

@@ -28,7 +28,14 @@ pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
     c.wal.commit_interval_ms = 50;
     c.wal.drain_timeout_seconds = 10;
     c.health.enabled = false;
-    // Faster group membership changes than the production defaults.
+    kafka_client_for_tests(&mut c, kafka);
+    c.influxdb.retry_max_ms = 1000;
+    c
+}
+
+/// `[kafka_client]` for a test: `kafka`'s security settings and faster
+/// group membership changes than the production defaults.
+pub fn kafka_client_for_tests(c: &mut Config, kafka: &impl TestKafka) {
     for (k, v) in [
         ("heartbeat.interval.ms", "300"),
         ("session.timeout.ms", "6000"),
@@ -42,8 +49,67 @@ pub fn config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
             .properties
             .insert(k, monasca_persister::config::Secret::new(v));
     }
-    c.influxdb.retry_max_ms = 1000;
+}
+
+/// The configuration of a persister run as a child process (see
+/// `super::binary`): the usual one with the metrics topic only, a health
+/// endpoint on a free port (progress is read from /metrics), fast retries,
+/// and a short session timeout so that a killed member's partitions move on
+/// quickly.
+pub fn binary_config(kafka: &impl TestKafka, influx: &Influxd, dir: &Path) -> Config {
+    let mut c = config(kafka, influx, dir);
+    c.kafka_alarm_history.enabled = false;
+    c.health.enabled = true;
+    c.health.bind = std::net::SocketAddr::from(([127, 0, 0, 1], super::free_port()));
+    c.influxdb.retry_initial_ms = 50;
+    c.influxdb.retry_max_ms = 500;
+    c.wal.commit_interval_ms = 50;
+    c.wal.drain_timeout_seconds = 20;
+    c.kafka_client.properties.insert(
+        "session.timeout.ms".into(),
+        monasca_persister::config::Secret::new("2000"),
+    );
     c
+}
+
+/// A test's own metrics and alarm transitions topics on a shared cluster,
+/// each read in a consumer group of its own (`<topic>-group`).
+pub struct Topics {
+    /// The metrics topic.
+    pub metrics: String,
+    /// The alarm transitions topic.
+    pub alarms: String,
+}
+
+impl Topics {
+    /// Creates both topics on `kafka` with names no other test of this process uses.
+    pub fn create(
+        kafka: &impl TestKafka,
+        metrics_partitions: i32,
+        alarm_partitions: i32,
+    ) -> Topics {
+        let topics = Topics {
+            metrics: super::real_kafka::unique_name("metrics"),
+            alarms: super::real_kafka::unique_name("alarm-state-transitions"),
+        };
+        kafka.create_topic(&topics.metrics, metrics_partitions);
+        kafka.create_topic(&topics.alarms, alarm_partitions);
+        topics
+    }
+
+    /// The group of the metrics topic.
+    pub fn metrics_group(&self) -> String {
+        format!("{}-group", self.metrics)
+    }
+
+    /// `c` reading these topics.
+    pub fn apply(&self, mut c: Config) -> Config {
+        c.kafka_metrics.topic = self.metrics.clone();
+        c.kafka_metrics.group_id = self.metrics_group();
+        c.kafka_alarm_history.topic = self.alarms.clone();
+        c.kafka_alarm_history.group_id = format!("{}-group", self.alarms);
+        c
+    }
 }
 
 /// A metric message with a unique timestamp `ts` (ms).

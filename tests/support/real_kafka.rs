@@ -255,6 +255,19 @@ impl RealKafka {
         }
     }
 
+    /// The value of topic-level setting `key` of `topic` as the brokers report it.
+    pub fn topic_config(&self, topic: &str, key: &str) -> Option<String> {
+        let results = futures_executor::block_on(
+            self.admin()
+                .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+        )
+        .unwrap_or_else(|e| panic!("describe topic {topic}: {e}; {}", self.logs()));
+        results
+            .into_iter()
+            .filter_map(Result::ok)
+            .find_map(|r| r.get(key).and_then(|e| e.value.clone()))
+    }
+
     /// The leader of every partition of `topic` (-1 where none), by partition;
     /// empty while the topic is unknown.
     pub fn leaders(&self, topic: &str) -> Vec<i32> {

@@ -1,4 +1,4 @@
-//! Where the InfluxDB URL points: a host that is an IP literal (what
+//! Where a server URL points: a host that is an IP literal (what
 //! `[influxdb] ip_address` usually holds) is its own address; a host name is
 //! looked up by ureq's default resolver.
 //!
