@@ -438,7 +438,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         ),
         (
             "wal_quarantined_records",
-            "WAL records that failed to decode and were moved aside.",
+            "WAL records reported durable and later found missing or unreadable (damage; bytes kept in the WAL's quarantine/).",
             shared.wal.quarantined() as f64,
         ),
         (

@@ -20,7 +20,7 @@ use crate::config::DefaultSection;
 
 /// Dependencies whose DEBUG/INFO output drowns ours: only their warnings
 /// and errors are kept, whatever `debug` says.
-const QUIET_TARGETS: [&str; 6] = ["ureq", "ureq_proto", "rustls", "sled", "mio", "polling"];
+const QUIET_TARGETS: [&str; 5] = ["ureq", "ureq_proto", "rustls", "mio", "polling"];
 
 /// Logging could not be set up.
 ///

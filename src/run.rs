@@ -49,9 +49,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     );
     match control.fatal_error() {
         Some(e) => {
-            // After a storage error sled cannot flush, and its drop waits
-            // for a flush for ever: the WAL is left to the exit instead
-            // (everything durable already is; the next start recovers).
+            // After a storage error the WAL is left to the exit rather
+            // than closed (everything durable already is; the next start
+            // recovers).
             std::mem::forget(shared);
             anyhow::bail!("fatal: {e}")
         }

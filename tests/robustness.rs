@@ -645,6 +645,34 @@ fn a_full_wal_disk_pauses_consumption_and_loses_nothing() {
     assert_eq!(measured(&influx), TOTAL as u64);
 }
 
+/// The newest segment file of the WAL in `dir`.
+fn newest_segment(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("list the WAL")
+        .map(|e| e.expect("WAL entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no segment in {}", dir.display()))
+}
+
+/// `chattr <flag> path` (e2fsprogs, on the ext4 the temporary directory is on).
+fn chattr(flag: &str, path: &Path) {
+    let out = Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .output()
+        .expect("run chattr (Debian's e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "chattr {flag} {}: {} (the test needs a file system with the immutable attribute, e.g. ext4)",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_write_the_wal_cannot_do_is_fatal_and_exits_within_seconds() {
     const TOTAL: i64 = 3_000;
@@ -656,8 +684,7 @@ fn a_write_the_wal_cannot_do_is_fatal_and_exits_within_seconds() {
     let mut cfg = running_config(&stream, &influx, dir.path());
     cfg.wal.path = state.join("wal");
     cfg.wal.dead_letter_path = state.join("dead-letter.jsonl");
-    // One flush point for everything, so that the WAL stores records large
-    // enough for sled's blob files.
+    // One flush point for everything.
     cfg.kafka_metrics.batch_size = 100_000;
     cfg.wal.commit_interval_ms = 2_000;
     let conf = dir.path().join("persister.conf");
@@ -670,14 +697,10 @@ fn a_write_the_wal_cannot_do_is_fatal_and_exits_within_seconds() {
     };
     let mut a = spawn("a");
     a.wait_log("running", LONG);
-    // Where sled creates its blob files: no longer writable.
-    let blobs = cfg.wal.path.join("gen-1").join("blobs");
-    assert!(
-        blobs.is_dir(),
-        "{} is sled's blob directory",
-        blobs.display()
-    );
-    std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    // The WAL's segment made immutable: the next append fails (EPERM), as
+    // a write to a failing disk would.
+    let segment = newest_segment(&cfg.wal.path);
+    chattr("+i", &segment);
     produce_large_metrics(&stream, TOTAL);
     let fatal = a.wait_log("appending", LONG);
     let noticed = Instant::now();
@@ -698,7 +721,7 @@ fn a_write_the_wal_cannot_do_is_fatal_and_exits_within_seconds() {
     );
 
     // Repaired, the next start delivers everything.
-    std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    chattr("-i", &segment);
     let mut b = spawn("b");
     wait_until(
         "every message in InfluxDB",

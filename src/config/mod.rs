@@ -304,7 +304,8 @@ pub struct WalSection {
     pub dead_letter_max_size_mb: u64,
     /// `dead_letter_max_files` (5): rotated files kept.
     pub dead_letter_max_files: usize,
-    /// `cache_size_mb` (32): sled page cache.
+    /// `cache_size_mb` (32): accepted for compatibility, unused (the WAL
+    /// keeps no cache of its own).
     pub cache_size_mb: u64,
 }
 

@@ -5,14 +5,14 @@
 //! WAL back-pressure does) and asks again at the next turn; the health
 //! endpoint reports the condition with its reason.
 //!
-//! The check comes before the write because the WAL's storage engine (sled
-//! 0.34) cannot recover from a failed write within the process: after an
-//! ENOSPC every later operation fails until the WAL is opened again. So the
-//! persister stops appending while [`RESERVE_BYTES`] are still free, which
-//! also leaves sled the room it needs to record the acknowledgements that
-//! shrink the WAL once InfluxDB is back. A write that fails anyway (another
-//! process took the reserve) is fatal: the process exits and the service
-//! manager restarts it on an intact WAL.
+//! The check comes before the write because a failed WAL append is fatal
+//! (the persister cannot tell whether the batch was stored; the next start
+//! recovers the log). So the persister stops appending while
+//! [`RESERVE_BYTES`] are still free, which also leaves the WAL the room it
+//! needs to record the acknowledgements (and the checkpoints of segment
+//! deletions) that shrink it once InfluxDB is back. A write that fails
+//! anyway (another process took the reserve) is fatal: the process exits
+//! and the service manager restarts it on an intact WAL.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use crate::retry::FailureLog;
 
 /// Free space below which nothing more is appended (on each file system
-/// concerned). sled writes its log in 1 MiB segments, an append is at most
-/// a few MiB, and acknowledgements need a little room too.
+/// concerned). The WAL extends its segments by 1 MiB at a time, an append
+/// is at most a few MiB, and acknowledgements need a little room too.
 pub const RESERVE_BYTES: u64 = 8 << 20;
 
 /// How often a full disk is summarised in the log.

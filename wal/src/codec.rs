@@ -1,18 +1,10 @@
-//! The byte layout of everything the WAL puts into sled: frame keys, frames
-//! of records, the commit record, acknowledgement bitmaps and offsets. Every
-//! stored value starts with a format byte so the layout can evolve; a value
-//! with an unknown format byte is treated as corrupt, never guessed at.
+//! The byte layout of a frame — consecutive records of one append, the unit
+//! the log stores, checksums and reads back — and of acknowledgement
+//! bitmaps. A frame starts with a format byte so the layout can evolve; an
+//! unknown format byte is treated as corruption, never guessed at.
 
 use crate::record::{Record, RecordRef};
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-
-/// Format byte of frames, commit records and ack bitmaps written by this
-/// version. For frames it means "bincode, uncompressed".
-pub(crate) const FORMAT_V1: u8 = 1;
-
-/// Format byte of a frame whose bincode body is LZ4-compressed, preceded by
-/// its uncompressed length (u32 little-endian). Read, no longer written.
-pub(crate) const FORMAT_V1_LZ4: u8 = 2;
 
 /// Format byte of the frames written by this version: a bincode header of
 /// the records' fields but their payloads, then each payload on its own,
@@ -28,44 +20,19 @@ type PayloadHeader<S> = (S, u8, u32, u32, u32);
 /// A frame is stored compressed only when that saves at least 1/8.
 const MIN_COMPRESSED_SAVING: usize = 8;
 
-/// Bound on the uncompressed size a frame may claim, so a corrupt length
-/// cannot make the decoder allocate without limit.
-const MAX_FRAME_RAW_BYTES: usize = 64 << 20;
-
 /// Largest single record accepted by `append`: a bound on what a corrupt
 /// length prefix can make the decoder allocate.
 pub(crate) const MAX_RECORD_BYTES: usize = 16 << 20;
 
-/// Frames are cut at this many encoded (uncompressed) bytes. sled keeps at
-/// most ~17 entries in a leaf and rewrites whole leaves; a leaf above a
-/// quarter of a segment is written as a separate "blob" file, slower and
-/// synced only by our backstop. 17 frames of 12 KiB, even incompressible
-/// ones, stay below 256 KiB (a quarter of the 1 MiB segment).
-pub(crate) const FRAME_TARGET_BYTES: usize = 12 << 10;
+/// Frames are cut at this many encoded (uncompressed) bytes: the unit of
+/// a read and of an acknowledgement bitmap, small enough that replay holds
+/// little at a time, large enough that the in-memory index stays small
+/// (~100 bytes per frame).
+pub(crate) const FRAME_TARGET_BYTES: usize = 32 << 10;
 
 const ENCODE: Configuration = bincode::config::standard();
 const DECODE: Configuration<LittleEndian, Varint, Limit<{ 64 << 20 }>> =
     bincode::config::standard().with_limit::<{ 64 << 20 }>();
-
-/// Length of a frame key.
-pub(crate) const FRAME_KEY_LEN: usize = 12;
-
-/// Key of a frame: its first record id then its record count, big-endian so
-/// that sled's byte order is append order, and the count is known without
-/// decoding the value (to count records of a frame that fails to decode).
-pub(crate) fn frame_key(first: u64, count: u32) -> [u8; FRAME_KEY_LEN] {
-    let mut key = [0u8; FRAME_KEY_LEN];
-    key[..8].copy_from_slice(&first.to_be_bytes());
-    key[8..].copy_from_slice(&count.to_be_bytes());
-    key
-}
-
-/// Inverse of [`frame_key`]; `None` for a key of the wrong length.
-pub(crate) fn parse_frame_key(key: &[u8]) -> Option<(u64, u32)> {
-    let first = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    let count = u32::from_be_bytes(key.get(8..FRAME_KEY_LEN)?.try_into().ok()?);
-    (key.len() == FRAME_KEY_LEN).then_some((first, count))
-}
 
 /// Splits an append into frames: consecutive runs of records whose encoded
 /// size stays near [`FRAME_TARGET_BYTES`]; a record larger than that gets a
@@ -121,8 +88,7 @@ const MAX_KEPT_ENCODER_BYTES: usize = 16 << 20;
 impl FrameEncoder {
     /// Appends one encoded frame ([`FORMAT_V3`]) to `out`. A payload is
     /// compressed when that saves at least 1/8 (line protocol typically
-    /// shrinks 5-7x, and every byte saved is a byte sled does not rewrite on
-    /// its page splits).
+    /// shrinks 5-7x, and every byte saved is a byte not written to disk).
     pub(crate) fn encode(
         &mut self,
         records: &[RecordRef<'_>],
@@ -213,35 +179,12 @@ impl EncoderPool {
 pub(crate) fn decode_frame(bytes: &[u8], count: u32) -> Result<Vec<Record>, String> {
     let records = match bytes.split_first() {
         Some((&FORMAT_V3, body)) => decode_v3(body)?,
-        Some((&FORMAT_V1_LZ4, rest)) => {
-            let (len, block) = rest
-                .split_first_chunk::<4>()
-                .ok_or("compressed frame shorter than its header")?;
-            let len = u32::from_le_bytes(*len) as usize;
-            if len > MAX_FRAME_RAW_BYTES {
-                return Err(format!("compressed frame claims {len} bytes"));
-            }
-            decode_v1(&decompress(block, len, "frame")?)?
-        }
-        _ => decode_v1(versioned_body(bytes, "frame")?)?,
+        Some((v, _)) => return Err(format!("frame has unknown format byte {v}")),
+        None => return Err("frame is empty".into()),
     };
     if records.len() != count as usize {
         return Err(format!(
-            "frame holds {} records, its key says {count}",
-            records.len()
-        ));
-    }
-    Ok(records)
-}
-
-/// The records of a [`FORMAT_V1`] body: bincode of the records, whole.
-fn decode_v1(body: &[u8]) -> Result<Vec<Record>, String> {
-    let (records, used): (Vec<Record>, usize) = bincode::serde::decode_from_slice(body, DECODE)
-        .map_err(|e| format!("undecodable frame: {e}"))?;
-    if used != body.len() {
-        return Err(format!(
-            "{} trailing bytes after {} records",
-            body.len() - used,
+            "frame holds {} records, its header says {count}",
             records.len()
         ));
     }
@@ -307,51 +250,6 @@ fn decompress(block: &[u8], len: usize, what: &str) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
-fn versioned_body<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8], String> {
-    match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => Ok(body),
-        Some((v, _)) => Err(format!("{what} has unknown format byte {v}")),
-        None => Err(format!("{what} is empty")),
-    }
-}
-
-/// The commit record: written once per append after its frames, in the same
-/// sled log, so its presence after a crash proves every frame before it
-/// survived. Frames at or above `next_id` belong to an append that never
-/// finished and are dropped at open. It also carries the offsets of that
-/// append, because the per-name offset entries are written after it and may
-/// be lost by a crash.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Commit {
-    pub next_id: u64,
-    pub offsets: Vec<(String, i64)>,
-}
-
-pub(crate) fn encode_commit(commit: &Commit) -> Result<Vec<u8>, bincode::error::EncodeError> {
-    let mut out = vec![FORMAT_V1];
-    bincode::serde::encode_into_std_write(commit, &mut out, ENCODE)?;
-    Ok(out)
-}
-
-pub(crate) fn decode_commit(bytes: &[u8]) -> Result<Commit, String> {
-    let body = versioned_body(bytes, "commit record")?;
-    let (commit, used): (Commit, usize) = bincode::serde::decode_from_slice(body, DECODE)
-        .map_err(|e| format!("undecodable commit record: {e}"))?;
-    if used != body.len() {
-        return Err("trailing bytes after the commit record".into());
-    }
-    Ok(commit)
-}
-
-/// A stored offset: the next offset to read, 8 bytes big-endian.
-pub(crate) fn encode_offset(offset: i64) -> [u8; 8] {
-    offset.to_be_bytes()
-}
-
-pub(crate) fn decode_offset(bytes: &[u8]) -> Option<i64> {
-    Some(i64::from_be_bytes(bytes.try_into().ok()?))
-}
-
 /// Which records of a frame are acknowledged, one bit each (bit i of byte
 /// i/8 for record `first + i`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,22 +281,15 @@ impl AckBits {
         }
     }
 
-    pub(crate) fn count_set(&self, count: u32) -> u32 {
-        (0..count).filter(|&i| self.is_set(i)).count() as u32
-    }
-
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.bits.len());
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&self.bits);
-        out
+    /// The bitmap as stored in a checkpoint.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bits
     }
 
     /// `None` for a bitmap that does not fit a frame of `count` records.
-    pub(crate) fn decode(bytes: &[u8], count: u32) -> Option<AckBits> {
-        let body = versioned_body(bytes, "ack bitmap").ok()?;
-        (body.len() == (count as usize).div_ceil(8)).then(|| AckBits {
-            bits: body.to_vec(),
+    pub(crate) fn from_bytes(bytes: &[u8], count: u32) -> Option<AckBits> {
+        (bytes.len() == (count as usize).div_ceil(8)).then(|| AckBits {
+            bits: bytes.to_vec(),
         })
     }
 }
@@ -434,7 +325,7 @@ mod tests {
         assert!(buf.len() < 300, "repetitive payloads are compressed");
         let back = decode_frame(&buf, 3).unwrap();
         assert_eq!(back.iter().map(|r| r.as_ref()).collect::<Vec<_>>(), refs);
-        assert!(decode_frame(&buf, 2).unwrap_err().contains("key says 2"));
+        assert!(decode_frame(&buf, 2).unwrap_err().contains("header says 2"));
         let mut bad = buf.clone();
         bad[0] = 9;
         assert!(decode_frame(&bad, 3).unwrap_err().contains("format byte 9"));
@@ -450,28 +341,6 @@ mod tests {
             bad[i] ^= 0x5A;
             let _ = decode_frame(&bad, 3);
         }
-    }
-
-    #[test]
-    fn frames_of_the_first_format_still_decode() {
-        let owned = [rec("mon", 2000), rec("mon_t1", 0)];
-        let refs = refs(&owned);
-        let mut body = Vec::new();
-        bincode::serde::encode_into_std_write(&refs, &mut body, ENCODE).unwrap();
-        let mut plain = vec![FORMAT_V1];
-        plain.extend_from_slice(&body);
-        let mut compressed = vec![FORMAT_V1_LZ4];
-        compressed.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        compressed.extend_from_slice(&lz4_flex::block::compress(&body));
-        for frame in [&plain, &compressed] {
-            let back = decode_frame(frame, 2).unwrap();
-            assert_eq!(back.iter().map(|r| r.as_ref()).collect::<Vec<_>>(), refs);
-        }
-        let mut bad = compressed.clone();
-        bad[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_frame(&bad, 2).unwrap_err().contains("claims"));
-        plain.push(0);
-        assert!(decode_frame(&plain, 2).unwrap_err().contains("trailing"));
     }
 
     #[test]
@@ -534,14 +403,6 @@ mod tests {
     }
 
     #[test]
-    fn frame_key_orders_by_first_id() {
-        assert!(frame_key(1, 500) < frame_key(2, 1));
-        assert!(frame_key(255, 1) < frame_key(256, 1));
-        assert_eq!(parse_frame_key(&frame_key(77, 3)), Some((77, 3)));
-        assert_eq!(parse_frame_key(b"short"), None);
-    }
-
-    #[test]
     fn frames_are_cut_near_the_target_size() {
         let payload = vec![0u8; 1000];
         let big = vec![0u8; 3 * FRAME_TARGET_BYTES];
@@ -582,18 +443,7 @@ mod tests {
         assert!(!bits.set(9));
         assert!(!bits.set(16), "beyond the bitmap");
         assert!(bits.is_set(9) && !bits.is_set(0));
-        assert_eq!(bits.count_set(10), 1);
-        assert_eq!(AckBits::decode(&bits.encode(), 10), Some(bits.clone()));
-        assert_eq!(AckBits::decode(&bits.encode(), 20), None);
-    }
-
-    #[test]
-    fn commit_round_trips() {
-        let c = Commit {
-            next_id: 42,
-            offsets: vec![("metrics/3".into(), 1200)],
-        };
-        assert_eq!(decode_commit(&encode_commit(&c).unwrap()).unwrap(), c);
-        assert!(decode_commit(&[2, 0]).is_err());
+        assert_eq!(AckBits::from_bytes(bits.as_bytes(), 10), Some(bits.clone()));
+        assert_eq!(AckBits::from_bytes(bits.as_bytes(), 20), None);
     }
 }

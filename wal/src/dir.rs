@@ -1,29 +1,37 @@
-//! The WAL directory: the marker file that says "this is a WAL, format N,
-//! current generation G", the OS lock that keeps a second persister out, and
-//! the generation sub-directories that each hold one sled database.
+//! The WAL directory: the marker file that says "this is a WAL, format N",
+//! the OS lock that keeps a second persister out, and directory syncs.
 //!
 //! ```text
-//! <dir>/WAL         marker, replaced atomically (write, fsync, rename, fsync dir)
-//! <dir>/wal.lock    flock(2)-ed while open; the kernel drops it when the process dies
-//! <dir>/gen-<G>/    the sled database of generation G
+//! <dir>/WAL          marker, written atomically (write, fsync, rename, fsync dir)
+//! <dir>/wal.lock     flock(2)-ed while open; the kernel drops it when the process dies
+//! <dir>/mark         the high-water mark (see `mark`)
+//! <dir>/seg-<N>      segments of the log (see `segment`)
+//! <dir>/quarantine/  damaged bytes found at open or while reading, as found
 //! ```
 
 use crate::error::WalError;
 use fs2::FileExt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MARKER: &str = "WAL";
 const MARKER_TMP: &str = "WAL.tmp";
 const LOCK: &str = "wal.lock";
 const MAGIC: &str = "monasca-persister wal";
-const FORMAT: u32 = 1;
+/// Format 1 was the sled database of earlier versions; 2 is the segment
+/// log.
+const FORMAT: u32 = 2;
 
-fn io(path: &Path, action: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+/// Builds the error of a failed file-system operation on `path`.
+pub(crate) fn io(
+    path: &Path,
+    action: impl Into<String>,
+) -> impl FnOnce(std::io::Error) -> WalError {
+    let path = path.to_path_buf();
     let action = action.into();
     move |cause| WalError::Io {
-        path: path.to_path_buf(),
+        path,
         action,
         cause,
     }
@@ -69,11 +77,6 @@ impl DirLock {
     }
 }
 
-/// The directory of generation `generation`.
-pub(crate) fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("gen-{generation}"))
-}
-
 /// Refuses a directory that holds anything but a WAL, before anything is
 /// created in it. Returns whether the marker exists.
 pub(crate) fn check_is_wal_or_empty(dir: &Path) -> Result<bool, WalError> {
@@ -114,12 +117,13 @@ pub(crate) fn check_is_wal_or_empty(dir: &Path) -> Result<bool, WalError> {
     })
 }
 
-/// Reads the current generation from the marker; `None` when there is none.
-pub(crate) fn read_marker(dir: &Path) -> Result<Option<u64>, WalError> {
+/// Checks the marker: `Ok(true)` for a WAL of this format, `Ok(false)`
+/// when there is no marker.
+pub(crate) fn read_marker(dir: &Path) -> Result<bool, WalError> {
     let path = dir.join(MARKER);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io(&path, "reading the marker file")(e)),
     };
     let mut lines = text.lines();
@@ -129,32 +133,35 @@ pub(crate) fn read_marker(dir: &Path) -> Result<Option<u64>, WalError> {
             reason: format!("its {MARKER} file does not start with {MAGIC:?}"),
         });
     }
-    let mut format = None;
-    let mut generation = None;
-    for line in lines {
-        match line.split_once(' ') {
-            Some(("format", v)) => format = v.trim().parse::<u32>().ok(),
-            Some(("generation", v)) => generation = v.trim().parse::<u64>().ok(),
-            _ => {}
-        }
-    }
-    match (format, generation) {
-        (Some(FORMAT), Some(g)) => Ok(Some(g)),
-        (Some(f), _) if f != FORMAT => Err(WalError::Unsupported {
+    let format = lines.find_map(|line| match line.split_once(' ') {
+        Some(("format", v)) => v.trim().parse::<u32>().ok(),
+        _ => None,
+    });
+    match format {
+        Some(FORMAT) => Ok(true),
+        Some(1) => Err(WalError::Unsupported {
+            path,
+            reason: format!(
+                "written in WAL format 1 (the sled database of earlier versions); this build reads format {FORMAT}. \
+                 Drain it with the version that wrote it (stop it with SIGTERM once InfluxDB has caught up: \
+                 \"0 record(s) left in the WAL\"), then move the directory away"
+            ),
+        }),
+        Some(f) => Err(WalError::Unsupported {
             path,
             reason: format!("written in WAL format {f}, this build reads format {FORMAT}"),
         }),
-        _ => Err(WalError::Unsupported {
+        None => Err(WalError::Unsupported {
             path,
-            reason: "marker file lacks a valid format or generation line".into(),
+            reason: "marker file lacks a valid format line".into(),
         }),
     }
 }
 
-/// Points the marker at `generation`, atomically and durably.
-pub(crate) fn write_marker(dir: &Path, generation: u64) -> Result<(), WalError> {
+/// Writes the marker, atomically and durably.
+pub(crate) fn write_marker(dir: &Path) -> Result<(), WalError> {
     let tmp = dir.join(MARKER_TMP);
-    let text = format!("{MAGIC}\nformat {FORMAT}\ngeneration {generation}\n");
+    let text = format!("{MAGIC}\nformat {FORMAT}\n");
     let mut f = File::create(&tmp).map_err(io(&tmp, "creating the marker file"))?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
@@ -169,30 +176,4 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir, "syncing the directory"))
-}
-
-/// Removes generation directories other than `keep`: leftovers of a
-/// rotation interrupted before or after it switched the marker.
-pub(crate) fn remove_other_generations(dir: &Path, keep: u64) -> Result<(), WalError> {
-    let entries = std::fs::read_dir(dir).map_err(io(dir, "listing the directory"))?;
-    for entry in entries {
-        let entry = entry.map_err(io(dir, "listing the directory"))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(generation) = name
-            .strip_prefix("gen-")
-            .and_then(|g| g.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if generation != keep {
-            log::info!(
-                "WAL {}: removing stale generation directory {name}",
-                dir.display()
-            );
-            let path = entry.path();
-            std::fs::remove_dir_all(&path)
-                .map_err(io(&path, "removing a stale generation directory"))?;
-        }
-    }
-    Ok(())
 }

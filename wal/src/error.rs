@@ -48,17 +48,6 @@ pub enum WalError {
         reason: String,
     },
 
-    /// The storage engine (sled) failed.
-    #[error("WAL {path}: {action}: {cause}")]
-    Storage {
-        /// The sled database directory.
-        path: PathBuf,
-        /// What was being done, with the record ids involved.
-        action: String,
-        /// The sled error.
-        cause: sled::Error,
-    },
-
     /// A record could not be encoded for storage.
     #[error("WAL {path}: encoding {what}: {cause}")]
     Encode {

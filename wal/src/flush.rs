@@ -1,13 +1,14 @@
 //! Group commit: appenders that need durability wait here, and one of them
-//! at a time makes everything inserted so far durable with a single sync
+//! at a time makes everything written so far durable with a single sync
 //! that covers every waiter, instead of one fsync per append.
 
 use crate::error::WalError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-/// Appends are counted 1, 2, 3… in the order they were inserted into sled
-/// (the append lock orders them); "durable through n" covers appends 1..=n.
+/// Log entries are numbered 1, 2, 3… (their lsn) in the order they were
+/// written (the log lock orders them); "durable through n" covers entries
+/// 1..=n.
 #[derive(Debug)]
 struct State {
     /// Appends up to this number are durable.
@@ -21,26 +22,27 @@ struct State {
 pub(crate) struct FlushCoordinator {
     state: Mutex<State>,
     changed: Condvar,
-    /// Appends up to this number have been inserted into sled.
+    /// Entries up to this lsn have been written to the log.
     inserted_through: AtomicU64,
     syncs: AtomicU64,
 }
 
 impl FlushCoordinator {
-    pub(crate) fn new() -> FlushCoordinator {
+    /// A coordinator for a log durable through entry `durable`.
+    pub(crate) fn new(durable: u64) -> FlushCoordinator {
         FlushCoordinator {
             state: Mutex::new(State {
-                durable_through: 0,
+                durable_through: durable,
                 syncing: false,
             }),
             changed: Condvar::new(),
-            inserted_through: AtomicU64::new(0),
+            inserted_through: AtomicU64::new(durable),
             syncs: AtomicU64::new(0),
         }
     }
 
-    /// Records that append number `n` is in sled's log. Called in append
-    /// order (under the append lock), so the value only grows.
+    /// Records that entry `n` is written. Called in lsn order (under the
+    /// log lock), so the value only grows.
     pub(crate) fn inserted(&self, n: u64) {
         self.inserted_through.fetch_max(n, Ordering::Release);
     }
@@ -50,7 +52,7 @@ impl FlushCoordinator {
         self.syncs.load(Ordering::Relaxed)
     }
 
-    /// Returns once append number `n` (and every one before it) is durable.
+    /// Returns once entry `n` (and every one before it) is durable.
     /// `sync` makes all inserts made before it was called durable; it runs on
     /// one waiting thread at a time, and a sync that started after our
     /// insert covers it.
@@ -95,7 +97,7 @@ mod tests {
 
     #[test]
     fn one_sync_covers_everything_inserted_before_it() {
-        let fc = FlushCoordinator::new();
+        let fc = FlushCoordinator::new(0);
         fc.inserted(10);
         fc.inserted(20);
         fc.wait_durable(10, || Ok(())).unwrap();
@@ -106,7 +108,7 @@ mod tests {
 
     #[test]
     fn concurrent_waiters_share_syncs() {
-        let fc = Arc::new(FlushCoordinator::new());
+        let fc = Arc::new(FlushCoordinator::new(0));
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
                 let fc = fc.clone();
@@ -131,7 +133,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_is_reported_and_not_counted_durable() {
-        let fc = FlushCoordinator::new();
+        let fc = FlushCoordinator::new(0);
         fc.inserted(5);
         let err = fc.wait_durable(5, || {
             Err(WalError::Io {

@@ -1,16 +1,22 @@
-//! A durable, crash-safe local write-ahead log on sled: opaque records plus
-//! named offsets, appended atomically, replayed in order, removed once
-//! acknowledged. It knows nothing of Kafka or InfluxDB.
+//! A durable, crash-safe local write-ahead log: opaque records plus named
+//! offsets, appended atomically, replayed in order, removed once
+//! acknowledged. It knows nothing of Kafka or InfluxDB. Underneath is an
+//! append-only log of checksummed entries in segment files.
 //!
-//! Guarantees (see `docs/wal.md` for the on-disk layout and sizing):
-//! - an append of records and offsets is atomic: after a crash all of it or
-//!   none of it is there, and offsets are never ahead of their records;
-//! - with `fsync`, an append is durable when it returns (sled flush plus
-//!   fdatasync), and concurrent appends share syncs;
+//! Guarantees (see `docs/wal.md` for the on-disk layout, what failures it
+//! survives and how that is tested):
+//! - an append of records and offsets is atomic: after a crash or power
+//!   loss all of it or none of it is there, and offsets are never ahead of
+//!   their records;
+//! - with `fsync`, an append is durable when it returns (fdatasync of the
+//!   log; new files and deletions are followed by a directory fsync), and
+//!   concurrent appends share syncs;
 //! - pending records replay in append order; acknowledged records never
 //!   come back, also after a restart;
-//! - a record that fails to decode is moved to a quarantine, counted and
-//!   logged, and the WAL still opens;
+//! - damage is never silent: records it had reported durable and finds
+//!   missing or unreadable (at open, or when reading them) are counted
+//!   (`quarantined()`), logged at ERROR, their bytes moved to a quarantine,
+//!   and the WAL keeps going with every intact record;
 //! - one process at a time: the directory is locked with flock(2).
 //!
 //! ```no_run
@@ -32,11 +38,14 @@
 
 mod codec;
 mod dir;
+mod entry;
 mod error;
 mod flush;
 mod index;
+mod mark;
 mod record;
-mod store;
+mod recovery;
+mod segment;
 mod wal;
 
 pub use error::WalError;

@@ -5,32 +5,25 @@
 //! and never part of a batch. Also: the lock is refused across processes and
 //! dies with its holder.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use wal::{Wal, WalError, WalOptions};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_wal-crash-helper");
 
-#[path = "common/workload.rs"]
-mod workload;
-use workload::{batch_len, payload};
-
-/// (thread, batch, record) from a payload.
-fn parse_payload(p: &[u8]) -> (u64, u64, u64) {
-    let s = std::str::from_utf8(p).expect("payload is ASCII");
-    let head = s.split(':').next().expect("payload has a header");
-    let (t, rest) = head[1..]
-        .split_once('b')
-        .expect("payload header t<t>b<k>r<i>");
-    let (k, i) = rest.split_once('r').expect("payload header t<t>b<k>r<i>");
-    (
-        t.parse().expect("thread number"),
-        k.parse().expect("batch number"),
-        i.parse().expect("record number"),
-    )
+mod common {
+    #[path = "survivors.rs"]
+    pub mod survivors;
+    #[path = "workload.rs"]
+    pub mod workload;
 }
+use common::survivors::{append_then_kill, check, Reported};
+
+/// SIGKILLs per run.
+const ROUNDS: u32 = 25;
+
+/// Appending threads of the helper.
+const THREADS: u64 = 2;
 
 fn spawn(mode: &str, dir: &std::path::Path) -> Child {
     Command::new(HELPER)
@@ -43,9 +36,6 @@ fn spawn(mode: &str, dir: &std::path::Path) -> Child {
         .expect("spawn wal-crash-helper")
 }
 
-/// (thread, batch) -> (first id, count), as reported by the helpers.
-type Reported = BTreeMap<(u64, u64), (u64, u64)>;
-
 #[test]
 fn sigkill_at_random_moments_never_loses_a_reported_append() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -54,132 +44,25 @@ fn sigkill_at_random_moments_never_loses_a_reported_append() {
     eprintln!("seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut reported = Reported::new();
-    let started = Instant::now();
     let mut rounds = 0;
-    while rounds < 40 && started.elapsed() < Duration::from_secs(20) {
+    // A fixed number of rounds, not a time budget: a loaded machine runs
+    // them more slowly, never fewer of them.
+    while rounds < ROUNDS {
         rounds += 1;
-        let mut child = spawn("append", &dir);
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let kill_after = rng.u32(1..40);
-        for _ in 0..kill_after {
-            let Some(Ok(line)) = lines.next() else {
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(
-                    &mut child.stderr.take().expect("stderr"),
-                    &mut err,
-                );
-                panic!("helper ended early (round {rounds}, seed {seed}): {err}");
-            };
-            let f: Vec<u64> = line
-                .split(' ')
-                .skip(1)
-                .map(|x| x.parse().expect("number"))
-                .collect();
-            assert_eq!(f.len(), 4, "bad report {line:?}");
-            assert!(
-                reported.insert((f[0], f[1]), (f[2], f[3])).is_none(),
-                "batch {} of thread {} reported twice",
-                f[1],
-                f[0]
-            );
-        }
-        // Child::kill sends SIGKILL: no destructor, no flush, nothing.
-        child.kill().expect("SIGKILL the helper");
-        let _ = child.wait();
-
-        let wal = Wal::open(&dir, WalOptions::default()).expect("reopen after SIGKILL");
-        check(&wal, &reported, rounds, seed);
+        let ctx = format!("round {rounds}, seed {seed}");
+        let defaults = WalOptions::default();
+        append_then_kill(
+            &dir,
+            THREADS,
+            defaults.segment_bytes,
+            rng.u32(1..40),
+            &mut reported,
+            &ctx,
+        );
+        let wal = Wal::open(&dir, defaults).expect("reopen after SIGKILL");
+        check(&wal, &reported, THREADS, &ctx);
     }
     eprintln!("{rounds} kills, {} batches reported", reported.len());
-    assert!(rounds >= 10, "only {rounds} rounds ran in the time budget");
-}
-
-fn check(wal: &Wal, reported: &Reported, round: u32, seed: u64) {
-    let ctx = format!("round {round}, seed {seed}");
-    // Records present, grouped by (thread, batch), in replay order.
-    let mut seen: BTreeMap<(u64, u64), Vec<(u64, u64)>> = BTreeMap::new();
-    let mut last_id = None;
-    for item in wal.pending_from(None) {
-        let (id, record) = item.expect("replay");
-        assert!(last_id < Some(id), "{ctx}: replay out of order at {id}");
-        last_id = Some(id);
-        let (t, k, i) = parse_payload(&record.payload);
-        assert_eq!(
-            record.payload,
-            payload(t, k, i),
-            "{ctx}: payload of t{t} b{k} r{i}"
-        );
-        assert_eq!(record.database, format!("db{}", i % 3), "{ctx}");
-        assert_eq!(record.points, i as u32 + 1, "{ctx}");
-        seen.entry((t, k)).or_default().push((id.get(), i));
-    }
-    for t in 0..2u64 {
-        let Some(last) = reported
-            .keys()
-            .filter(|(rt, _)| *rt == t)
-            .map(|(_, k)| *k)
-            .max()
-        else {
-            continue;
-        };
-        let batch_offset = wal
-            .offset(&format!("batch/{t}"))
-            .expect("offset")
-            .expect("batch offset stored") as u64;
-        // More may have become durable than we read: reports still in the
-        // pipe, and the append in flight at the kill.
-        assert!(
-            batch_offset > last,
-            "{ctx}: thread {t}: batch offset {batch_offset}, last reported batch {last}"
-        );
-        let newest = batch_offset - 1;
-        assert_eq!(
-            wal.offset(&format!("p/{t}/{}", newest % 4))
-                .expect("offset"),
-            Some(newest as i64),
-            "{ctx}: partition offset of thread {t}'s newest batch"
-        );
-        // Every batch the offsets cover is there, reported or not (unless
-        // the helper acknowledged it).
-        for k in (0..=newest).filter(|k| k % 5 != 0) {
-            assert!(
-                seen.contains_key(&(t, k)),
-                "{ctx}: offsets cover batch {k} of thread {t} but its records are missing"
-            );
-        }
-        for &(_, k) in seen.keys().filter(|(st, _)| *st == t) {
-            assert!(
-                k <= newest,
-                "{ctx}: batch {k} of thread {t} present but its offset is only {batch_offset}"
-            );
-        }
-    }
-    for (&(t, k), recs) in &seen {
-        if k % 5 == 0 {
-            continue; // acknowledged by the helper: any subset may remain
-        }
-        let n = batch_len(k);
-        assert_eq!(
-            recs.len() as u64,
-            n,
-            "{ctx}: batch {k} of thread {t} is partial"
-        );
-        for (j, &(id, i)) in recs.iter().enumerate() {
-            assert_eq!(i, j as u64, "{ctx}: batch {k} of thread {t} out of order");
-            if let Some(&(first, _)) = reported.get(&(t, k)) {
-                assert_eq!(id, first + i, "{ctx}: t{t} b{k} r{i} has another id");
-            }
-        }
-    }
-    for (&(t, k), &(_, n)) in reported {
-        if k % 5 != 0 {
-            assert!(
-                seen.contains_key(&(t, k)),
-                "{ctx}: reported batch {k} of thread {t} ({n} records) is lost"
-            );
-        }
-    }
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! open / holds open a WAL for the lock tests.
 //!
 //! Usage:
-//!   wal-crash-helper append <dir>   two threads append batches forever; each durable
-//!                                   one is reported as "ok <thread> <batch> <first id> <count>"
+//!   wal-crash-helper append <dir> [threads] [segment bytes]
+//!                                   threads (2) append batches forever; each durable one is
+//!                                   reported as "ok <thread> <batch> <first id> <count>";
+//!                                   four batches in five are acknowledged right away
 //!   wal-crash-helper try-open <dir> exit 0 if it opened, 3 if locked, 4 on other errors
 //!   wal-crash-helper hold <dir>     opens, prints "ready", waits for stdin to close
 
@@ -14,9 +16,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use wal::{RecordRef, Wal, WalError, WalOptions};
 
-/// Appending threads: while one waits for its sync, the other is inserting,
-/// so a sync regularly writes part of an unfinished batch to disk — the
-/// state a kill must never turn into a partial batch.
+/// Appending threads by default: while one waits for its sync, the other
+/// is inserting, so a sync regularly writes part of an unfinished batch to
+/// disk — the state a kill must never turn into a partial batch.
 const THREADS: u64 = 2;
 
 #[path = "../../tests/common/workload.rs"]
@@ -50,9 +52,10 @@ fn append_forever(wal: &Wal, t: u64) -> Result<(), WalError> {
         let _ = writeln!(lock, "ok {t} {k} {first} {n}");
         let _ = lock.flush();
         drop(lock);
-        // Every fifth batch is acknowledged right away; the test accepts
-        // its records being present or absent (acks are not synced).
-        if k % 5 == 0 {
+        // Four batches in five are acknowledged right away, so segments
+        // empty and get deleted; the test accepts their records being
+        // present or absent (acks are not synced), and checks the fifth.
+        if k % 5 != 1 {
             let ids: Vec<_> = ids.iter().collect();
             wal.ack(&ids)?;
         }
@@ -60,10 +63,10 @@ fn append_forever(wal: &Wal, t: u64) -> Result<(), WalError> {
     }
 }
 
-fn append(dir: &Path) -> Result<(), WalError> {
-    let wal = Wal::open(dir, WalOptions::default())?;
+fn append(dir: &Path, threads: u64, opts: WalOptions) -> Result<(), WalError> {
+    let wal = Wal::open(dir, opts)?;
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
+        let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let wal = &wal;
                 s.spawn(move || append_forever(wal, t))
@@ -87,13 +90,30 @@ fn main() -> ExitCode {
     };
     let dir = Path::new(dir);
     match mode.as_str() {
-        "append" => match append(dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(4)
+        "append" => {
+            let number = |i: usize, default: u64| {
+                args.get(i).map_or(Some(default), |a| a.parse::<u64>().ok())
+            };
+            let defaults = WalOptions::default();
+            let (Some(threads), Some(segment_bytes)) =
+                (number(3, THREADS), number(4, defaults.segment_bytes))
+            else {
+                eprintln!("threads and segment size must be numbers");
+                return ExitCode::from(2);
+            };
+            let opts = WalOptions {
+                segment_bytes,
+                reclaim_threshold_bytes: 4 * segment_bytes,
+                ..defaults
+            };
+            match append(dir, threads, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(4)
+                }
             }
-        },
+        }
         "try-open" | "hold" => match Wal::open(dir, WalOptions::default()) {
             Ok(wal) => {
                 println!("ready");
