@@ -137,25 +137,11 @@ enum Reference {
     Fails(String),
 }
 
-fn reference_python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("MONASCA_REFERENCE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/reference-venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the Python reference persister is not installed ({} is missing): run tests/reference/venv \
-         (scripts/test does it; it installs monasca-persister 9.0.0 from PyPI into target/reference-venv)",
-        python.display()
-    );
-    python
-}
-
 /// Runs the reference's events repository on `requests` (`(kind, bytes)`,
 /// kind `E` for a message, `T` for a timestamp) with `today`.
 fn reference(index_name: &str, today: NaiveDate, requests: &[(char, &[u8])]) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/events.py");
-    let mut child = Command::new(reference_python())
+    let mut child = Command::new(support::reference::python())
         .arg(&script)
         .arg("--index-name")
         .arg(index_name)

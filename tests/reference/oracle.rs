@@ -57,25 +57,10 @@ pub enum Mode {
     Lenient,
 }
 
-/// The Python of the reference's virtualenv; panics saying how to create it.
-pub fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("MONASCA_REFERENCE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/reference-venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the Python reference persister is not installed ({} is missing): run tests/reference/venv \
-         (scripts/test does it; it installs monasca-persister 9.0.0 from PyPI into target/reference-venv)",
-        python.display()
-    );
-    python
-}
-
 /// Runs the reference on every message, in order.
 pub fn run(messages: &[(Kind, &[u8])], mode: Mode) -> Vec<Outcome> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/transform.py");
-    let mut command = Command::new(python());
+    let mut command = Command::new(crate::support::reference::python());
     command.arg(&script);
     if mode == Mode::Lenient {
         command.arg("--lenient");

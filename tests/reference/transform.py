@@ -36,9 +36,10 @@ of docs/line-protocol.md where we write what the reference drops).
 
 import base64
 import json
-import logging
 import sys
 import types
+
+import stubs
 
 
 def _stub_modules():
@@ -56,15 +57,6 @@ def _stub_modules():
         batch_size=10000,
         default_retention_hours=0,
     )
-    cfg = types.ModuleType("oslo_config.cfg")
-    cfg.CONF = types.SimpleNamespace(influxdb=influxdb_conf)
-    oslo_config = types.ModuleType("oslo_config")
-    oslo_config.cfg = cfg
-
-    log = types.ModuleType("oslo_log.log")
-    log.getLogger = logging.getLogger
-    oslo_log = types.ModuleType("oslo_log")
-    oslo_log.log = log
 
     class InfluxDBClientError(Exception):
         pass
@@ -79,11 +71,7 @@ def _stub_modules():
     influxdb.InfluxDBClient = InfluxDBClient
     influxdb.exceptions = exceptions
 
-    sys.modules.update({
-        "oslo_config": oslo_config,
-        "oslo_config.cfg": cfg,
-        "oslo_log": oslo_log,
-        "oslo_log.log": log,
+    stubs.install("influxdb", influxdb_conf, {
         "influxdb": influxdb,
         "influxdb.exceptions": exceptions,
     })
@@ -102,21 +90,6 @@ REPOSITORIES = {
 }
 
 
-class Message:
-    """What the Kafka consumer hands `process_message`: `value()` is bytes."""
-
-    def __init__(self, value):
-        self._value = value
-
-    def value(self):
-        return self._value
-
-
-def _text(text):
-    """Text made safe for JSON without lone surrogates."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _b64(data):
     return base64.b64encode(data).decode("ascii")
 
@@ -124,9 +97,9 @@ def _b64(data):
 def transform(kind, payload):
     repository = REPOSITORIES[kind]
     try:
-        line, tenant_id = repository.process_message(Message(payload))
+        line, tenant_id = repository.process_message(stubs.Message(payload))
     except Exception as e:  # the reference's consumer catches Exception
-        return {"error": type(e).__name__, "detail": _text(str(e))}
+        return {"error": type(e).__name__, "detail": stubs.json_text(str(e))}
     try:
         hash(tenant_id)
         hashable = True
@@ -137,7 +110,7 @@ def transform(kind, payload):
         body = ("\n".join([line]) + "\n").encode("utf-8")
         tenant_bytes = tenant.encode("utf-8")
     except UnicodeEncodeError as e:
-        return {"unencodable": _text(str(e))}
+        return {"unencodable": stubs.json_text(str(e))}
     return {
         "line": _b64(body[:-1]),
         "tenant": _b64(tenant_bytes),

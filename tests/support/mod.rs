@@ -13,6 +13,7 @@ pub mod opensearch;
 pub mod persister;
 pub mod points;
 pub mod real_kafka;
+pub mod reference;
 pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};
