@@ -591,3 +591,37 @@ fn render_events_metrics(o: &mut String, e: &crate::stats::EventsStats) {
         e.last_write_ok_ms.load(Relaxed) as f64 / 1000.0
     );
 }
+
+#[cfg(test)]
+mod tests {
+    fn vm_rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/self/status");
+        kb * 1024
+    }
+
+    /// The RSS gauge agrees with the kernel's own figure in kB, whatever
+    /// the page size (`/proc/self/statm` counts pages).
+    #[test]
+    fn resident_memory_matches_the_kernels_vm_rss() {
+        // The first reads fault in the code and buffers they use.
+        let _ = (vm_rss_bytes(), super::resident_memory_bytes());
+        let reads: Vec<(u64, u64, u64)> = (0..10)
+            .map(|_| {
+                let before = vm_rss_bytes();
+                let ours = super::resident_memory_bytes();
+                (before, ours, vm_rss_bytes())
+            })
+            .collect();
+        assert!(
+            reads
+                .iter()
+                .any(|&(before, ours, after)| ours >= before.min(after) && ours <= before.max(after)),
+            "the RSS gauge never lay between two readings of VmRSS (before, gauge, after): {reads:?}"
+        );
+    }
+}

@@ -1188,3 +1188,60 @@ fn sigterm_at_any_moment_of_start_up_exits_in_order_and_loses_nothing() {
     assert_eq!(stored_count(&influx), total);
     assert_eq!(stream.committed_total(), total as i64);
 }
+
+#[test]
+fn check_config_stopped_at_any_moment_exits_0_or_130_never_by_the_signal() {
+    const DELAYS_MS: [u64; 6] = [0, 1, 2, 5, 10, 20];
+    const ROUNDS: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("monasca-persister.conf");
+    std::fs::write(
+        &conf,
+        "[kafka_metrics]\nuri = 127.0.0.1:9\n[kafka_client]\nfetch.wait.max.ms = 100\n[influxdb]\nip_address = 127.0.0.1\n",
+    )
+    .unwrap();
+    let mut interrupted_at_0 = 0;
+    for delay in DELAYS_MS {
+        for round in 0..ROUNDS {
+            let mut command = std::process::Command::new(support::binary::BIN);
+            command
+                .arg("check-config")
+                .arg("--config-file")
+                .arg(&conf)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            support::binary::with_stop_signals_blocked(&mut command);
+            let child = command
+                .spawn()
+                .expect("spawn monasca-persister check-config");
+            // The moment is what is tested, not a synchronisation.
+            std::thread::sleep(Duration::from_millis(delay));
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let out = child.wait_with_output().expect("wait for check-config");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => {}
+                Some(130) => {
+                    assert!(
+                        stderr.contains(
+                            "monasca-persister check-config: received SIGTERM: interrupted; the configuration was not checked"
+                        ),
+                        "SIGTERM after {delay} ms (round {round}): exit 130 without the reason: {stderr}"
+                    );
+                    interrupted_at_0 += usize::from(delay == 0);
+                }
+                _ => panic!(
+                    "SIGTERM after {delay} ms (round {round}): {}, expected exit 0 or 130: {stderr}",
+                    out.status
+                ),
+            }
+        }
+    }
+    // A signal sent as the process starts is held until it can be handled:
+    // it interrupts (a check that always finished first would prove nothing).
+    assert!(
+        interrupted_at_0 > 0,
+        "no SIGTERM sent at spawn interrupted check-config"
+    );
+}
