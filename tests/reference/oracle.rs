@@ -3,10 +3,6 @@
 //! `process_message`) in the private virtualenv `tests/reference/venv`
 //! creates, on many messages at once, and reads back what it would write.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use base64::Engine as _;
 
 /// Which topic a message is for.
@@ -59,57 +55,24 @@ pub enum Mode {
 
 /// Runs the reference on every message, in order.
 pub fn run(messages: &[(Kind, &[u8])], mode: Mode) -> Vec<Outcome> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/transform.py");
-    let mut command = Command::new(crate::support::reference::python());
-    command.arg(&script);
-    if mode == Mode::Lenient {
-        command.arg("--lenient");
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start the reference ({}): {e}", script.display()));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let requests: Vec<u8> = messages
+    let args = match mode {
+        Mode::AsDeployed => Vec::new(),
+        Mode::Lenient => vec!["--lenient".to_string()],
+    };
+    let requests: Vec<(char, &[u8])> = messages
         .iter()
-        .flat_map(|(kind, payload)| {
+        .map(|&(kind, payload)| {
             let tag = match kind {
-                Kind::Metric => "M ",
-                Kind::AlarmTransition => "A ",
+                Kind::Metric => 'M',
+                Kind::AlarmTransition => 'A',
             };
-            let mut line = tag.as_bytes().to_vec();
-            line.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(payload)
-                    .as_bytes(),
-            );
-            line.push(b'\n');
-            line
+            (tag, payload)
         })
         .collect();
-    let writer = std::thread::spawn(move || {
-        stdin
-            .write_all(&requests)
-            .expect("send the messages to the reference");
-    });
-    let stdout = child.stdout.take().expect("piped stdout");
-    let outcomes: Vec<Outcome> = BufReader::new(stdout)
-        .lines()
-        .map(|line| parse(&line.expect("read the reference's answer")))
-        .collect();
-    writer.join().expect("writer thread");
-    let status = child.wait().expect("wait for the reference");
-    assert!(status.success(), "the reference exited with {status}");
-    assert_eq!(
-        outcomes.len(),
-        messages.len(),
-        "the reference answered {} of {} messages",
-        outcomes.len(),
-        messages.len()
-    );
-    outcomes
+    crate::support::reference::run("transform.py", &args, &requests)
+        .iter()
+        .map(|answer| parse(answer))
+        .collect()
 }
 
 fn parse(answer: &str) -> Outcome {
