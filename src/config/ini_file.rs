@@ -1,13 +1,15 @@
-//! Reading one oslo-style INI text into its assignments, in file order.
+//! Reading one oslo-style INI text into its assignments, in file order, in
+//! one pass that follows oslo.config's own parser (`oslo_config.iniparser`)
+//! line by line: a blank line ends a value, an indented line continues it,
+//! `[name]` starts a section, `#` and `;` start comment lines, anything else
+//! is `name = value` or `name: value` inside a section. Backslashes and
+//! quotes inside a value are literal.
 //!
-//! oslo.config's own parser decides what a line means; rust-ini does the
-//! tokenising. rust-ini is more liberal than oslo in a few places (it joins
+//! Hand-written rather than rust-ini (which this replaced): rust-ini joins
 //! a line ending in `\` with the next, accepts keys before any section and
-//! lines without `=`, and treats a blank line inside an indented value as
-//! part of it), so every line is first classified the oslo way and the text
-//! is normalised so that rust-ini reads exactly what oslo would.
-
-use ini::{Ini, ParseOption};
+//! lines without `=`, and reads a blank line inside an indented value as
+//! part of it, so it needed a pass of oslo's rules in front of it and a
+//! cross-check behind it; those rules are the whole parser.
 
 /// One `option = value` line (with its continuation lines) of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +19,7 @@ pub(crate) struct Assignment {
     /// Option name as written (trimmed).
     pub key: String,
     /// The value: surrounding quotes of the first line removed, continuation
-    /// lines joined with `\n`.
+    /// lines joined with `\n` (an empty first line is left out).
     pub value: String,
 }
 
@@ -30,60 +32,103 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
-/// Parses `text` into its assignments, in the order they appear.
-pub(crate) fn parse(text: &str) -> Result<Vec<Assignment>, SyntaxError> {
-    let lines = normalised_lines(text);
-    let first_lines_empty = check_lines(&lines)?;
+/// An assignment whose value may still have continuation lines.
+struct Open<'a> {
+    section: &'a str,
+    key: &'a str,
+    /// The first line's value (trimmed), then the continuation lines.
+    lines: Vec<&'a str>,
+}
 
-    // Backslashes are doubled and rust-ini's escape handling turns `\\` back
-    // into `\`: that is the only way to stop it from treating a trailing `\`
-    // as a line continuation, which oslo does not have.
-    let mut prepared = String::with_capacity(text.len() + 16);
-    for line in &lines {
-        prepared.push_str(&line.replace('\\', "\\\\"));
-        prepared.push('\n');
+impl Open<'_> {
+    /// The finished assignment. oslo removes one pair of matching quotes
+    /// around the first line; an empty first line is left out of the
+    /// value (its continuation lines then keep their quotes).
+    fn close(self) -> Assignment {
+        let value = match self.lines.split_first() {
+            Some((first, rest)) if !first.is_empty() => {
+                let mut value = strip_quotes(first);
+                for line in rest {
+                    value.push('\n');
+                    value.push_str(line);
+                }
+                value
+            }
+            Some((_, rest)) => rest.join("\n"),
+            None => String::new(),
+        };
+        Assignment {
+            section: self.section.to_string(),
+            key: self.key.to_string(),
+            value,
+        }
     }
-    let options = ParseOption {
-        enabled_quote: false,
-        enabled_escape: true,
-        enabled_indented_mutiline_value: true,
-        enabled_preserve_key_leading_whitespace: false,
-    };
-    let parsed = Ini::load_from_str_opt(&prepared, options).map_err(|e| SyntaxError {
-        line: e.line,
-        message: e.msg.to_string(),
-    })?;
+}
 
+/// Parses `text` into its assignments, in the order they appear, or the
+/// first line oslo would refuse.
+pub(crate) fn parse(text: &str) -> Result<Vec<Assignment>, SyntaxError> {
     let mut out = Vec::new();
-    for (section, props) in parsed.iter() {
-        // check_lines refuses assignments before the first section, so the
-        // general section is always empty.
-        let Some(section) = section else { continue };
-        for (key, value) in props.iter() {
-            out.push(Assignment {
-                section: section.to_string(),
-                key: key.to_string(),
-                value: value.to_string(),
+    let mut section: Option<&str> = None;
+    let mut open: Option<Open> = None;
+    for (index, line) in normalised_lines(text).into_iter().enumerate() {
+        let err = |message: String| SyntaxError {
+            line: index + 1,
+            message,
+        };
+        if line.is_empty() {
+            out.extend(open.take().map(Open::close));
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            let Some(value) = open.as_mut() else {
+                return Err(err(
+                    "indented line with no option above it to continue (indentation marks a continuation line)"
+                        .to_string(),
+                ));
+            };
+            value.lines.push(line.trim_start());
+            continue;
+        }
+        out.extend(open.take().map(Open::close));
+        if let Some(header) = line.strip_prefix('[') {
+            let Some(name) = header.strip_suffix(']') else {
+                return Err(err(format!(
+                    "section header {line:?} does not end with ']'"
+                )));
+            };
+            if name.trim().is_empty() || name.contains(['[', ']']) {
+                return Err(err(format!("invalid section header {line:?}")));
+            }
+            section = Some(name.trim());
+        } else if line.starts_with(['#', ';']) {
+            // comment
+        } else {
+            let Some(sep) = line.find(['=', ':']) else {
+                // The line is not quoted: it may be a secret with a typo.
+                return Err(err(
+                    "expected 'option = value', a [section] header or a comment".to_string(),
+                ));
+            };
+            let key = line[..sep].trim();
+            if key.is_empty() {
+                return Err(err(
+                    "assignment with no option name before '=' or ':'".to_string()
+                ));
+            }
+            let Some(section) = section else {
+                return Err(err(format!(
+                    "option {key:?} appears before any [section] header"
+                )));
+            };
+            open = Some(Open {
+                section,
+                key,
+                lines: vec![line[sep + 1..].trim()],
             });
         }
     }
-    if out.len() != first_lines_empty.len() {
-        return Err(SyntaxError {
-            line: 0,
-            message: format!(
-                "internal error: {} assignments found where oslo's line rules see {}",
-                out.len(),
-                first_lines_empty.len()
-            ),
-        });
-    }
-    for (assignment, first_empty) in out.iter_mut().zip(first_lines_empty) {
-        // rust-ini drops an empty first line, so its value then starts with
-        // what oslo treats as a continuation line: no quotes to remove.
-        if !first_empty {
-            assignment.value = strip_quotes(&assignment.value);
-        }
-    }
+    out.extend(open.map(Open::close));
     Ok(out)
 }
 
@@ -105,71 +150,6 @@ fn normalised_lines(text: &str) -> Vec<&str> {
         lines.push(rest.trim_end());
     }
     lines
-}
-
-/// Applies oslo's line rules: a blank line ends a value; an indented line
-/// continues the value above it (and is an error when there is none); a
-/// section header is `[name]`; `#` and `;` start comment lines; anything
-/// else must be `name = value` or `name: value` inside a section. Returns,
-/// for each assignment, whether its first line has an empty value.
-fn check_lines(lines: &[&str]) -> Result<Vec<bool>, SyntaxError> {
-    let mut first_lines_empty = Vec::new();
-    let mut value_open = false;
-    let mut in_section = false;
-    for (index, line) in lines.iter().enumerate() {
-        let err = |message: String| SyntaxError {
-            line: index + 1,
-            message,
-        };
-        if line.is_empty() {
-            value_open = false;
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if !value_open {
-                return Err(err(
-                    "indented line with no option above it to continue (indentation marks a continuation line)"
-                        .to_string(),
-                ));
-            }
-            continue;
-        }
-        value_open = false;
-        if let Some(header) = line.strip_prefix('[') {
-            let Some(name) = header.strip_suffix(']') else {
-                return Err(err(format!(
-                    "section header {line:?} does not end with ']'"
-                )));
-            };
-            if name.trim().is_empty() || name.contains(['[', ']']) {
-                return Err(err(format!("invalid section header {line:?}")));
-            }
-            in_section = true;
-        } else if line.starts_with(['#', ';']) {
-            // comment
-        } else {
-            let Some(sep) = line.find(['=', ':']) else {
-                // The line is not quoted: it may be a secret with a typo.
-                return Err(err(
-                    "expected 'option = value', a [section] header or a comment".to_string(),
-                ));
-            };
-            if line[..sep].trim().is_empty() {
-                return Err(err(
-                    "assignment with no option name before '=' or ':'".to_string()
-                ));
-            }
-            if !in_section {
-                return Err(err(format!(
-                    "option {:?} appears before any [section] header",
-                    line[..sep].trim()
-                )));
-            }
-            first_lines_empty.push(line[sep + 1..].trim().is_empty());
-            value_open = true;
-        }
-    }
-    Ok(first_lines_empty)
 }
 
 /// oslo removes one pair of matching quotes around the first line of a value
@@ -293,8 +273,8 @@ mod tests {
         }
     }
 
-    /// oslo.config's parser, written down plainly: the oracle the
-    /// rust-ini-based parser must agree with.
+    /// oslo.config's parser (`iniparser.BaseParser._parse_file`), written
+    /// down plainly and apart from `parse`: the oracle it must agree with.
     fn oslo_model(text: &str) -> Option<Vec<Assignment>> {
         let mut out: Vec<Assignment> = Vec::new();
         let mut section: Option<String> = None;
@@ -379,8 +359,8 @@ mod tests {
         fn agrees_with_the_oslo_model(text in ini_like()) {
             let ours = parse(&text).ok();
             let model = oslo_model(&text);
-            // Values may differ only in leading newlines (rust-ini drops them
-            // when the first line of a value is empty); typing trims anyway.
+            // Values may differ only in leading newlines (`parse` drops an
+            // empty first line of a value, oslo keeps it); typing trims anyway.
             let trim = |v: Option<Vec<Assignment>>| v.map(|v| v.into_iter().map(|mut x| {
                 x.value = x.value.trim_start_matches('\n').to_string();
                 x

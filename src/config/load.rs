@@ -1,7 +1,8 @@
 //! Assembling the effective [`Config`] from oslo-style INI files: reading
-//! the sources in order (later files win), `[kafka]` inheritance, `$`
-//! substitution, typing and bounds, and the warnings about options that
-//! are unknown or accepted but ignored.
+//! the sources in order (later files win), then every section and option
+//! as the option table (`options.rs`) says: `[kafka]` inheritance, `$`
+//! substitution, typing and bounds, refusals, and the warnings about
+//! options that are unknown or accepted but ignored.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::ini_file;
 use super::interpolate::{self, normalise_section, RawValue, Values};
-use super::value;
+use super::options::{self, is_topic, SECTIONS};
+use super::schema::{Kind, Part, SectionSpec};
 use super::{Config, KafkaClientSection, KafkaTopicSection, Secret};
 
 /// Where configuration comes from: `--config-file` (repeatable) and `--config-dir`.
@@ -287,20 +289,6 @@ impl Layers {
     }
 }
 
-const TOPIC_SECTIONS: [&str; 3] = ["kafka_metrics", "kafka_alarm_history", "kafka_events"];
-
-/// Options of `[kafka]` that the topic sections inherit (reference
-/// `kafka_common`), besides `legacy_kafka_client_enabled`.
-const KAFKA_COMMON: [&str; 7] = [
-    "consumer_id",
-    "client_id",
-    "max_wait_time_seconds",
-    "fetch_size_bytes",
-    "buffer_size",
-    "max_buffer_size",
-    "num_processors",
-];
-
 /// Sections of stores other than InfluxDB and Elasticsearch: accepted so
 /// that an existing file loads, but nothing in them is used.
 const OTHER_STORE_SECTIONS: [&str; 1] = ["cassandra"];
@@ -339,10 +327,6 @@ const OSLO_LOG_OPTIONS: [&str; 29] = [
     "fatal_exception_format_errors",
 ];
 
-fn is_topic(section: &str) -> bool {
-    TOPIC_SECTIONS.contains(&section)
-}
-
 /// Whether an option's value must be masked in messages.
 fn is_secret_option(section: &str, option: &str) -> bool {
     if section == "kafka_client" {
@@ -352,43 +336,18 @@ fn is_secret_option(section: &str, option: &str) -> bool {
     o.contains("password") || o.contains("token") || o.contains("secret") || o.contains("api_key")
 }
 
-/// Reference defaults as text, for substituting options no file sets and
-/// for telling known options from unknown ones.
+/// The table's defaults as text, for substituting options no file sets
+/// and for telling known options from unknown ones.
 fn default_texts() -> BTreeMap<(String, String), String> {
     let mut map = BTreeMap::new();
-    for section in Config::default().effective() {
-        for o in section.options {
-            map.insert((section.name.to_string(), o.name), o.value);
+    for section in SECTIONS {
+        for option in section.options() {
+            map.insert(
+                (section.name.to_string(), option.name.to_string()),
+                section.default_text(option).to_string(),
+            );
         }
     }
-    for name in KAFKA_COMMON {
-        let topic_default = map
-            .get(&("kafka_metrics".to_string(), name.to_string()))
-            .cloned();
-        if let Some(value) = topic_default {
-            map.insert(("kafka".to_string(), name.to_string()), value);
-        }
-    }
-    for section in ["kafka"].iter().chain(TOPIC_SECTIONS.iter()) {
-        map.insert(
-            (
-                section.to_string(),
-                "legacy_kafka_client_enabled".to_string(),
-            ),
-            "false".to_string(),
-        );
-    }
-    map.insert(
-        (
-            "zookeeper".to_string(),
-            "partition_interval_recheck_seconds".to_string(),
-        ),
-        "15".to_string(),
-    );
-    map.insert(
-        ("DEFAULT".to_string(), "log_config_append".to_string()),
-        String::new(),
-    );
     map
 }
 
@@ -457,13 +416,23 @@ impl<'a> Context<'a> {
         };
         entry(section).or_else(|| {
             let inherits = is_topic(section)
-                && (KAFKA_COMMON.contains(&option) || option == "legacy_kafka_client_enabled");
+                && KafkaTopicSection::OPTIONS
+                    .iter()
+                    .any(|o| o.name == option && o.spec.kafka_common);
             if inherits {
                 entry("kafka")
             } else {
                 None
             }
         })
+    }
+
+    /// `file: [section] option`, how warnings start.
+    fn place(&self, file: usize, section: &str, option: &str) -> String {
+        format!(
+            "{}: [{section}] {option}",
+            self.layers.files[file].display()
+        )
     }
 
     fn error(&self, found: &Found, reason: impl Into<String>) -> ConfigError {
@@ -508,344 +477,24 @@ impl<'a> Context<'a> {
             Err(reason) => Err(self.error(&found, reason)),
         }
     }
-
-    fn section(&'a self, name: &'static str) -> SectionReader<'a> {
-        SectionReader { ctx: self, name }
-    }
 }
 
-/// Sections whose options are read (besides the topic sections).
-const KNOWN_SECTIONS: [&str; 9] = [
-    "DEFAULT",
-    "kafka",
-    "zookeeper",
-    "influxdb",
-    "repositories",
-    "elasticsearch",
-    "wal",
-    "health",
-    "kafka_client",
-];
+/// Warnings, each about an option (or a section) of a file: given in
+/// section and option order, each once.
+#[derive(Default)]
+struct Warnings(Vec<((String, String), String)>);
 
-/// Typed reads of one section's options into the config. Each leaves the
-/// target at its default when no file sets the option; an empty value means
-/// the default for every type but strings (oslo reads an empty integer as
-/// unset, and seed 004's template has `port =`, `ssl =`).
-struct SectionReader<'a> {
-    ctx: &'a Context<'a>,
-    name: &'static str,
-}
-
-impl SectionReader<'_> {
-    fn typed<T>(
-        &self,
-        option: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        let Some(found) = self.ctx.lookup(self.name, option)? else {
-            return Ok(None);
-        };
-        if found.text.trim().is_empty() {
-            return Ok(None);
-        }
-        parse(&found.text)
-            .map(Some)
-            .map_err(|reason| self.ctx.error(&found, reason))
+impl Warnings {
+    fn push(&mut self, section: &str, option: &str, message: String) {
+        self.0
+            .push(((section.to_string(), option.to_string()), message));
     }
 
-    fn boolean(&self, option: &str, target: &mut bool) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, value::boolean)? {
-            *target = v;
-        }
-        Ok(())
+    fn into_sorted(mut self) -> Vec<String> {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0.dedup();
+        self.0.into_iter().map(|(_, message)| message).collect()
     }
-
-    fn int<T: TryFrom<u64>>(
-        &self,
-        option: &str,
-        min: u64,
-        max: u64,
-        target: &mut T,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, |t| {
-            let n = value::integer(t, min, max)?;
-            T::try_from(n).map_err(|_| format!("out of range: must be between {min} and {max}"))
-        })? {
-            *target = v;
-        }
-        Ok(())
-    }
-
-    fn int_opt(
-        &self,
-        option: &str,
-        min: u64,
-        max: u64,
-        target: &mut Option<u64>,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, |t| value::integer(t, min, max))? {
-            *target = Some(v);
-        }
-        Ok(())
-    }
-
-    fn port(&self, option: &str, target: &mut u16) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, value::port)? {
-            *target = v;
-        }
-        Ok(())
-    }
-
-    fn host(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, value::host)? {
-            *target = v;
-        }
-        Ok(())
-    }
-
-    fn host_ports(&self, option: &str, target: &mut Vec<String>) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, value::host_port_list)? {
-            *target = v;
-        }
-        Ok(())
-    }
-
-    fn socket_addr(
-        &self,
-        option: &str,
-        target: &mut std::net::SocketAddr,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, value::socket_addr)? {
-            *target = v;
-        }
-        Ok(())
-    }
-
-    /// A path that must be given when the option is set: an empty value is
-    /// refused rather than read as the default (unlike other types), since a
-    /// line such as `path =` more likely lost its value than meant the default.
-    fn path(&self, option: &str, target: &mut PathBuf) -> Result<(), ConfigError> {
-        let Some(found) = self.ctx.lookup(self.name, option)? else {
-            return Ok(());
-        };
-        let text = found.text.trim();
-        if text.is_empty() {
-            return Err(self.ctx.error(
-                &found,
-                format!(
-                    "must not be empty (remove the line to use the default, {})",
-                    target.display()
-                ),
-            ));
-        }
-        *target = PathBuf::from(text);
-        Ok(())
-    }
-
-    fn path_opt(&self, option: &str, target: &mut Option<PathBuf>) -> Result<(), ConfigError> {
-        if let Some(v) = self.typed(option, |t| Ok(PathBuf::from(t.trim())))? {
-            *target = Some(v);
-        }
-        Ok(())
-    }
-
-    /// A string that may be empty.
-    fn string(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
-        if let Some(found) = self.ctx.lookup(self.name, option)? {
-            *target = found.text;
-        }
-        Ok(())
-    }
-
-    /// A string that must not be empty (a name Kafka or InfluxDB needs).
-    fn name(&self, option: &str, target: &mut String) -> Result<(), ConfigError> {
-        if let Some(found) = self.ctx.lookup(self.name, option)? {
-            *target =
-                value::non_empty(&found.text).map_err(|reason| self.ctx.error(&found, reason))?;
-        }
-        Ok(())
-    }
-
-    /// A string where empty means unset.
-    fn string_opt(&self, option: &str, target: &mut Option<String>) -> Result<(), ConfigError> {
-        if let Some(found) = self.ctx.lookup(self.name, option)? {
-            *target = Some(found.text).filter(|t| !t.trim().is_empty());
-        }
-        Ok(())
-    }
-
-    fn secret(&self, option: &str, target: &mut Secret) -> Result<(), ConfigError> {
-        if let Some(found) = self.ctx.lookup(self.name, option)? {
-            *target = Secret::new(found.text);
-        }
-        Ok(())
-    }
-}
-
-/// Upper bound for sizes librdkafka takes as a C `int`.
-const KAFKA_INT_MAX: u64 = i32::MAX as u64;
-
-fn read_topic(ctx: &Context, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
-    let r = ctx.section(t.section);
-    r.boolean("enabled", &mut t.enabled)?;
-    r.host_ports("uri", &mut t.uri)?;
-    r.name("group_id", &mut t.group_id)?;
-    r.name("topic", &mut t.topic)?;
-    r.int("batch_size", 1, 1_000_000, &mut t.batch_size)?;
-    r.string_opt("zookeeper_path", &mut t.zookeeper_path)?;
-    read_kafka_common(&r, t)
-}
-
-/// The `[kafka]` options, read from `[kafka]` itself or from a topic section
-/// (which then falls back to `[kafka]`).
-fn read_kafka_common(r: &SectionReader, t: &mut KafkaTopicSection) -> Result<(), ConfigError> {
-    r.string_opt("consumer_id", &mut t.consumer_id)?;
-    r.name("client_id", &mut t.client_id)?;
-    r.int(
-        "max_wait_time_seconds",
-        1,
-        86_400,
-        &mut t.max_wait_time_seconds,
-    )?;
-    r.int(
-        "fetch_size_bytes",
-        1,
-        KAFKA_INT_MAX,
-        &mut t.fetch_size_bytes,
-    )?;
-    r.int_opt("buffer_size", 1, KAFKA_INT_MAX, &mut t.buffer_size)?;
-    r.int("max_buffer_size", 1, KAFKA_INT_MAX, &mut t.max_buffer_size)?;
-    r.int("num_processors", 1, 64, &mut t.num_processors)?;
-    // Only checked here; the warning when true comes with the others.
-    r.boolean("legacy_kafka_client_enabled", &mut false)
-}
-
-fn read_repositories(
-    ctx: &Context,
-    config: &mut Config,
-    warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    let repositories = &mut config.repositories;
-    let r = ctx.section("repositories");
-    r.string("events_driver", &mut repositories.events_driver)?;
-    if let Some(found) = ctx.lookup("repositories", "events_driver")? {
-        if !found.text.to_ascii_lowercase().contains("elasticsearch") {
-            warnings.push(format!(
-                "{}: [repositories] events_driver = {:?} is not an Elasticsearch driver; events go to [elasticsearch] regardless",
-                ctx.layers.files[found.file].display(),
-                found.text
-            ));
-        }
-    }
-    r.boolean(
-        "ignore_parse_point_error",
-        &mut repositories.ignore_parse_point_error,
-    )?;
-    for (option, target) in [
-        ("metrics_driver", &mut repositories.metrics_driver),
-        (
-            "alarm_state_history_driver",
-            &mut repositories.alarm_state_history_driver,
-        ),
-    ] {
-        let Some(found) = ctx.lookup("repositories", option)? else {
-            continue;
-        };
-        let driver = found.text.to_ascii_lowercase();
-        for store in ["cassandra", "elasticsearch"] {
-            if driver.contains(store) {
-                return Err(ctx.error(
-                    &found,
-                    format!(
-                        "{store} is not supported: this persister writes to InfluxDB only \
-                         (use monasca_persister.repositories.influxdb.*)"
-                    ),
-                ));
-            }
-        }
-        if !driver.contains("influxdb") {
-            warnings.push(format!(
-                "{}: [repositories] {option} = {:?} is not an InfluxDB driver; InfluxDB is used regardless",
-                ctx.layers.files[found.file].display(),
-                found.text
-            ));
-        }
-        *target = found.text;
-    }
-    Ok(())
-}
-
-/// Refuses a `retry_max_ms` below `retry_initial_ms` in `section`, naming
-/// the option the file set (`retry_max_ms` when it set both).
-fn check_retry_bounds(
-    ctx: &Context,
-    section: &str,
-    initial: u64,
-    max: u64,
-) -> Result<(), ConfigError> {
-    if max >= initial {
-        return Ok(());
-    }
-    let option = if ctx.layers.is_set(section, "retry_max_ms") {
-        "retry_max_ms"
-    } else {
-        "retry_initial_ms"
-    };
-    match ctx.lookup(section, option)? {
-        Some(found) => Err(ctx.error(
-            &found,
-            format!("retry_max_ms ({max}) must not be below retry_initial_ms ({initial})"),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// `[elasticsearch]`: the reference's options (sniffing accepted, with a
-/// warning when asked for, since the persister sends to the listed hosts
-/// only) and ours.
-fn read_elasticsearch(
-    ctx: &Context,
-    e: &mut super::ElasticsearchSection,
-    warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    let r = ctx.section("elasticsearch");
-    r.name("index_name", &mut e.index_name)?;
-    r.host_ports("hosts", &mut e.hosts)?;
-    r.boolean("sniff_on_start", &mut e.sniff_on_start)?;
-    r.boolean("sniff_on_connection_fail", &mut e.sniff_on_connection_fail)?;
-    r.int_opt(
-        "sniffer_timeout",
-        0,
-        u64::from(u32::MAX),
-        &mut e.sniffer_timeout,
-    )?;
-    r.int("max_retries", 1, 1_000, &mut e.max_retries)?;
-    r.int("batch_size", 1, 100_000, &mut e.batch_size)?;
-    r.boolean("ssl", &mut e.ssl)?;
-    r.boolean("verify_ssl", &mut e.verify_ssl)?;
-    r.path_opt("ca_file", &mut e.ca_file)?;
-    r.string("user", &mut e.user)?;
-    r.secret("password", &mut e.password)?;
-    r.secret("api_key", &mut e.api_key)?;
-    r.int("timeout_seconds", 1, 3_600, &mut e.timeout_seconds)?;
-    r.int("retry_initial_ms", 1, 3_600_000, &mut e.retry_initial_ms)?;
-    r.int("retry_max_ms", 1, 86_400_000, &mut e.retry_max_ms)?;
-    check_retry_bounds(ctx, "elasticsearch", e.retry_initial_ms, e.retry_max_ms)?;
-    let sniffing = [
-        ("sniff_on_start", e.sniff_on_start),
-        ("sniff_on_connection_fail", e.sniff_on_connection_fail),
-        ("sniffer_timeout", e.sniffer_timeout.is_some()),
-    ];
-    for (option, asked) in sniffing {
-        if let (true, Some(found)) = (asked, ctx.lookup("elasticsearch", option)?) {
-            warnings.push(format!(
-                "{}: [elasticsearch] {option} is ignored: nodes are not sniffed; \
-                 the persister sends to the hosts listed (list every node, or a load balancer)",
-                ctx.layers.files[found.file].display()
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
@@ -859,132 +508,144 @@ fn build(layers: &Layers) -> Result<Loaded, ConfigError> {
         sources: layers.files.clone(),
         ..Config::default()
     };
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::default();
+    // In the table's order; [kafka] is checked on its own too: a value
+    // every topic section overrides would take effect as soon as one
+    // override is removed.
+    for section in SECTIONS {
+        if section.part == Part::Passthrough {
+            read_kafka_client(&ctx, &mut config.kafka_client)?;
+        } else {
+            read_section(&ctx, section, &mut config, &mut warnings)?;
+        }
+    }
+    ignored(&ctx, &mut warnings);
+    Ok(Loaded {
+        config,
+        warnings: warnings.into_sorted(),
+    })
+}
 
-    let d = &mut config.default;
-    let r = ctx.section("DEFAULT");
-    r.boolean("debug", &mut d.debug)?;
-    r.path_opt("log_file", &mut d.log_file)?;
-    r.path_opt("log_dir", &mut d.log_dir)?;
-    r.boolean("use_stderr", &mut d.use_stderr)?;
+/// Reads a section's options as its table says: typed, bounded, checked
+/// and stored (for `[kafka]`, checked only). An option no file sets keeps
+/// its default.
+fn read_section(
+    ctx: &Context,
+    section: &SectionSpec,
+    config: &mut Config,
+    warnings: &mut Warnings,
+) -> Result<(), ConfigError> {
+    for option in section.options() {
+        let spec = option.spec;
+        if spec.kind == Kind::Ignored {
+            // Never read, not even substituted: only its warning.
+            if let Some((written_in, setting)) = ctx.setting(section.name, option.name) {
+                if let Ok(Some(warning)) = spec.check.apply(&setting.value) {
+                    let here = ctx.place(setting.file, written_in, option.name);
+                    warnings.push(written_in, option.name, format!("{here}{warning}"));
+                }
+            }
+            continue;
+        }
+        let Some(found) = ctx.lookup(section.name, option.name)? else {
+            continue;
+        };
+        let parsed = spec
+            .kind
+            .parse(&found.text, section.default_text(option))
+            .map_err(|reason| ctx.error(&found, reason))?;
+        if let Some(values) = section.values_mut {
+            if let Some(field) = values(config).field_mut(option.name) {
+                field
+                    .assign(parsed, spec.kind)
+                    .map_err(|reason| ctx.error(&found, reason))?;
+            }
+        }
+        match spec.check.apply(&found.text) {
+            Err(reason) => return Err(ctx.error(&found, reason)),
+            Ok(Some(warning)) => {
+                let here = ctx.place(found.file, &found.section, option.name);
+                warnings.push(&found.section, option.name, format!("{here}{warning}"));
+            }
+            Ok(None) => {}
+        }
+    }
+    check_not_below(ctx, section, config)
+}
 
-    // [kafka] is checked on its own too: a value every topic section
-    // overrides would take effect as soon as one override is removed.
-    read_kafka_common(
-        &ctx.section("kafka"),
-        &mut KafkaTopicSection::defaults("kafka_metrics"),
-    )?;
-    read_topic(&ctx, &mut config.kafka_metrics)?;
-    read_topic(&ctx, &mut config.kafka_alarm_history)?;
-    read_topic(&ctx, &mut config.kafka_events)?;
+/// Refuses a value below the option its table row names (`retry_max_ms`
+/// below `retry_initial_ms`), naming the one the file set (the first when
+/// it set both).
+fn check_not_below(
+    ctx: &Context,
+    section: &SectionSpec,
+    config: &Config,
+) -> Result<(), ConfigError> {
+    let Some(values) = section.values else {
+        return Ok(());
+    };
+    let values = values(config);
+    let number = |name: &str| values.field(name).and_then(|v| v.as_u64());
+    for option in section.options() {
+        let Some(lower) = option.spec.not_below else {
+            continue;
+        };
+        let (Some(value), Some(least)) = (number(option.name), number(lower)) else {
+            continue;
+        };
+        if value >= least {
+            continue;
+        }
+        let named = if ctx.layers.is_set(section.name, option.name) {
+            option.name
+        } else {
+            lower
+        };
+        if let Some(found) = ctx.lookup(section.name, named)? {
+            return Err(ctx.error(
+                &found,
+                format!(
+                    "{} ({value}) must not be below {lower} ({least})",
+                    option.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
-    ctx.section("zookeeper")
-        .host_ports("uri", &mut config.zookeeper.uri)?;
-
-    let i = &mut config.influxdb;
-    let r = ctx.section("influxdb");
-    r.name("database_name", &mut i.database_name)?;
-    r.boolean("db_per_tenant", &mut i.db_per_tenant)?;
-    r.int(
-        "default_retention_hours",
-        0,
-        u64::from(u32::MAX),
-        &mut i.default_retention_hours,
-    )?;
-    r.int("batch_size", 1, 1_000_000, &mut i.batch_size)?;
-    r.host("ip_address", &mut i.ip_address)?;
-    r.port("port", &mut i.port)?;
-    r.boolean("ssl", &mut i.ssl)?;
-    r.boolean("verify_ssl", &mut i.verify_ssl)?;
-    r.path_opt("ca_file", &mut i.ca_file)?;
-    r.string("user", &mut i.user)?;
-    r.secret("password", &mut i.password)?;
-    r.secret("token", &mut i.token)?;
-    r.int("timeout_seconds", 1, 3_600, &mut i.timeout_seconds)?;
-    r.int("retry_initial_ms", 1, 3_600_000, &mut i.retry_initial_ms)?;
-    r.int("retry_max_ms", 1, 86_400_000, &mut i.retry_max_ms)?;
-    check_retry_bounds(&ctx, "influxdb", i.retry_initial_ms, i.retry_max_ms)?;
-
-    read_repositories(&ctx, &mut config, &mut warnings)?;
-    read_elasticsearch(&ctx, &mut config.elasticsearch, &mut warnings)?;
-
-    let w = &mut config.wal;
-    let r = ctx.section("wal");
-    r.path("path", &mut w.path)?;
-    r.int("max_size_mb", 1, 16 * 1024 * 1024, &mut w.max_size_mb)?;
-    r.int("commit_interval_ms", 1, 60_000, &mut w.commit_interval_ms)?;
-    r.boolean("fsync", &mut w.fsync)?;
-    r.int("writer_threads", 1, 64, &mut w.writer_threads)?;
-    r.int(
-        "drain_timeout_seconds",
-        0,
-        86_400,
-        &mut w.drain_timeout_seconds,
-    )?;
-    r.path("dead_letter_path", &mut w.dead_letter_path)?;
-    r.int(
-        "dead_letter_max_size_mb",
-        1,
-        1024 * 1024,
-        &mut w.dead_letter_max_size_mb,
-    )?;
-    r.int(
-        "dead_letter_max_files",
-        0,
-        1_000,
-        &mut w.dead_letter_max_files,
-    )?;
-    r.int("cache_size_mb", 1, 64 * 1024, &mut w.cache_size_mb)?;
-
-    let h = &mut config.health;
-    let r = ctx.section("health");
-    r.boolean("enabled", &mut h.enabled)?;
-    r.socket_addr("bind", &mut h.bind)?;
-    r.int(
-        "influxdb_unhealthy_after_seconds",
-        1,
-        86_400,
-        &mut h.influxdb_unhealthy_after_seconds,
-    )?;
-    r.int(
-        "elasticsearch_unhealthy_after_seconds",
-        1,
-        86_400,
-        &mut h.elasticsearch_unhealthy_after_seconds,
-    )?;
-
-    for ((section, option), _) in layers
+/// `[kafka_client]`: every property, substituted, unless the persister
+/// manages it.
+fn read_kafka_client(ctx: &Context, target: &mut KafkaClientSection) -> Result<(), ConfigError> {
+    let section = "kafka_client".to_string();
+    for ((written_in, option), _) in ctx
+        .layers
         .settings
-        .range(("kafka_client".to_string(), String::new())..)
+        .range((section.clone(), String::new())..)
     {
-        if section != "kafka_client" {
+        if *written_in != section {
             break;
         }
-        if let Some(found) = ctx.lookup("kafka_client", option)? {
+        if let Some(found) = ctx.lookup(&section, option)? {
             if let Some(why) = KafkaClientSection::refusal(option) {
                 return Err(ctx.error(&found, format!("cannot be set here: {why}")));
             }
-            config
-                .kafka_client
+            target
                 .properties
                 .insert(option.clone(), Secret::new(found.text));
         }
     }
-
-    warnings.extend(ignored(&ctx));
-    Ok(Loaded { config, warnings })
+    Ok(())
 }
 
-/// Warnings for everything in the files that has no effect, once each.
-fn ignored(ctx: &Context) -> Vec<String> {
+/// Warnings for everything in the files that the table does not know.
+fn ignored(ctx: &Context, warnings: &mut Warnings) {
     let layers = ctx.layers;
     let file = |i: usize| layers.files[i].display().to_string();
-    let mut warnings = Vec::new();
     let mut sections_warned = BTreeSet::new();
     let referenced = ctx.referenced.borrow();
     for ((section, option), setting) in &layers.settings {
-        let known_section = is_topic(section) || KNOWN_SECTIONS.contains(&section.as_str());
-        if !known_section {
+        let Some(known) = options::section(section) else {
             if sections_warned.insert(section.clone()) {
                 let first = file(
                     layers
@@ -993,45 +654,35 @@ fn ignored(ctx: &Context) -> Vec<String> {
                         .copied()
                         .unwrap_or(setting.file),
                 );
-                warnings.push(if OTHER_STORE_SECTIONS.contains(&section.as_str()) {
+                let message = if OTHER_STORE_SECTIONS.contains(&section.as_str()) {
                     format!("{first}: [{section}] is not used: InfluxDB is the only store; section ignored")
                 } else {
                     format!("{first}: unknown section [{section}], ignored")
-                });
+                };
+                warnings.push(section, option, message);
             }
             continue;
-        }
-        let here = format!("{}: [{section}] {option}", file(setting.file));
+        };
         let key = (section.clone(), option.clone());
-        if section == "kafka_client" {
+        if known.part == Part::Passthrough || ctx.defaults.contains_key(&key) {
+            // A property, or an option of the table (warned about, if at
+            // all, when it was read).
             continue;
         }
-        if section == "DEFAULT" && option == "log_config_append" {
-            if !setting.value.trim().is_empty() {
-                warnings.push(format!(
-                    "{here} is ignored: logging is set by debug, log_file, log_dir and use_stderr"
-                ));
-            }
-        } else if option == "legacy_kafka_client_enabled" && ctx.defaults.contains_key(&key) {
-            let on = matches!(ctx.lookup(section, option), Ok(Some(f)) if value::boolean(&f.text) == Ok(true));
-            if on {
-                warnings.push(format!(
-                    "{here} = true is ignored: librdkafka is the only Kafka client"
-                ));
-            }
-        } else if ctx.defaults.contains_key(&key) {
-            // a known option
-        } else if section == "DEFAULT" && OSLO_LOG_OPTIONS.contains(&option.as_str()) {
-            warnings.push(format!("{here} (oslo.log) is not supported; ignored"));
+        let here = ctx.place(setting.file, section, option);
+        let message = if section == "DEFAULT" && OSLO_LOG_OPTIONS.contains(&option.as_str()) {
+            format!("{here} (oslo.log) is not supported; ignored")
         } else if (section == "kafka" || is_topic(section)) && option == "database_batch_size" {
-            warnings.push(format!(
+            format!(
                 "{here} is not used by this version (batch_size in [kafka_metrics] and [kafka_alarm_history] sets the batch); ignored"
-            ));
+            )
         } else if !referenced.contains(&key) {
-            warnings.push(format!("{here}: unknown option, ignored"));
-        }
+            format!("{here}: unknown option, ignored")
+        } else {
+            continue;
+        };
+        warnings.push(section, option, message);
     }
-    warnings
 }
 
 #[cfg(test)]

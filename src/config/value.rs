@@ -14,15 +14,18 @@ pub(crate) fn boolean(text: &str) -> Result<bool, String> {
     }
 }
 
+/// The bounds `min..=max` as messages state them.
+pub(crate) fn range(min: u64, max: u64) -> String {
+    if max == u64::MAX {
+        format!("must be at least {min}")
+    } else {
+        format!("must be between {min} and {max}")
+    }
+}
+
 /// A whole number in `min..=max`.
 pub(crate) fn integer(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let range = || {
-        if max == u64::MAX {
-            format!("must be at least {min}")
-        } else {
-            format!("must be between {min} and {max}")
-        }
-    };
+    let range = || range(min, max);
     let t = text.trim();
     let digits = t.strip_prefix('+').unwrap_or(t);
     if let Some(negative) = digits.strip_prefix('-') {
