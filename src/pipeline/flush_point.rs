@@ -670,7 +670,12 @@ mod tests {
         }
     }
 
-    fn flush_point(store: &Arc<TestStore>) -> (FlushPoint<Arc<TestStore>>, Arc<Stats>) {
+    type TestFlushPoint = FlushPoint<Arc<TestStore>>;
+
+    /// A flush point on a fresh store, the group it commits to, its counters.
+    fn setup() -> (Arc<TestStore>, TestGroup, TestFlushPoint, Arc<Stats>) {
+        let store = TestStore::new();
+        let group = TestGroup::new(&store);
         let stats = Arc::new(Stats::new());
         let batch = PendingBatch::new(1000, Default::default());
         let fp = FlushPoint::new(
@@ -680,11 +685,11 @@ mod tests {
             stats.clone(),
             batch,
         );
-        (fp, stats)
+        (store, group, fp, stats)
     }
 
     /// Reads the messages at `offsets` of `partition` as lines.
-    fn read(fp: &FlushPoint<Arc<TestStore>>, partition: i32, offsets: std::ops::Range<i64>) {
+    fn read(fp: &TestFlushPoint, partition: i32, offsets: std::ops::Range<i64>) {
         let mut batch = fp.batch().expect("batch");
         for offset in offsets {
             let line = format!("cpu,partition={partition} value={offset}\n");
@@ -694,7 +699,7 @@ mod tests {
     }
 
     /// Reads the message at `offset` of `partition` as a rejected one.
-    fn reject(fp: &FlushPoint<Arc<TestStore>>, partition: i32, offset: i64) {
+    fn reject(fp: &TestFlushPoint, partition: i32, offset: i64) {
         let mut batch = fp.batch().expect("batch");
         batch.dead_letters.push(RejectedMessage {
             partition,
@@ -708,9 +713,7 @@ mod tests {
 
     #[test]
     fn a_commit_never_precedes_the_durability_of_its_offsets() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, stats) = flush_point(&store);
+        let (store, group, fp, stats) = setup();
         for round in 0..3i64 {
             read(&fp, 0, round * 10..round * 10 + 10);
             read(&fp, 1, round * 5..round * 5 + 5);
@@ -745,9 +748,7 @@ mod tests {
 
     #[test]
     fn dead_letters_are_on_disk_before_the_wal_append() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         reject(&fp, 0, 0);
         read(&fp, 0, 1..3);
         reject(&fp, 1, 7);
@@ -762,9 +763,7 @@ mod tests {
 
     #[test]
     fn a_failed_dead_letter_sync_appends_nothing_and_commits_nothing_beyond_the_durable_offsets() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         read(&fp, 0, 0..5);
         fp.flush(&group, Some(CommitMode::Async)).expect("flush");
         read(&fp, 0, 5..10);
@@ -802,9 +801,7 @@ mod tests {
 
     #[test]
     fn a_failed_wal_append_commits_nothing_beyond_the_durable_offsets() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         read(&fp, 3, 0..4);
         fp.flush(&group, Some(CommitMode::Async)).expect("flush");
         read(&fp, 3, 4..9);
@@ -830,9 +827,7 @@ mod tests {
 
     #[test]
     fn a_failed_commit_is_retried_with_the_durable_offsets() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, stats) = flush_point(&store);
+        let (_, group, fp, stats) = setup();
         read(&fp, 0, 0..10);
         group.fail.store(true, Ordering::Relaxed);
         fp.flush(&group, Some(CommitMode::Async)).expect("flush");
@@ -860,9 +855,7 @@ mod tests {
 
     #[test]
     fn a_revoke_flushes_and_commits_synchronously_then_forgets_the_revoked_partitions() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         read(&fp, 0, 0..6);
         read(&fp, 1, 0..4);
         group.set_positions(&[(0, 6), (1, 4)]);
@@ -888,9 +881,7 @@ mod tests {
 
     #[test]
     fn a_lost_assignment_is_made_durable_and_not_committed() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         read(&fp, 0, 0..6);
         read(&fp, 1, 0..4);
         fp.revoke(&group, &[0, 1], true).expect("revoke");
@@ -910,9 +901,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_keeps_the_batch_and_commits_nothing() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         read(&fp, 0, 0..2);
         fp.flush(&group, Some(CommitMode::Async)).expect("flush");
         read(&fp, 0, 2..5);
@@ -942,9 +931,7 @@ mod tests {
 
     #[test]
     fn offsets_move_past_unread_records_only_while_nothing_is_buffered() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         read(&fp, 0, 0..10);
         fp.flush(&group, Some(CommitMode::Async)).expect("flush");
         // Transaction markers at 10 and 11: the position is at 12.
@@ -972,9 +959,7 @@ mod tests {
 
     #[test]
     fn a_repaired_offset_is_committed_by_the_next_recommit() {
-        let store = TestStore::new();
-        let group = TestGroup::new(&store);
-        let (fp, _) = flush_point(&store);
+        let (store, group, fp, _) = setup();
         store
             .wal
             .append(&[], &[(offset_name(TOPIC, 4).as_str(), 40)])
