@@ -863,6 +863,15 @@ fn the_persister_reports_a_bad_configuration_on_stderr() {
 }
 
 proptest! {
+    // Failing seeds are kept in the repository and replayed first (see
+    // proptest-regressions/README.md).
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/config.txt"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn any_bytes_load_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let _ = load_str("fuzz", &String::from_utf8_lossy(&bytes));

@@ -7,13 +7,9 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use chrono::NaiveDate;
 use monasca_persister::config::Config;
 use monasca_persister::elasticsearch::document;
@@ -137,59 +133,22 @@ enum Reference {
     Fails(String),
 }
 
-fn reference_python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("MONASCA_REFERENCE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/reference-venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the Python reference persister is not installed ({} is missing): run tests/reference/venv \
-         (scripts/test does it; it installs monasca-persister 9.0.0 from PyPI into target/reference-venv)",
-        python.display()
-    );
-    python
-}
-
 /// Runs the reference's events repository on `requests` (`(kind, bytes)`,
 /// kind `E` for a message, `T` for a timestamp) with `today`.
 fn reference(index_name: &str, today: NaiveDate, requests: &[(char, &[u8])]) -> Vec<Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/events.py");
-    let mut child = Command::new(reference_python())
-        .arg(&script)
-        .arg("--index-name")
-        .arg(index_name)
-        .arg("--today")
-        .arg(today.format("%Y-%m-%d").to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start the reference ({}): {e}", script.display()));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input: Vec<u8> = requests
+    let args = [
+        "--index-name".to_string(),
+        index_name.to_string(),
+        "--today".to_string(),
+        today.format("%Y-%m-%d").to_string(),
+    ];
+    support::reference::run("events.py", &args, requests)
         .iter()
-        .flat_map(|(kind, bytes)| {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-            format!("{kind} {b64}\n").into_bytes()
+        .map(|answer| {
+            serde_json::from_str(answer)
+                .unwrap_or_else(|e| panic!("the reference's answer {answer:?}: {e}"))
         })
-        .collect();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).expect("feed the reference"));
-    let answers: Vec<Value> = BufReader::new(child.stdout.take().expect("piped stdout"))
-        .lines()
-        .map(|l| serde_json::from_str(&l.expect("read the reference")).expect("reference JSON"))
-        .collect();
-    writer.join().expect("writer thread");
-    assert!(
-        child.wait().expect("wait").success(),
-        "the reference failed"
-    );
-    assert_eq!(
-        answers.len(),
-        requests.len(),
-        "the reference answered every request"
-    );
-    answers
+        .collect()
 }
 
 fn reference_events(index_name: &str, today: NaiveDate, messages: &[Vec<u8>]) -> Vec<Reference> {

@@ -107,6 +107,13 @@ fn retention_policies(influx: &Influxd, db: &str) -> Vec<(String, String, bool)>
         .collect()
 }
 
+/// Every column of `SHOW RETENTION POLICIES`, in name order.
+fn policy_rows(influx: &Influxd, db: &str) -> Vec<Vec<serde_json::Value>> {
+    let mut rows = influx.rows(db, &format!("SHOW RETENTION POLICIES ON \"{db}\""));
+    rows.sort_by_key(|r| r[0].to_string());
+    rows
+}
+
 fn assert_complete(report: &WriteReport) {
     if let Some(retry) = &report.retry {
         panic!("write not complete: {} (report {report:?})", retry.error);
@@ -179,7 +186,22 @@ fn creates_a_missing_database_with_the_default_retention_policy() {
     assert!(report.database_created);
     assert_eq!(
         retention_policies(&influx, "with_rp"),
-        [("24h".to_string(), "24h0m0s".to_string(), true)]
+        [
+            ("24h".to_string(), "24h0m0s".to_string(), true),
+            ("autogen".to_string(), "0s".to_string(), false)
+        ]
+    );
+    // The same policies, durations, shard durations and replication as
+    // the reference's database, made by its two statements (as its
+    // InfluxDB client sends them).
+    influx.query(None, "CREATE DATABASE \"reference\"");
+    influx.query(
+        None,
+        "CREATE RETENTION POLICY \"24h\" ON \"reference\" DURATION 24h REPLICATION 1 SHARD DURATION 0s DEFAULT",
+    );
+    assert_eq!(
+        policy_rows(&influx, "with_rp"),
+        policy_rows(&influx, "reference")
     );
     assert_eq!(influx.count("with_rp", "mem.free_mb"), 10);
     let again = writer.write_batch("with_rp", lines.as_bytes(), 10);
@@ -248,7 +270,10 @@ fn writers_racing_on_a_new_database_create_it_once() {
     }
     assert_eq!(
         retention_policies(&influx, "mon_race"),
-        [("12h".to_string(), "12h0m0s".to_string(), true)]
+        [
+            ("12h".to_string(), "12h0m0s".to_string(), true),
+            ("autogen".to_string(), "0s".to_string(), false)
+        ]
     );
 }
 

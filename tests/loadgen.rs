@@ -113,7 +113,7 @@ impl Shape {
 }
 
 /// The shape of the compat messages of one file that the reference stores
-/// (rows not marked ERROR), and the key sets of its first, complete message.
+/// (rows that are not errors), and the key sets of its first, complete message.
 fn compat_shape(file: &str) -> (Shape, Shape) {
     let dir = support::compat_dir();
     let read = |name: &str| {
@@ -125,11 +125,16 @@ fn compat_shape(file: &str) -> (Shape, Shape) {
     let mut all = Shape::default();
     let mut first = Shape::default();
     for (i, (message, expected)) in messages.lines().zip(expected.lines()).enumerate() {
-        if expected.starts_with("ERROR") {
+        let row: Value = serde_json::from_str(expected)
+            .unwrap_or_else(|e| panic!("{file}.expected:{}: {e}", i + 1));
+        if row.get("error").is_some() {
             continue;
         }
-        let v: Value =
-            serde_json::from_str(message).unwrap_or_else(|e| panic!("{file}.jsonl:{}: {e}", i + 1));
+        // Messages serde_json cannot read (a lone surrogate in a member
+        // Python drops, a byte-order mark) only narrow the shapes allowed.
+        let Ok(v) = serde_json::from_str::<Value>(message) else {
+            continue;
+        };
         if i == 0 {
             first.add("", &v);
         }

@@ -193,6 +193,18 @@ impl Setup {
             .collect()
     }
 
+    /// Every column of `SHOW RETENTION POLICIES` on `db`, in name order.
+    fn policy_rows(&self, db: &str) -> Vec<Value> {
+        let q = format!("SHOW RETENTION POLICIES ON {}", ident(db));
+        let mut rows: Vec<Value> = self
+            .series(db, &q)
+            .iter()
+            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+            .collect();
+        rows.sort_by_key(|row| row[0].to_string());
+        rows
+    }
+
     /// The points of `tenant` in `measurement` of the source and of the
     /// tenant's database, series by series, tags and fields included.
     fn assert_copied(&self, measurement: &str, tenant: &str) -> usize {
@@ -324,15 +336,24 @@ fn every_point_lands_in_its_tenants_database_with_the_policy_asked_for() {
     }
     assert_eq!(
         setup.policies("mon_alpha"),
-        [("30d".to_string(), "720h0m0s".to_string(), true)]
+        [
+            ("30d".to_string(), "720h0m0s".to_string(), true),
+            ("autogen".to_string(), "0s".to_string(), false)
+        ]
     );
     assert_eq!(
         setup.policies("mon_beta"),
-        [("3w".to_string(), "504h0m0s".to_string(), true)]
+        [
+            ("3w".to_string(), "504h0m0s".to_string(), true),
+            ("autogen".to_string(), "0s".to_string(), false)
+        ]
     );
     assert_eq!(
         setup.policies(&format!("mon_{}", ODD.id)),
-        [("1000h".to_string(), "1000h0m0s".to_string(), true)]
+        [
+            ("1000h".to_string(), "1000h0m0s".to_string(), true),
+            ("autogen".to_string(), "0s".to_string(), false)
+        ]
     );
     let expected_dbs: BTreeSet<String> =
         ["mon", "mon_alpha", "mon_beta", &format!("mon_{}", ODD.id)]
@@ -353,6 +374,19 @@ fn every_point_lands_in_its_tenants_database_with_the_policy_asked_for() {
         .collect();
     assert_eq!(cached, expected);
     assert!(setup.state_lines("migrate-failure").is_empty());
+
+    // The policies — names, durations, shard durations, replication,
+    // default — are those the reference's migration tool makes with its
+    // InfluxDB client's two statements.
+    setup.statement(None, "CREATE DATABASE \"reference_beta\"");
+    setup.statement(
+        None,
+        "CREATE RETENTION POLICY \"3w\" ON \"reference_beta\" DURATION 3w REPLICATION 1 SHARD DURATION 0s DEFAULT",
+    );
+    assert_eq!(
+        setup.policy_rows("mon_beta"),
+        setup.policy_rows("reference_beta")
+    );
 }
 
 #[test]
@@ -568,7 +602,10 @@ fn a_short_retention_policy_limits_what_is_copied() {
     assert!(!run.stdout.contains("dropped"), "{}", run.stdout);
     assert_eq!(
         setup.policies("mon_alpha"),
-        [("2d".to_string(), "48h0m0s".to_string(), true)]
+        [
+            ("2d".to_string(), "48h0m0s".to_string(), true),
+            ("autogen".to_string(), "0s".to_string(), false)
+        ]
     );
     let kept = setup.series(
         "mon",

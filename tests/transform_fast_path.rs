@@ -12,7 +12,7 @@ use monasca_persister::config::InfluxSection;
 use monasca_persister::loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::{metric_takes_direct_path, metric_takes_fast_path, Transformer};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 
 /// Characters that stress the scanner and the line builder: JSON and line
 /// protocol syntax, control characters, non-ASCII of 2, 3 and 4 bytes.
@@ -410,10 +410,14 @@ fn same_result(transformers: &[Transformer], payload: &[u8]) -> Result<(), TestC
     Ok(())
 }
 
+/// A runner that keeps the seed of every failure in
+/// `proptest-regressions/transform_fast_path.txt` and tries those first.
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
         cases,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/transform_fast_path.txt",
+        ))),
         ..Config::default()
     })
 }

@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _};
 use monasca_persister::config::Config;
 use monasca_persister::loadgen::cli::parse_count;
 use monasca_persister::pipeline::consumer::client_config;
-use monasca_persister::pipeline::fetch_queue::{FetchQueue, Fetched};
+use monasca_persister::pipeline::fetch_queue::{Fetched, QueuedConsumer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -42,9 +42,8 @@ pub fn run(args: KafkaCeilingArgs) -> anyhow::Result<()> {
     let consumer: BaseConsumer = client_config(&config, &config.kafka_metrics, 0)
         .create()
         .with_context(|| format!("creating a consumer for {}", args.brokers))?;
-    // Declared after the consumer, so dropped before it (see FetchQueue).
-    let queue =
-        FetchQueue::new(consumer.client().native_ptr()).context("creating a librdkafka queue")?;
+    let owned = QueuedConsumer::new(consumer).context("creating a librdkafka queue")?;
+    let (consumer, queue) = (owned.consumer(), owned.queue());
     // Every partition from the start, assigned directly (no group to join):
     // routed to the queue first, as the persister does on assignment.
     let metadata = consumer

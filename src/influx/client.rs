@@ -321,16 +321,18 @@ impl InfluxClient {
     }
 
     /// Creates database `name`; when `retention_hours > 0` its default
-    /// retention policy is `"<h>h"` (`DURATION <h>h REPLICATION 1`).
+    /// retention policy is `"<h>h"` (`DURATION <h>h REPLICATION 1`), with
+    /// `autogen` beside it, as the reference creates it.
     ///
-    /// One statement does both — `CREATE DATABASE "<name>" WITH DURATION <h>h
-    /// REPLICATION 1 NAME "<h>h"` — rather than the reference's `CREATE
-    /// DATABASE` then `CREATE RETENTION POLICY … DEFAULT`: between those two,
-    /// another writer's points land in `autogen`, where queries on the
-    /// default policy never see them (a test caught exactly that). The
-    /// database then has no `autogen` policy. Idempotent; a database that
-    /// already exists with other policies (created by someone else) is left
-    /// as it is, with a warning.
+    /// One statement creates the database with its default policy —
+    /// `CREATE DATABASE "<name>" WITH DURATION <h>h REPLICATION 1 NAME
+    /// "<h>h"` — and `autogen` is added after it, rather than the
+    /// reference's `CREATE DATABASE` then `CREATE RETENTION POLICY …
+    /// DEFAULT`: between those two, another writer's points land in
+    /// `autogen`, where queries on the default policy never see them (a test
+    /// caught exactly that). Idempotent; a database that already exists with
+    /// other policies (created by someone else) is left as it is, with a
+    /// warning.
     pub fn create_database(&self, name: &str, retention_hours: u32) -> Result<(), InfluxError> {
         let policy = (retention_hours > 0).then(|| RetentionPolicy {
             name: format!("{retention_hours}h"),

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use super::client::{quote_identifier, InfluxClient, InfluxError};
 
+/// The retention policy InfluxDB gives every new database (`DURATION INF`).
+pub const AUTOGEN: &str = "autogen";
+
 /// A retention policy to create a database with; it becomes the database's
-/// default (and only) policy.
+/// default policy (`autogen` is kept beside it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// Policy name, e.g. `2w` or `720h`.
@@ -50,10 +53,17 @@ impl InfluxClient {
     /// Creates database `name`, with `policy` as its default retention
     /// policy when given (`autogen`, keeping points for ever, otherwise).
     ///
-    /// One statement, `CREATE DATABASE "<name>" WITH DURATION <h>h
-    /// REPLICATION 1 NAME "<policy>"`, so that no point written meanwhile
-    /// can land in `autogen` (see [`InfluxClient::create_database`]).
-    /// Idempotent; an existing database is never changed.
+    /// The database ends up with the policies the reference gives it (its
+    /// `CREATE DATABASE`, then `CREATE RETENTION POLICY … DEFAULT`): the
+    /// default `policy` and, beside it, InfluxDB's usual `autogen` (keeping
+    /// points for ever, not the default). They are made in the other order
+    /// — `CREATE DATABASE "<name>" WITH DURATION <h>h REPLICATION 1 NAME
+    /// "<policy>"`, then `CREATE RETENTION POLICY "autogen" … DURATION INF
+    /// REPLICATION 1` — so that no point written meanwhile can land in
+    /// `autogen`, where queries on the default policy never find it (see
+    /// [`InfluxClient::create_database`]); `SHOW RETENTION POLICIES` lists
+    /// them in that order. Idempotent; an existing database with other
+    /// policies is not changed.
     pub fn create_database_with_policy(
         &self,
         name: &str,
@@ -68,14 +78,29 @@ impl InfluxClient {
             ));
         }
         match self.query(None, &statement) {
-            Ok(_) => Ok(DatabaseCreation::Done),
+            Ok(_) => {}
             Err(InfluxError::Statement { message, .. })
                 if message.contains("conflicts with an existing policy") =>
             {
-                Ok(DatabaseCreation::ExistsWithOtherPolicies)
+                return Ok(DatabaseCreation::ExistsWithOtherPolicies);
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        if policy.is_some_and(|p| p.name != AUTOGEN) {
+            let autogen = format!(
+                "CREATE RETENTION POLICY {} ON {} DURATION INF REPLICATION 1",
+                quote_identifier(AUTOGEN),
+                quote_identifier(name)
+            );
+            match self.query(None, &autogen) {
+                Ok(_) => {}
+                // Someone made an `autogen` of their own: leave it.
+                Err(InfluxError::Statement { message, .. })
+                    if message.contains("retention policy already exists") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(DatabaseCreation::Done)
     }
 
     /// The names of all databases.

@@ -7,13 +7,12 @@
 //! consumer group protocol) decides what a stop does with the partitions and
 //! what another member holding its instance id means.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -24,21 +23,16 @@ use rdkafka::ClientContext;
 use super::batch::{PendingBatch, RejectedMessage};
 use super::control::EXIT_INSTANCE_NAME_IN_USE;
 use super::event_sink::EVENTS_RECORD_DATABASE;
-use super::fetch_queue::{self, FetchQueue, FetchQueueSlot, Fetched};
+use super::fetch_queue::{self, FetchQueueSlot, Fetched, QueuedConsumer};
+use super::flush_point::{offset_name, CommitMode, FlushPoint, OffsetCommitter, PipelineStore};
 use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
 use super::positions::{deleted_before_read, Positions};
 use super::{Failure, Shared};
 use crate::config::{Config, GroupProtocol, KafkaTopicSection};
-use crate::dead_letter::{Content, DeadLetter, KafkaSource};
 use crate::elasticsearch::document::{self, EventSource};
 use crate::stats::{GroupMember, TopicKind};
 use crate::transform::{Rejection, Target};
-
-/// The WAL offset name of a partition: `topic/partition`.
-pub fn offset_name(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}")
-}
 
 /// Builds the librdkafka configuration of a consumer of `section`.
 pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize) -> ClientConfig {
@@ -139,11 +133,8 @@ pub struct PersisterContext {
     /// Which consumer thread of the topic.
     member: usize,
     shared: Arc<Shared>,
-    batch: Mutex<PendingBatch>,
-    /// Partition → next offset durable in the WAL (or dead letters): what Kafka should have committed.
-    durable: Mutex<BTreeMap<i32, i64>>,
-    /// An offset commit failed; commit `durable` again soon.
-    commit_failed: AtomicBool,
+    /// The buffer and the offsets made durable: what Kafka should have committed.
+    flush_point: FlushPoint<PipelineStore>,
     /// Partitions paused (WAL back-pressure or a full disk).
     paused: Mutex<bool>,
     /// The WAL went over its limit and is not yet back below its low-water mark.
@@ -383,11 +374,13 @@ impl ConsumerContext for PersisterContext {
                     self.topic
                 );
                 let lost = consumer.assignment_lost();
-                self.flush(consumer, if lost { None } else { Some(CommitMode::Sync) });
-                if let Ok(mut durable) = self.durable.lock() {
-                    for e in tpl.elements_for_topic(&self.topic) {
-                        durable.remove(&e.partition());
-                    }
+                let revoked: Vec<i32> = tpl
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                if let Err(e) = self.flush_point.revoke(consumer, &revoked, lost) {
+                    self.shared.control.fatal(e.to_string());
                 }
                 if let Ok(mut starts) = self.starts.lock() {
                     starts.extend(
@@ -427,17 +420,48 @@ impl ConsumerContext for PersisterContext {
         if let Err(e) = result {
             // Harmless for correctness: the WAL holds the offsets and wins on
             // reassignment; the run loop commits them again shortly.
-            self.commit_failed.store(true, Ordering::Relaxed);
-            self.shared
-                .stats
-                .commit_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.flush_point.async_commit_failed();
             log::debug!(
                 "offset commit for {} ({}) failed: {e}",
                 self.topic,
                 partition_list(offsets)
             );
         }
+    }
+}
+
+/// The flush point's view of the consumer: commits and positions of its topic.
+impl OffsetCommitter for BaseConsumer<PersisterContext> {
+    type Error = KafkaError;
+
+    fn commit_offsets(
+        &self,
+        topic: &str,
+        offsets: &[(i32, i64)],
+        mode: CommitMode,
+    ) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        }
+        let mode = match mode {
+            CommitMode::Sync => rdkafka::consumer::CommitMode::Sync,
+            CommitMode::Async => rdkafka::consumer::CommitMode::Async,
+        };
+        self.commit(&tpl, mode)
+    }
+
+    fn positions(&self, topic: &str) -> Option<Vec<(i32, i64)>> {
+        let positions = self.position().ok()?;
+        let known = positions
+            .elements_for_topic(topic)
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(position) => Some((e.partition(), position)),
+                _ => None,
+            })
+            .collect();
+        Some(known)
     }
 }
 
@@ -577,18 +601,17 @@ impl PersisterContext {
     /// are assigned. A partition that cannot be routed keeps delivering
     /// through the consumer queue, which the run loop polls too.
     fn route_to_fetch_queue(&self, tpl: &TopicPartitionList) {
-        let Some(queue) = self.fetch_queue.get() else {
-            return;
-        };
-        for e in tpl.elements_for_topic(&self.topic) {
-            if !queue.route(&self.topic, e.partition()) {
-                log::warn!(
-                    "{}/{}: cannot route to the batch fetch queue; consuming it one message at a time",
-                    self.topic,
-                    e.partition()
-                );
+        self.fetch_queue.with(|queue| {
+            for e in tpl.elements_for_topic(&self.topic) {
+                if !queue.route(&self.topic, e.partition()) {
+                    log::warn!(
+                        "{}/{}: cannot route to the batch fetch queue; consuming it one message at a time",
+                        self.topic,
+                        e.partition()
+                    );
+                }
             }
-        }
+        });
     }
 
     /// Sets each newly assigned partition's start offset to the WAL's stored
@@ -638,10 +661,7 @@ impl PersisterContext {
                 );
                 // Repair the group's committed offset too, so that another
                 // member taking this partition later does not re-read it.
-                if let Ok(mut durable) = self.durable.lock() {
-                    durable.insert(p, stored);
-                }
-                self.commit_failed.store(true, Ordering::Relaxed);
+                self.flush_point.repair_commit(p, stored);
                 if let Err(err) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(stored)) {
                     log::error!(
                         "{}/{p}: cannot set start offset {stored}: {err}",
@@ -652,177 +672,11 @@ impl PersisterContext {
         }
     }
 
-    /// The flush point: dead letters durable, lines + offsets durable in one
-    /// WAL append, records handed to writers, then offsets committed.
-    /// `commit` None skips the commit (assignment lost, or shutting down hard).
+    /// The flush point (see [`FlushPoint::flush`]); a failure is fatal.
     fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
-        // The guard must be gone before the early return: advancing past
-        // unread records locks the buffer again.
-        let taken = match self.batch.lock() {
-            // On a full disk the batch waits (`apply_back_pressure` pauses
-            // the partitions meanwhile) and the flush is tried again.
-            Ok(b) if !b.is_empty() && !self.shared.disk_space.has_room(b.bytes()) => return,
-            Ok(mut b) if !b.is_empty() => Some(b.take()),
-            _ => None,
-        };
-        let Some(taken) = taken else {
-            if let Some(mode) = commit {
-                self.advance_past_unread_records(consumer);
-                self.commit_durable(consumer, mode);
-            }
-            return;
-        };
-        let shared = &self.shared;
-        if !taken.dead_letters.is_empty() {
-            if let Err(e) = self.write_dead_letters(&taken.dead_letters) {
-                shared.control.fatal(format!(
-                    "writing {} dead letter(s) of {} to {}: {e}",
-                    taken.dead_letters.len(),
-                    self.topic,
-                    shared.dead_letters.path().display()
-                ));
-                return;
-            }
+        if let Err(e) = self.flush_point.flush(consumer, commit) {
+            self.shared.control.fatal(e.to_string());
         }
-        let names: Vec<(String, i64)> = taken
-            .next_offsets
-            .iter()
-            .map(|(p, o)| (offset_name(&self.topic, *p), *o))
-            .collect();
-        let offsets: Vec<(&str, i64)> = names.iter().map(|(n, o)| (n.as_str(), *o)).collect();
-        let records: Vec<wal::RecordRef<'_>> = taken
-            .records
-            .iter()
-            .map(|(db, lines, points)| wal::RecordRef {
-                database: db,
-                kind: self.kind as u8,
-                points: *points,
-                payload: lines,
-            })
-            .collect();
-        let started = Instant::now();
-        let ids = match shared.wal.append(&records, &offsets) {
-            Ok(ids) => ids,
-            Err(e) => {
-                shared.control.fatal(format!(
-                    "appending {} record(s) from {} to the WAL: {e}",
-                    records.len(),
-                    self.topic
-                ));
-                return;
-            }
-        };
-        shared.stats.wal_append_latency.observe_since(started);
-        shared
-            .stats
-            .wal_appends
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let points: u64 = taken.records.iter().map(|r| r.2 as u64).sum();
-        shared
-            .stats
-            .wal_points_appended
-            .fetch_add(points, std::sync::atomic::Ordering::Relaxed);
-        drop(records);
-        let handoff = shared.handoff_for(self.kind);
-        for (id, (db, lines, points)) in ids.iter().zip(taken.records) {
-            handoff.offer(id, db, points, lines);
-        }
-        if let Ok(mut durable) = self.durable.lock() {
-            durable.extend(taken.next_offsets.iter().map(|(p, o)| (*p, *o)));
-        }
-        if let Some(mode) = commit {
-            self.advance_past_unread_records(consumer);
-            self.commit_durable(consumer, mode);
-        }
-    }
-
-    /// Raises each assigned partition's durable offset to the consumer's
-    /// position when that is further on and nothing read is waiting in the
-    /// buffer. The offsets between hold records librdkafka consumes without
-    /// handing them over: transaction markers and aborted messages (the
-    /// default `isolation.level = read_committed`). Without this the group's
-    /// offsets would stop short of a partition that ends with a marker, and
-    /// its lag never reach zero. Only while nothing fatal happened: a batch
-    /// whose append failed is gone from the buffer without being durable.
-    /// Returns whether an offset moved.
-    fn advance_past_unread_records(&self, consumer: &BaseConsumer<Self>) -> bool {
-        // After a fatal error a batch may have been taken and not made
-        // durable (a failed append): the position proves nothing then.
-        if self.shared.control.fatal_error().is_some() {
-            return false;
-        }
-        if !self.batch.lock().is_ok_and(|b| b.is_empty()) {
-            return false;
-        }
-        let Ok(positions) = consumer.position() else {
-            return false;
-        };
-        let Ok(mut durable) = self.durable.lock() else {
-            return false;
-        };
-        let mut moved = false;
-        for e in positions.elements_for_topic(&self.topic) {
-            if let Offset::Offset(position) = e.offset() {
-                let slot = durable.entry(e.partition()).or_insert(-1);
-                if position > *slot {
-                    *slot = position;
-                    moved = true;
-                }
-            }
-        }
-        moved
-    }
-
-    /// Commits every offset that is durable locally. Cheap (one entry per
-    /// partition), and it repairs any earlier commit that failed.
-    fn commit_durable(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) {
-        let mut tpl = TopicPartitionList::new();
-        if let Ok(durable) = self.durable.lock() {
-            for (p, o) in durable.iter() {
-                let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
-            }
-        }
-        if tpl.count() == 0 {
-            return;
-        }
-        if let Err(e) = consumer.commit(&tpl, mode) {
-            self.commit_failed.store(true, Ordering::Relaxed);
-            self.shared
-                .stats
-                .commit_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            log::debug!(
-                "committing offsets of {} ({}): {e}",
-                self.topic,
-                partition_list(&tpl)
-            );
-        }
-    }
-
-    /// Appends the rejected messages to the dead-letter file and fsyncs it.
-    fn write_dead_letters(
-        &self,
-        rejected: &[RejectedMessage],
-    ) -> Result<(), crate::dead_letter::DeadLetterError> {
-        let store = &self.shared.dead_letters;
-        for r in rejected {
-            store.record(&DeadLetter {
-                kind: r.kind,
-                reason: &r.reason,
-                source: Some(KafkaSource {
-                    topic: &self.topic,
-                    partition: r.partition,
-                    offset: r.offset,
-                }),
-                database: None,
-                content: Content::Message(&r.payload),
-            })?;
-            self.shared
-                .stats
-                .dead_letters
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        store.sync()
     }
 
     /// Handles one message: a line into the batch, or a dead letter.
@@ -1005,27 +859,28 @@ struct Connect {
 
 impl Connect {
     /// Creates the client, subscribes and makes its fetch queue.
-    fn open(&self) -> anyhow::Result<(BaseConsumer<PersisterContext>, FetchQueue)> {
+    fn open(&self) -> anyhow::Result<QueuedConsumer<PersisterContext>> {
         use anyhow::Context as _;
-        let (section, shared) = (&self.section, &self.shared);
+        let (section, shared, kind) = (&self.section, &self.shared, self.kind);
         let context = PersisterContext {
             topic: section.topic.clone(),
-            kind: self.kind,
+            kind,
             member: self.member,
             shared: shared.clone(),
-            batch: Mutex::new(PendingBatch::new(
-                shared.record_size(self.kind),
-                shared.line_buffers.clone(),
-            )),
-            durable: Mutex::new(BTreeMap::new()),
-            commit_failed: AtomicBool::new(false),
+            flush_point: FlushPoint::new(
+                &section.topic,
+                kind,
+                PipelineStore::new(shared.clone(), kind),
+                shared.stats.clone(),
+                PendingBatch::new(shared.record_size(kind), shared.line_buffers.clone()),
+            ),
             paused: Mutex::new(false),
             wal_over_limit: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             fetch_queue: FetchQueueSlot::default(),
             kafka_log: KafkaLog::new(&section.topic),
             starts: Mutex::new(Vec::new()),
-            errors: KafkaErrors::new(&section.topic, self.kind),
+            errors: KafkaErrors::new(&section.topic, kind),
             membership: Membership::of(section, self.member),
             check_fatal: AtomicBool::new(false),
             assigned_once: AtomicBool::new(false),
@@ -1048,13 +903,14 @@ impl Connect {
                 section.topic, section.group_id
             )
         })?;
-        let queue = FetchQueue::new(consumer.client().native_ptr()).with_context(|| {
+        let consumer = QueuedConsumer::new(consumer).with_context(|| {
             format!(
                 "creating the fetch queue of the consumer of topic {}",
                 section.topic
             )
         })?;
-        Ok((consumer, queue))
+        consumer.consumer().context().fetch_queue.link(&consumer);
+        Ok(consumer)
     }
 }
 
@@ -1092,10 +948,8 @@ pub fn spawn(
             let mut opened = opened;
             let mut held_since: Option<Instant> = None;
             loop {
-                let (consumer, queue) = opened;
                 let reason = match run(
-                    consumer,
-                    queue,
+                    opened,
                     kind,
                     batch_size,
                     interval,
@@ -1153,20 +1007,15 @@ pub fn spawn(
 const DRAIN_MAX: usize = 1024;
 
 fn run(
-    consumer: BaseConsumer<PersisterContext>,
-    queue: FetchQueue,
+    owned: QueuedConsumer<PersisterContext>,
     kind: TopicKind,
     batch_size: usize,
     interval: Duration,
     shared: Arc<Shared>,
     flushed: &mut Option<crossbeam_channel::Sender<()>>,
 ) -> Ended {
+    let (consumer, queue) = (owned.consumer(), owned.queue());
     let ctx = consumer.context().clone();
-    // The queue must be gone before the consumer is dropped, also when this
-    // thread unwinds: the guard (dropped before `consumer`) empties the slot.
-    ctx.fetch_queue.set(queue);
-    let _slot_guard = EmptySlotOnDrop(&ctx.fetch_queue);
-    let queue = ctx.fetch_queue.get();
     let mut fetched = Vec::with_capacity(DRAIN_MAX);
     let mut rewind: Vec<(i32, i64)> = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
@@ -1177,9 +1026,9 @@ fn run(
     let mut last_recommit = Instant::now();
     while !shared.control.stopping() {
         if ctx.check_fatal.swap(false, Ordering::Relaxed) {
-            if let Some(Ended::InstanceIdHeld(reason)) = ctx.fatal_error(&consumer) {
-                drop(queue);
-                drop(ctx.fetch_queue.take());
+            if let Some(Ended::InstanceIdHeld(reason)) = ctx.fatal_error(consumer) {
+                // The queue first, then the consumer (see `QueuedConsumer`).
+                drop(owned);
                 return Ended::InstanceIdHeld(reason);
             }
         }
@@ -1198,7 +1047,7 @@ fn run(
                 if let Some(expected) = positions.advance(msg.partition(), msg.offset()) {
                     gaps.push((msg.partition(), expected, msg.offset()));
                 }
-                if let Ok(mut batch) = ctx.batch.lock() {
+                if let Ok(mut batch) = ctx.flush_point.batch() {
                     ctx.handle(
                         &mut batch,
                         msg.partition(),
@@ -1227,9 +1076,9 @@ fn run(
                 .fetch_add(1, Ordering::Relaxed);
             !handoff.wait_for_writers(idle_timeout)
         };
-        let due = match ctx.batch.lock() {
+        let due = match ctx.flush_point.batch() {
             Ok(mut batch) => {
-                if let Some(queue) = queue.as_ref().filter(|_| !hold) {
+                if !hold {
                     // Wait for messages only when there was nothing to do.
                     let wait = if idle && consumed == 0 {
                         idle_timeout
@@ -1266,11 +1115,11 @@ fn run(
             Err(_) => false,
         };
         for (partition, offset) in rewind.drain(..) {
-            ctx.rewind_after_error(&consumer, partition, offset);
+            ctx.rewind_after_error(consumer, partition, offset);
             positions.expect(partition, offset);
         }
         for (partition, expected, offset) in gaps.drain(..) {
-            ctx.check_skipped(&consumer, partition, expected, offset);
+            ctx.check_skipped(consumer, partition, expected, offset);
         }
         idle = consumed == 0;
         if consumed > 0 {
@@ -1278,21 +1127,18 @@ fn run(
         }
         shared.stats.polled(kind);
         if due {
-            ctx.flush(&consumer, Some(CommitMode::Async));
+            ctx.flush(consumer, Some(CommitMode::Async));
         } else if last_recommit.elapsed() >= Duration::from_secs(1) {
             last_recommit = Instant::now();
-            let moved = ctx.advance_past_unread_records(&consumer);
-            if ctx.commit_failed.swap(false, Ordering::Relaxed) || moved {
-                ctx.commit_durable(&consumer, CommitMode::Async);
-            }
+            ctx.flush_point.recommit(consumer);
         }
-        ctx.apply_back_pressure(&consumer);
+        ctx.apply_back_pressure(consumer);
     }
     // Final flush point with a synchronous commit, then leave the group
     // (dropping the consumer closes it) so the partitions move at once.
     let hard = shared.control.fatal_error().is_some();
-    ctx.flush(&consumer, None);
-    if ctx.batch.lock().is_ok_and(|b| !b.is_empty()) {
+    ctx.flush(consumer, None);
+    if ctx.flush_point.batch().is_ok_and(|b| !b.is_empty()) {
         log::warn!("the messages of {} read since the last flush point are not in the WAL (no room on its disk): their offsets are not committed, they are read again at the next start", ctx.topic);
     }
     // Everything read is durable now. What follows needs the group
@@ -1300,12 +1146,11 @@ fn run(
     // unreachable, so shutdown stops waiting for it at the drain deadline.
     drop(flushed.take());
     if !hard {
-        ctx.commit_durable(&consumer, CommitMode::Sync);
+        ctx.flush_point.commit_durable(consumer, CommitMode::Sync);
     }
-    leave_group(&consumer, &ctx);
-    drop(queue);
-    drop(ctx.fetch_queue.take());
-    drop(consumer);
+    leave_group(consumer, &ctx);
+    // The queue first, then the consumer (see `QueuedConsumer`).
+    drop(owned);
     log::info!("consumer of {} stopped", ctx.topic);
     Ended::Stopped
 }
@@ -1349,14 +1194,5 @@ fn leave_group(consumer: &BaseConsumer<PersisterContext>, ctx: &PersisterContext
             );
             return;
         }
-    }
-}
-
-/// Empties a consumer's fetch-queue slot when dropped.
-struct EmptySlotOnDrop<'a>(&'a FetchQueueSlot);
-
-impl Drop for EmptySlotOnDrop<'_> {
-    fn drop(&mut self) {
-        drop(self.0.take());
     }
 }

@@ -15,6 +15,7 @@
 
 use std::ffi::CString;
 use std::ptr::NonNull;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
@@ -46,9 +47,8 @@ pub enum Fetched<'m> {
 
 /// A librdkafka queue the assigned partitions are forwarded to.
 ///
-/// It must be dropped before the consumer it was made from: the consumer
-/// thread keeps it in a [`FetchQueueSlot`] and empties the slot before it
-/// drops the consumer.
+/// It must be destroyed before the consumer it was made from: it exists
+/// only inside the [`QueuedConsumer`] that owns both, which drops it first.
 pub struct FetchQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     client: NonNull<rd::rd_kafka_t>,
@@ -60,17 +60,45 @@ unsafe impl Send for FetchQueue {}
 // SAFETY: as above; no Rust-side state is shared through `&FetchQueue`.
 unsafe impl Sync for FetchQueue {}
 
-impl FetchQueue {
-    /// A fresh queue on the librdkafka handle `client` (a consumer's
-    /// `client().native_ptr()`), `None` if librdkafka cannot make one.
-    pub fn new(client: *mut rd::rd_kafka_t) -> Option<FetchQueue> {
-        let client = NonNull::new(client)?;
-        // SAFETY: `client` is a live handle (the caller's consumer); the
-        // returned queue is owned by us and destroyed in `Drop`.
+/// A consumer and the fetch queue its assigned partitions forward to,
+/// owned together so that the queue is destroyed before the consumer closes
+/// (the fields drop in declaration order, also when the thread unwinds).
+/// The consumer's callbacks reach the queue through a [`FetchQueueSlot`],
+/// which keeps no queue alive.
+pub struct QueuedConsumer<C: ConsumerContext + 'static> {
+    /// Declared first: dropped first. The only strong reference that
+    /// outlives a call into this module.
+    queue: Arc<FetchQueue>,
+    consumer: BaseConsumer<C>,
+}
+
+impl<C: ConsumerContext + 'static> QueuedConsumer<C> {
+    /// `consumer` with a fresh fetch queue; `None` (the consumer closed) if
+    /// librdkafka cannot make one.
+    pub fn new(consumer: BaseConsumer<C>) -> Option<Self> {
+        let client = NonNull::new(consumer.client().native_ptr())?;
+        // SAFETY: `client` is the live handle of `consumer`, which the
+        // returned value owns and drops after the queue; the queue is ours
+        // and destroyed in `FetchQueue::drop`.
         let queue = NonNull::new(unsafe { rd::rd_kafka_queue_new(client.as_ptr()) })?;
-        Some(FetchQueue { queue, client })
+        Some(QueuedConsumer {
+            queue: Arc::new(FetchQueue { queue, client }),
+            consumer,
+        })
     }
 
+    /// The consumer.
+    pub fn consumer(&self) -> &BaseConsumer<C> {
+        &self.consumer
+    }
+
+    /// Its fetch queue.
+    pub fn queue(&self) -> &FetchQueue {
+        &self.queue
+    }
+}
+
+impl FetchQueue {
     /// Forwards `partition` of `topic` to this queue. Done before the
     /// partition is assigned, so that no message of it takes the consumer
     /// queue instead (which would let later offsets overtake earlier ones).
@@ -193,35 +221,34 @@ pub fn rewind_after_error<C: ConsumerContext>(
 impl Drop for FetchQueue {
     fn drop(&mut self) {
         // SAFETY: we own the queue; the consumer (and its handle) is still
-        // alive (see the type's documentation). Partitions still forwarding
+        // alive (see `QueuedConsumer`). Partitions still forwarding
         // here keep the queue's memory alive; librdkafka discards what they
         // send to it after this.
         unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) }
     }
 }
 
-/// Where a consumer keeps its fetch queue: reachable from the rebalance
-/// callback (which routes newly assigned partitions) and emptied by the
-/// consumer thread before the consumer is dropped.
+/// How a consumer's callbacks reach its fetch queue (the rebalance
+/// callback routes newly assigned partitions to it) without keeping it
+/// alive: once the [`QueuedConsumer`] drops the queue, before the consumer
+/// closes, callbacks find none.
 #[derive(Default)]
-pub struct FetchQueueSlot(std::sync::Mutex<Option<std::sync::Arc<FetchQueue>>>);
+pub struct FetchQueueSlot(OnceLock<Weak<FetchQueue>>);
 
 impl FetchQueueSlot {
-    /// Puts the queue in the slot.
-    pub fn set(&self, queue: FetchQueue) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(std::sync::Arc::new(queue));
-        }
+    /// Links the slot to the queue of `owner` (whose consumer's context
+    /// holds the slot); a slot is linked once.
+    pub fn link<C: ConsumerContext + 'static>(&self, owner: &QueuedConsumer<C>) {
+        let _ = self.0.set(Arc::downgrade(&owner.queue));
     }
 
-    /// The queue, unless the consumer is shutting down.
-    pub fn get(&self) -> Option<std::sync::Arc<FetchQueue>> {
-        self.0.lock().ok().and_then(|slot| slot.clone())
-    }
-
-    /// Empties the slot and returns the queue for the caller to drop.
-    pub fn take(&self) -> Option<std::sync::Arc<FetchQueue>> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
+    /// Calls `f` with the queue, unless there is none (not linked yet, or
+    /// the consumer is closing). To be called on the consumer's own thread
+    /// (its callbacks run there, inside `poll`), so that the queue cannot
+    /// be dropped meanwhile.
+    pub fn with<R>(&self, f: impl FnOnce(&FetchQueue) -> R) -> Option<R> {
+        let queue = self.0.get()?.upgrade()?;
+        Some(f(&queue))
     }
 }
 
@@ -273,6 +300,27 @@ mod tests {
         seen
     }
 
+    /// The slot reaches the queue while its owner lives, and nothing once
+    /// the owner dropped it (before closing the consumer).
+    #[test]
+    fn the_slot_reaches_the_queue_only_while_its_owner_lives() {
+        let slot = FetchQueueSlot::default();
+        assert_eq!(slot.with(|_| ()), None, "not linked yet");
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "fetch-queue-slot-test")
+            .create()
+            .expect("consumer");
+        let owned = QueuedConsumer::new(consumer).expect("queue");
+        slot.link(&owned);
+        assert_eq!(
+            slot.with(|queue| std::ptr::eq(queue, owned.queue())),
+            Some(true)
+        );
+        drop(owned);
+        assert_eq!(slot.with(|_| ()), None, "the queue went with its owner");
+    }
+
     /// Messages, then a consume error, then a pause and resume: with the
     /// rewind, reading resumes at the error's offset; without it librdkafka
     /// would resume one past it (checked too, so the test shows the hazard).
@@ -293,13 +341,14 @@ mod tests {
                 .set("fetch.error.backoff.ms", "2000")
                 .create()
                 .expect("consumer");
-            let queue = FetchQueue::new(consumer.client().native_ptr()).expect("queue");
+            let owned = QueuedConsumer::new(consumer).expect("queue");
+            let (consumer, queue) = (owned.consumer(), owned.queue());
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(TOPIC, 0, Offset::Beginning)
                 .expect("tpl");
             assert!(queue.route(TOPIC, 0));
             consumer.assign(&tpl).expect("assign");
-            let first = drain_until(&queue, &consumer, |s| s.len() >= 5);
+            let first = drain_until(queue, consumer, |s| s.len() >= 5);
             assert_eq!(first, (0..5).map(Ok).collect::<Vec<_>>());
 
             cluster.request_errors(
@@ -307,26 +356,27 @@ mod tests {
                 &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN],
             );
             produce(&producer, 5, 10);
-            let error = drain_until(&queue, &consumer, |s| !s.is_empty());
+            let error = drain_until(queue, consumer, |s| !s.is_empty());
             assert_eq!(
                 error,
                 vec![Err(5)],
                 "the error names the next offset to read"
             );
             if rewind {
-                rewind_after_error(&consumer, TOPIC, 0, 5).expect("rewind");
+                rewind_after_error(consumer, TOPIC, 0, 5).expect("rewind");
             }
             let assignment = consumer.assignment().expect("assignment");
             consumer.pause(&assignment).expect("pause");
             consumer.resume(&assignment).expect("resume");
-            let after = drain_until(&queue, &consumer, |s| s.iter().any(|m| m == &Ok(9)));
+            let after = drain_until(queue, consumer, |s| s.iter().any(|m| m == &Ok(9)));
             let expected_first = if rewind { 5 } else { 6 };
             assert_eq!(
                 after.first(),
                 Some(&Ok(expected_first)),
                 "rewind={rewind}: read after the pause: {after:?}"
             );
-            drop(queue);
+            // `owned` goes after `assignment`, whose partitions hold
+            // references that would keep the consumer's close waiting.
         }
     }
 }

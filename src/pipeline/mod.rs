@@ -8,6 +8,7 @@ pub mod control;
 pub mod disk_space;
 pub mod event_sink;
 pub mod fetch_queue;
+mod flush_point;
 mod handoff;
 mod kafka_errors;
 mod kafka_log;

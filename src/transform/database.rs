@@ -2,15 +2,20 @@
 //!
 //! InfluxDB 1.6 refuses (`invalid name`) a database name that contains `/`,
 //! `\` or a character Go's `unicode.IsPrint` rejects (control characters,
-//! spaces other than U+0020, format characters…), and (`name too long`) one
-//! over 255 bytes. Rather than carry a Unicode category table, a tenant id
-//! is accepted when every character is printable ASCII other than `/` and
-//! `\`, or a non-ASCII letter or digit; anything else is refused, which is
-//! stricter than InfluxDB only for non-ASCII symbols and marks.
+//! spaces other than U+0020, format characters, unassigned code points…),
+//! and (`name too long`) one over 255 bytes. `unicode.IsPrint` accepts
+//! exactly the characters Python's `str.isprintable()` accepts (letters,
+//! marks, numbers, punctuation, symbols and the ASCII space), so the same
+//! table decides (`pyunicode`, Unicode 14). InfluxDB builds with an older Go
+//! know fewer characters: a name with a character assigned since is refused
+//! by them when the database is created, and the writer dead-letters its
+//! lines (docs/influxdb.md).
 
 use std::borrow::Cow;
 
 use thiserror::Error;
+
+use super::pyunicode;
 
 /// The longest database name InfluxDB 1.x accepts, in bytes.
 pub const MAX_DATABASE_NAME_LEN: usize = 255;
@@ -49,6 +54,10 @@ pub enum TenantNameError {
     /// A character InfluxDB refuses (or that we cannot vouch for).
     #[error("character {0:?} is not allowed in an InfluxDB database name")]
     Character(char),
+    /// A JSON array or object, which the reference cannot use as the key of
+    /// its per-tenant batches (it drops such messages).
+    #[error("a JSON array or object is not a tenant id")]
+    Unhashable,
 }
 
 /// Checks that `<database_name>_<tenant>` is a name InfluxDB 1.6 accepts.
@@ -71,11 +80,7 @@ pub(crate) fn check_tenant(database_name: &str, tenant: &str) -> Result<(), Tena
 }
 
 fn allowed_in_database_name(c: char) -> bool {
-    if c.is_ascii() {
-        (' '..='~').contains(&c) && c != '/' && c != '\\'
-    } else {
-        c.is_alphanumeric()
-    }
+    c != '/' && c != '\\' && pyunicode::is_printable(c)
 }
 
 #[cfg(test)]
@@ -93,6 +98,8 @@ mod tests {
             "ünï",
             "名前",
             "",
+            "😀",
+            "€–\u{301}",
         ] {
             assert_eq!(check_tenant("mon", ok), Ok(()), "{ok:?}");
         }
@@ -119,6 +126,10 @@ mod tests {
         assert_eq!(
             check_tenant("mon", "a\u{200b}b"),
             Err(TenantNameError::Character('\u{200b}'))
+        );
+        assert_eq!(
+            check_tenant("mon", "a\u{378}b"),
+            Err(TenantNameError::Character('\u{378}'))
         );
         assert_eq!(check_tenant("mon", &"x".repeat(251)), Ok(()));
         assert_eq!(

@@ -102,8 +102,9 @@ struct TagSet {
 
 impl TagSet {
     /// Takes a dimension as the full path does: a key `time` is refused,
-    /// empty keys and values are left out, and the meta tags override
-    /// dimensions of their names.
+    /// empty keys are left out, and the meta tags override dimensions of
+    /// their names. An empty value goes the full path: it is left out, but
+    /// it removes an earlier value of its name too.
     #[inline(always)]
     fn push_dimension(&mut self, payload: &[u8], key: Span, value: Span) -> Option<()> {
         let prefix = prefix_of(payload, key);
@@ -111,7 +112,7 @@ impl TagSet {
             (4, TIME) => return None,
             (0, _) | (7, REGION) => return Some(()),
             (10, TENANT) if key.of(payload) == b"_tenant_id" => return Some(()),
-            _ if value.len == 0 => return Some(()),
+            _ if value.len == 0 => return None,
             _ => {}
         }
         self.push(Tag { prefix, key, value })
@@ -420,7 +421,7 @@ fn encode_with<'p>(
     let timestamp = fields.timestamp?;
     let value = match fields.value? {
         number if number.is_short_decimal(payload) => Value::Short(number),
-        number => Value::Repr(metric_value(number.text.of(payload))?),
+        number => Value::Repr(metric_value(number, payload)?),
     };
     let region = fields.region?;
     let tenant = fields.tenant?;
@@ -629,7 +630,8 @@ impl Number {
     /// Whether `FloatRepr::from_short_decimal` answers for this number, so
     /// that its text, normalised, is `repr(float(text))`: fixed notation,
     /// at most 15 significant digits, not below 1e-4 (the same conditions,
-    /// from the positions the scan found instead of a search).
+    /// from the positions the scan found instead of a search; besides, the
+    /// integer `-0`, which [`Number::write_short_decimal`] writes as 0.0).
     #[inline(always)]
     fn is_short_decimal(self, payload: &[u8]) -> bool {
         if self.exponent {
@@ -657,8 +659,13 @@ impl Number {
     #[inline(always)]
     fn write_short_decimal(self, payload: &[u8], line: &mut LineBuf) -> Option<()> {
         let kept = self.kept_fraction(payload).len();
-        let at = self.text.at;
+        let mut at = self.text.at;
         if kept == 0 {
+            // The integer `-0` is Python's 0, whose float is 0.0 (the float
+            // `-0.0` keeps its sign).
+            if self.fraction_end == self.int_end && self.int_end == at + 2 {
+                at += u32::from(payload.get(at as usize..at as usize + 2) == Some(&b"-0"[..]));
+            }
             let int = Span {
                 at,
                 len: self.int_end - at,
@@ -679,9 +686,15 @@ impl Number {
 
 /// `repr(float(value))` of a JSON number, when finite.
 /// (`FloatRepr::from_short_decimal` would not answer: the caller tried the
-/// same shortcut.)
-fn metric_value(raw: &[u8]) -> Option<FloatRepr> {
-    let value: f64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
+/// same shortcut.) As `pynum::float_from_json_number`, with the number's
+/// shape known from the scan: an integer is a Python int, `-0` is 0.0.
+fn metric_value(number: Number, payload: &[u8]) -> Option<FloatRepr> {
+    let value: f64 = std::str::from_utf8(number.text.of(payload))
+        .ok()?
+        .parse()
+        .ok()?;
+    let integer = number.fraction_end == number.int_end && !number.exponent;
+    let value = if integer { value + 0.0 } else { value };
     value.is_finite().then(|| FloatRepr::new(value))
 }
 
@@ -1305,10 +1318,17 @@ mod tests {
     fn plain_messages_are_written_directly() {
         assert_eq!(
             line(
-                r#"{"metric": {"name": "cpu idle", "dimensions": {"b": "2", "a": "x,y=z", "_region": "no", "e": ""}, "timestamp": 1554725987408, "value": 1.50, "value_meta": {"n": "é"}}, "meta": {"region": "r", "tenantId": "t"}, "creation_time": 1}"#
+                r#"{"metric": {"name": "cpu idle", "dimensions": {"b": "2", "a": "x,y=z", "_region": "no"}, "timestamp": 1554725987408, "value": 1.50, "value_meta": {"n": "é"}}, "meta": {"region": "r", "tenantId": "t"}, "creation_time": 1}"#
             )
             .as_deref(),
             Some("cpu\\ idle,_region=r,_tenant_id=t,a=x\\,y\\=z,b=2 value=1.5,value_meta=\"{\\\"n\\\": \\\"é\\\"}\" 1554725987408\n")
+        );
+        // An empty value removes an earlier one of its name: the full path.
+        assert_eq!(
+            line(
+                r#"{"metric": {"name": "m", "dimensions": {"e": "x", "e": ""}, "timestamp": 1, "value": 1}, "meta": {"region": "r", "tenantId": "t"}}"#
+            ),
+            None
         );
     }
 

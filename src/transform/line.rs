@@ -10,8 +10,10 @@ use std::borrow::Cow;
 
 use super::swar::{bytes_below, equal_bytes, word, HIGHS};
 
-/// What replaces a newline or carriage return in measurement and tag text:
-/// either would end the line in the middle of the series key.
+/// What replaces a newline in measurement and tag text: it would end the
+/// line in the middle of the series key. (A carriage return does not:
+/// InfluxDB 1.x ends lines at `\n` only and stores a `\r` in a name, tag
+/// key or tag value as it is, as the reference writes it.)
 pub(crate) const LINE_BREAK_REPLACEMENT: char = ' ';
 
 /// InfluxDB 1.x refuses a point whose series key plus `#!~#` plus a field
@@ -34,7 +36,6 @@ const TAG_ESCAPED: u8 = 2;
 pub(crate) const TAG_BYTE_CLASS: [u8; 256] = {
     let mut table = [0u8; 256];
     table[b'\n' as usize] = LINE_BREAK;
-    table[b'\r' as usize] = LINE_BREAK;
     table[b'\\' as usize] = TAG_ESCAPED;
     table[b' ' as usize] = TAG_ESCAPED;
     table[b',' as usize] = TAG_ESCAPED;
@@ -47,17 +48,14 @@ fn tag_byte_classes(text: &str) -> u8 {
         .fold(0, |classes, b| classes | TAG_BYTE_CLASS[usize::from(b)])
 }
 
-/// Makes measurement or tag text writable: newlines and carriage returns
-/// become [`LINE_BREAK_REPLACEMENT`] and trailing backslashes are dropped
+/// Makes measurement or tag text writable: newlines become
+/// [`LINE_BREAK_REPLACEMENT`] and trailing backslashes are dropped
 /// (see [`trim_trailing_backslashes`]). Needed where the text is compared
 /// (tag keys, measurement checks); [`push_tag_text`] replaces line breaks
 /// by itself.
 pub(crate) fn normalise_tag_text(text: Cow<'_, str>) -> Cow<'_, str> {
     let text = if tag_byte_classes(&text) & LINE_BREAK != 0 {
-        Cow::Owned(text.replace(
-            ['\n', '\r'],
-            LINE_BREAK_REPLACEMENT.encode_utf8(&mut [0; 4]),
-        ))
+        Cow::Owned(text.replace('\n', LINE_BREAK_REPLACEMENT.encode_utf8(&mut [0; 4])))
     } else {
         text
     };
@@ -80,8 +78,7 @@ pub(crate) fn trim_trailing_backslashes(mut text: Cow<'_, str>) -> Cow<'_, str> 
 
 /// Appends measurement, tag key or tag value text (already trimmed of
 /// trailing backslashes), escaped as the reference does (`escape_tag`), with
-/// a newline or carriage return written as an escaped
-/// [`LINE_BREAK_REPLACEMENT`].
+/// a newline written as an escaped [`LINE_BREAK_REPLACEMENT`].
 pub(crate) fn push_tag_text(out: &mut Vec<u8>, text: &str) {
     push_tag_bytes(out, text.as_bytes());
 }
@@ -209,12 +206,12 @@ mod tests {
         assert_eq!(tag("tab\there"), "tab\there");
         let mut out = Vec::new();
         push_tag_text(&mut out, "a\nb\r");
-        assert_eq!(out, b"a\\ b\\ ");
+        assert_eq!(out, b"a\\ b\r");
     }
 
     #[test]
     fn the_word_check_agrees_with_the_byte_table() {
-        for special in [b' ', b',', b'=', b'\\', b'\n', b'\r'] {
+        for special in [b' ', b',', b'=', b'\\', b'\n'] {
             for len in 0..40 {
                 for at in 0..=len {
                     let mut bytes = vec![b'a'; len];
@@ -231,7 +228,7 @@ mod tests {
 
     #[test]
     fn line_breaks_and_trailing_backslashes_are_normalised() {
-        assert_eq!(tag("line one\nline two\r"), "line\\ one\\ line\\ two\\ ");
+        assert_eq!(tag("line one\nline two\r"), "line\\ one\\ line\\ two\r");
         assert_eq!(tag("C:\\temp\\"), "C:\\\\temp");
         assert_eq!(tag("\\\\"), "");
         assert!(matches!(

@@ -1,18 +1,23 @@
 //! Serde shapes of the three Monasca message kinds as they arrive on Kafka.
 //!
 //! Decoding borrows every string from the payload (a `Cow` is owned only when
-//! the JSON string had escapes) and keeps values whose exact JSON spelling
-//! matters later (`value`, `timestamp`, `value_meta`, `metrics`, `subAlarms`)
-//! as raw JSON text. Fields are `Option`s so that a missing one becomes a typed
-//! rejection naming it rather than a serde error string.
+//! the JSON string had escapes) and keeps the fields the reference takes in
+//! any JSON type (names, tenant, region, alarm texts, `value`, `timestamp`,
+//! `value_meta`, `metrics`, `subAlarms`) as raw JSON text, which the
+//! encoder makes into text, numbers or JSON as Python would. Fields are
+//! `Option`s so that a missing one becomes a typed rejection naming it
+//! rather than a serde error string. A repeated field keeps its last value,
+//! as `json.loads` does.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
+
+use super::pyjson;
 
 /// A JSON string, borrowed from the payload unless it contained escapes.
 /// Both decoders (this one and `scan.rs`) keep to that: borrowed text is raw
@@ -59,173 +64,364 @@ pub(crate) type DimensionList<'p> = SmallVec<[(Cow<'p, str>, Cow<'p, str>); 16]>
 /// the decoded value moves.
 #[derive(Debug, Default)]
 pub(crate) struct MetricEnvelope<'p> {
-    pub metric: Option<Metric<'p>>,
-    pub meta: Option<MetricMeta<'p>>,
+    pub metric: Option<Object<Metric<'p>>>,
+    pub meta: Option<Object<MetricMeta<'p>>>,
 }
 
-/// The `metric` object of a metric message (dimensions aside).
+/// A member the reference reads as a dict (`message['metric']`): an object,
+/// `null`, or a value of another type. Decoding notes the last two rather
+/// than failing, since only the last of a repeated member counts.
+#[derive(Debug)]
+pub(crate) enum Object<T> {
+    Value(T),
+    Null,
+    Other(JsonKind),
+}
+
+/// The `metric` object of a metric message (dimensions aside). Every field
+/// is raw JSON text, `null` included: the reference accepts a value of any
+/// type in each (`str(name)`, `float(value)`, `int(timestamp)`).
 #[derive(Debug, Default)]
 pub(crate) struct Metric<'p> {
-    pub name: Option<Text<'p>>,
+    pub name: Option<&'p str>,
     pub timestamp: Option<&'p str>,
     pub value: Option<&'p str>,
     pub value_meta: Option<&'p str>,
+    /// The JSON type of the (last) `dimensions` member, when present; the
+    /// dimensions of an object are in the caller's list.
+    pub dimensions: Option<JsonKind>,
 }
 
 /// Decodes a metric message, appending its dimensions to `dimensions`.
-/// A repeated field keeps its last value, as Python's `json.loads` does.
+/// A repeated field keeps its last value, as Python's `json.loads` does:
+/// members that may be objects are read raw first (an earlier one of
+/// another type, or holding a lone surrogate, must not matter) and only the
+/// last is decoded.
 pub(crate) fn decode_metric<'p>(
     text: &'p str,
     dimensions: &mut DimensionList<'p>,
 ) -> Result<MetricEnvelope<'p>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let envelope = EnvelopeSeed(dimensions).deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(envelope)
+    let [metric, meta] = members(text, &["metric", "meta"])?;
+    let metric = match metric.map(|raw| object(raw, MetricSeed)).transpose()? {
+        Some(Object::Value((mut metric, Some(raw)))) => {
+            metric.dimensions = Some(match object(raw, DimensionsSeed(dimensions))? {
+                Object::Value(()) => JsonKind::Object,
+                Object::Null => JsonKind::Null,
+                Object::Other(kind) => kind,
+            });
+            Some(Object::Value(metric))
+        }
+        other => other.map(|metric| metric.map(|(metric, _)| metric)),
+    };
+    let meta = meta
+        .map(|raw| {
+            object(
+                raw,
+                RawMembers {
+                    names: &["region", "tenantId"],
+                },
+            )
+        })
+        .transpose()?
+        .map(|meta| meta.map(|[region, tenant_id]| MetricMeta { region, tenant_id }));
+    Ok(MetricEnvelope { metric, meta })
 }
 
-struct EnvelopeSeed<'l, 'p>(&'l mut DimensionList<'p>);
+/// The members named in `names` of the JSON object `text`, raw.
+fn members<'p, const N: usize>(
+    text: &'p str,
+    names: &'static [&'static str; N],
+) -> Result<[Option<&'p str>; N], serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let members = deserializer.deserialize_map(RawMembers { names })?;
+    deserializer.end()?;
+    Ok(members)
+}
 
-impl<'de: 'p, 'p> DeserializeSeed<'de> for EnvelopeSeed<'_, 'p> {
-    type Value = MetricEnvelope<'p>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
+/// Reads raw JSON `raw` with `visitor` when it is an object; notes `null`
+/// or the type of anything else (see [`Object`]).
+fn object<'p, V: Visitor<'p>>(
+    raw: &'p str,
+    visitor: V,
+) -> Result<Object<V::Value>, serde_json::Error> {
+    match JsonKind::of(raw) {
+        JsonKind::Object => serde_json::Deserializer::from_str(raw)
+            .deserialize_map(visitor)
+            .map(Object::Value),
+        JsonKind::Null => Ok(Object::Null),
+        kind => Ok(Object::Other(kind)),
     }
 }
 
-impl<'de: 'p, 'p> Visitor<'de> for EnvelopeSeed<'_, 'p> {
-    type Value = MetricEnvelope<'p>;
+/// The `metric` object, and its (last) `dimensions` member raw.
+struct MetricSeed;
+
+impl<'de> Visitor<'de> for MetricSeed {
+    type Value = (Metric<'de>, Option<&'de str>);
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a metric message object")
+        f.write_str("a metric object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut envelope = MetricEnvelope::default();
-        while let Some(Text(key)) = map.next_key::<Text<'p>>()? {
-            match key.as_ref() {
-                "metric" => envelope.metric = map.next_value_seed(MetricSeed(&mut *self.0))?,
-                "meta" => envelope.meta = map.next_value()?,
+        let mut metric = Metric::default();
+        let mut dimensions = None;
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            let field = match key.as_ref() {
+                "name" => &mut metric.name,
+                "dimensions" => &mut dimensions,
+                "timestamp" => &mut metric.timestamp,
+                "value" => &mut metric.value,
+                "value_meta" => &mut metric.value_meta,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
                 }
+            };
+            *field = Some(map.next_value::<&'de RawValue>()?.get());
+        }
+        Ok((metric, dimensions))
+    }
+}
+
+/// Fills the list from a `metric.dimensions` object, whose values are made
+/// text as the reference's `str()` makes them.
+struct DimensionsSeed<'l, 'p>(&'l mut DimensionList<'p>);
+
+impl<'de: 'p, 'p> Visitor<'de> for DimensionsSeed<'_, 'p> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of dimension names to values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A value that cannot be made text matters only if it is the last
+        // of its name (Python's dict keeps the last) and not replaced by a
+        // meta tag (the reference sets `_region` and `_tenant_id` over it).
+        let mut unwritable: SmallVec<[(usize, pyjson::JsonError); 1]> = SmallVec::new();
+        while let Some((Text(name), value)) = map.next_entry::<Text<'p>, &'de RawValue>()? {
+            let value = pyjson::python_str(value.get()).unwrap_or_else(|e| {
+                unwritable.push((self.0.len(), e));
+                Cow::Borrowed("")
+            });
+            self.0.push((name, value));
+        }
+        for (at, error) in unwritable {
+            let name = &self.0[at].0;
+            let replaced = name == "_region" || name == "_tenant_id";
+            if !replaced && !self.0[at + 1..].iter().any(|(later, _)| later == name) {
+                return Err(A::Error::custom(error));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T> Object<T> {
+    /// The object, or the reference's failure to read a dict from this:
+    /// `null` as a missing `field` (as before any JSON type was taken),
+    /// another type as malformed.
+    pub(crate) fn required(
+        member: Option<Object<T>>,
+        field: &'static str,
+    ) -> Result<T, super::Rejection> {
+        match member {
+            Some(Object::Value(value)) => Ok(value),
+            None | Some(Object::Null) => Err(super::Rejection::MissingField(field)),
+            Some(Object::Other(kind)) => Err(super::Rejection::Malformed(format!(
+                "`{field}` is {}, not an object",
+                kind.name()
+            ))),
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Object<U> {
+        match self {
+            Object::Value(value) => Object::Value(f(value)),
+            Object::Null => Object::Null,
+            Object::Other(kind) => Object::Other(kind),
+        }
+    }
+}
+
+/// The `meta` object of a metric message: raw JSON text of any type, as
+/// for [`Metric`]. A repeated field keeps its last value.
+#[derive(Debug, Default)]
+pub(crate) struct MetricMeta<'p> {
+    pub region: Option<&'p str>,
+    pub tenant_id: Option<&'p str>,
+}
+
+/// An alarm state transition message: `{"alarm-transitioned": {...}}`. A
+/// repeated field keeps its last value, at either level.
+#[derive(Debug, Default)]
+pub(crate) struct AlarmEnvelope<'p> {
+    pub alarm_transitioned: Option<Object<AlarmTransition<'p>>>,
+}
+
+/// The `alarm-transitioned` object: every field raw JSON text of any type,
+/// `null` included (the reference writes `str()` of each text field).
+#[derive(Debug, Default)]
+pub(crate) struct AlarmTransition<'p> {
+    pub alarm_id: Option<&'p str>,
+    pub metrics: Option<&'p str>,
+    pub new_state: Option<&'p str>,
+    pub old_state: Option<&'p str>,
+    pub link: Option<&'p str>,
+    pub lifecycle_state: Option<&'p str>,
+    pub state_change_reason: Option<&'p str>,
+    pub tenant_id: Option<&'p str>,
+    pub timestamp: Option<&'p str>,
+    pub sub_alarms: Option<&'p str>,
+}
+
+/// The members of the `alarm-transitioned` object the transform reads.
+const ALARM_FIELDS: &[&str; 10] = &[
+    "alarmId",
+    "metrics",
+    "newState",
+    "oldState",
+    "link",
+    "lifecycleState",
+    "stateChangeReason",
+    "tenantId",
+    "timestamp",
+    "subAlarms",
+];
+
+/// Decodes an alarm transition message (repeated fields as for
+/// [`decode_metric`]). One pass decodes the message; the raw pass of
+/// [`decode_metric`] is for what it refuses, since an earlier
+/// `alarm-transitioned` holding a string with a lone surrogate must not
+/// matter (and a malformed message is refused by both).
+pub(crate) fn decode_alarm(text: &str) -> Result<AlarmEnvelope<'_>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let at_once = deserializer
+        .deserialize_map(AlarmEnvelopeVisitor)
+        .and_then(|envelope| deserializer.end().map(|()| envelope));
+    at_once.or_else(|_| {
+        let [transition] = members(text, &["alarm-transitioned"])?;
+        let alarm_transitioned = transition
+            .map(|raw| {
+                object(
+                    raw,
+                    RawMembers {
+                        names: ALARM_FIELDS,
+                    },
+                )
+            })
+            .transpose()?
+            .map(|fields| fields.map(alarm_transition));
+        Ok(AlarmEnvelope { alarm_transitioned })
+    })
+}
+
+fn alarm_transition(fields: [Option<&str>; 10]) -> AlarmTransition<'_> {
+    let [alarm_id, metrics, new_state, old_state, link, lifecycle_state, state_change_reason, tenant_id, timestamp, sub_alarms] =
+        fields;
+    AlarmTransition {
+        alarm_id,
+        metrics,
+        new_state,
+        old_state,
+        link,
+        lifecycle_state,
+        state_change_reason,
+        tenant_id,
+        timestamp,
+        sub_alarms,
+    }
+}
+
+/// The alarm message in one pass: each `alarm-transitioned` decoded as it
+/// comes (of any type), the last one kept.
+struct AlarmEnvelopeVisitor;
+
+impl<'de> Visitor<'de> for AlarmEnvelopeVisitor {
+    type Value = AlarmEnvelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an alarm transition message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut envelope = AlarmEnvelope::default();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            if key == "alarm-transitioned" {
+                let fields = map.next_value_seed(AnyType(RawMembers {
+                    names: ALARM_FIELDS,
+                }))?;
+                envelope.alarm_transitioned = Some(fields.map(alarm_transition));
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(envelope)
     }
 }
 
-struct MetricSeed<'l, 'p>(&'l mut DimensionList<'p>);
+/// Reads a member with the visitor when it is an object, and notes `null`
+/// or the type of anything else (see [`Object`]). serde_json decodes a
+/// string member to tell its type, and refuses one with a lone surrogate.
+struct AnyType<V>(V);
 
-impl<'de: 'p, 'p> DeserializeSeed<'de> for MetricSeed<'_, 'p> {
-    type Value = Option<Metric<'p>>;
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for AnyType<V> {
+    type Value = Object<V::Value>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_option(self)
-    }
-}
-
-impl<'de: 'p, 'p> Visitor<'de> for MetricSeed<'_, 'p> {
-    type Value = Option<Metric<'p>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a metric object")
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // A repeated `metric` object replaces the earlier one whole.
-        self.0.clear();
-        let mut metric = Metric::default();
-        while let Some(Text(key)) = map.next_key::<Text<'p>>()? {
-            match key.as_ref() {
-                "name" => metric.name = map.next_value()?,
-                "dimensions" => {
-                    self.0.clear();
-                    map.next_value_seed(DimensionsSeed(&mut *self.0))?;
-                }
-                "timestamp" => metric.timestamp = Some(map.next_value::<&RawValue>()?.get()),
-                "value" => metric.value = Some(map.next_value::<&RawValue>()?.get()),
-                "value_meta" => {
-                    metric.value_meta = Some(map.next_value::<&RawValue>()?.get());
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Some(metric))
-    }
-}
-
-/// Fills the list from `metric.dimensions`: an object of strings, or `null`.
-struct DimensionsSeed<'l, 'p>(&'l mut DimensionList<'p>);
-
-impl<'de: 'p, 'p> DeserializeSeed<'de> for DimensionsSeed<'_, 'p> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de: 'p, 'p> Visitor<'de> for DimensionsSeed<'_, 'p> {
-    type Value = ();
+impl<'de, V: Visitor<'de>> Visitor<'de> for AnyType<V> {
+    type Value = Object<V::Value>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object of dimension names to string values")
+        f.write_str("any JSON value")
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map).map(Object::Value)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some((Text(name), Text(value))) = map.next_entry::<Text<'p>, Text<'p>>()? {
-            self.0.push((name, value));
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Object::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Bool(v)))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Number))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Number))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::Number))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Object::Other(JsonKind::String))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Object::Other(JsonKind::Array))
+    }
+}
+
+/// The members of an object named in `names`, as raw JSON text (the last
+/// one of a repeated name); other members are skipped.
+struct RawMembers<const N: usize> {
+    names: &'static [&'static str; N],
+}
+
+impl<'de, const N: usize> Visitor<'de> for RawMembers<N> {
+    type Value = [Option<&'de str>; N];
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = [None; N];
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            match self.names.iter().position(|name| *name == key) {
+                Some(i) => members[i] = Some(map.next_value::<&'de RawValue>()?.get()),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        Ok(())
+        Ok(members)
     }
-}
-
-/// The `meta` object of a metric message.
-#[derive(Debug, Deserialize)]
-pub(crate) struct MetricMeta<'p> {
-    #[serde(borrow)]
-    pub region: Option<Text<'p>>,
-    #[serde(borrow, rename = "tenantId")]
-    pub tenant_id: Option<Text<'p>>,
-}
-
-/// An alarm state transition message: `{"alarm-transitioned": {...}}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AlarmEnvelope<'p> {
-    #[serde(borrow, rename = "alarm-transitioned")]
-    pub alarm_transitioned: Option<AlarmTransition<'p>>,
-}
-
-/// The `alarm-transitioned` object.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AlarmTransition<'p> {
-    #[serde(borrow, rename = "alarmId")]
-    pub alarm_id: Option<Text<'p>>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub metrics: Option<&'p RawValue>,
-    #[serde(borrow, rename = "newState")]
-    pub new_state: Option<Text<'p>>,
-    #[serde(borrow, rename = "oldState")]
-    pub old_state: Option<Text<'p>>,
-    #[serde(borrow)]
-    pub link: Option<Text<'p>>,
-    #[serde(borrow, rename = "lifecycleState")]
-    pub lifecycle_state: Option<Text<'p>>,
-    #[serde(borrow, rename = "stateChangeReason")]
-    pub state_change_reason: Option<Text<'p>>,
-    #[serde(borrow, rename = "tenantId")]
-    pub tenant_id: Option<Text<'p>>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub timestamp: Option<&'p RawValue>,
-    #[serde(borrow, default, deserialize_with = "present", rename = "subAlarms")]
-    pub sub_alarms: Option<&'p RawValue>,
 }
 
 /// An event message: `{"event": {...}, "meta": {"project_id": ...}}`.

@@ -15,6 +15,7 @@ mod line;
 mod message;
 pub(crate) mod pyjson;
 pub(crate) mod pynum;
+mod pyunicode;
 mod scan;
 mod simd;
 mod swar;
@@ -22,7 +23,6 @@ mod tags;
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
 use thiserror::Error;
 
 use crate::config::InfluxSection;
@@ -31,7 +31,7 @@ use line::{
     max_series_key_len, normalise_tag_text, push_string_field, push_tag_text,
     trim_trailing_backslashes, StringFieldSink,
 };
-use message::{AlarmEnvelope, DimensionList, EventEnvelope, JsonKind, Text};
+use message::{AlarmEnvelope, DimensionList, EventEnvelope, JsonKind, Object};
 use pynum::{FloatRepr, IntError};
 
 /// Earliest timestamp (ms) InfluxDB 1.x stores: its range is ±(2^63 - 2) ns.
@@ -59,11 +59,12 @@ const SUB_ALARM_RENAMES: &[(&str, &str)] = &[
 /// explain the message in the dead-letter file.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum Rejection {
-    /// Not JSON, or JSON of the wrong shape (a string where an object or a
-    /// string is required, a field repeated in an alarm or event message).
+    /// Not JSON, or not an object where the reference reads a dict (and in
+    /// an event message, a repeated field).
     #[error("malformed message: {0}")]
     Malformed(String),
-    /// A required field is absent (or `null`); the dotted path names it.
+    /// A required field is absent (or, for `metric`, `meta` and
+    /// `alarm-transitioned`, `null`); the dotted path names it.
     #[error("missing field `{0}`")]
     MissingField(&'static str),
     /// A field is present but its value cannot be used.
@@ -133,6 +134,22 @@ fn decode<'p, T: serde::Deserialize<'p>>(payload: &'p [u8]) -> Result<T, Rejecti
 
 fn utf8(payload: &[u8]) -> Result<&str, Rejection> {
     std::str::from_utf8(payload).map_err(|e| Rejection::Malformed(format!("not UTF-8: {e}")))
+}
+
+/// The payload without the byte-order mark the reference's `json.loads`
+/// skips at its very start: U+FEFF, or the three characters `ï»¿` (the
+/// mark's bytes read as Latin-1, which simplejson checks for too).
+fn without_byte_order_mark(payload: &[u8]) -> &[u8] {
+    payload
+        .strip_prefix("\u{feff}".as_bytes())
+        .or_else(|| payload.strip_prefix("\u{ef}\u{bb}\u{bf}".as_bytes()))
+        .unwrap_or(payload)
+}
+
+/// Python's `str()` of a raw JSON field value (see [`pyjson::python_str`]).
+#[inline]
+fn python_str<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
+    pyjson::python_str(raw).map_err(|e| bad_value(field, e.to_string()))
 }
 
 /// Whether a metric message may take the fast scanner (`scan.rs`), which
@@ -255,19 +272,24 @@ impl Transformer {
         event
             .dimensions
             .ok_or(Rejection::MissingField("event.dimensions"))?;
-        self.target(&project.0)?;
+        self.target(&project.0, JsonKind::String)?;
         Ok(())
     }
 
-    fn target<'p>(&self, tenant: &Cow<'p, str>) -> Result<Target<'p>, Rejection> {
+    /// Where a line goes; `tenant` is the tenant id as text, `kind` its
+    /// JSON type (an array or object cannot key the reference's per-tenant
+    /// batches: it drops those messages).
+    fn target<'p>(&self, tenant: &Cow<'p, str>, kind: JsonKind) -> Result<Target<'p>, Rejection> {
         if !self.db_per_tenant {
             return Ok(Target::Shared);
         }
-        database::check_tenant(&self.database_name, tenant).map_err(|reason| {
-            Rejection::BadTenant {
-                tenant: tenant.to_string(),
-                reason,
-            }
+        let check = match kind {
+            JsonKind::Array | JsonKind::Object => Err(TenantNameError::Unhashable),
+            _ => database::check_tenant(&self.database_name, tenant),
+        };
+        check.map_err(|reason| Rejection::BadTenant {
+            tenant: tenant.to_string(),
+            reason,
         })?;
         Ok(Target::Tenant(tenant.clone()))
     }
@@ -284,7 +306,20 @@ impl Transformer {
                 return Ok(target);
             }
         }
-        let text = utf8(payload)?;
+        self.encode_metric_in_full(payload, out, decoder)
+    }
+
+    /// The full path of [`Transformer::encode_metric`]: the scanner or serde,
+    /// then the reference's rules field by field. Out of line, so that the
+    /// direct path stays small where it is inlined.
+    #[inline(never)]
+    fn encode_metric_in_full<'p>(
+        &self,
+        payload: &'p [u8],
+        out: &mut Vec<u8>,
+        decoder: Decoder,
+    ) -> Result<Target<'p>, Rejection> {
+        let text = utf8(without_byte_order_mark(payload))?;
         let mut tags = DimensionList::new();
         let fast = match decoder {
             Decoder::Fast => scan::decode_metric(text, &mut tags),
@@ -297,17 +332,38 @@ impl Transformer {
                 message::decode_metric(text, &mut tags).map_err(malformed)?
             }
         };
-        let metric = envelope.metric.ok_or(Rejection::MissingField("metric"))?;
-        let name = metric.name.ok_or(Rejection::MissingField("metric.name"))?.0;
-        let meta = envelope.meta.ok_or(Rejection::MissingField("meta"))?;
-        let region = meta.region.ok_or(Rejection::MissingField("meta.region"))?.0;
+        // Required fields are looked up in the order of the reference's
+        // `process_message`, so that a message missing several is refused
+        // naming the one the reference names.
+        let metric = Object::required(envelope.metric, "metric")?;
+        let name = metric.name.ok_or(Rejection::MissingField("metric.name"))?;
+        let meta = Object::required(envelope.meta, "meta")?;
+        let region = meta.region.ok_or(Rejection::MissingField("meta.region"))?;
         let tenant = meta
             .tenant_id
-            .ok_or(Rejection::MissingField("meta.tenantId"))?
-            .0;
-        let timestamp = timestamp_ms(metric.timestamp, "metric.timestamp")?;
+            .ok_or(Rejection::MissingField("meta.tenantId"))?;
+        let timestamp = metric
+            .timestamp
+            .ok_or(Rejection::MissingField("metric.timestamp"))?;
         let value = metric_value(metric.value)?;
-        let target = self.target(&tenant)?;
+        // The reference adds the meta tags to the dimensions dict: `null`
+        // (a deliberate difference: no dimensions) or an object.
+        if let Some(
+            kind @ (JsonKind::Bool(_) | JsonKind::Number | JsonKind::String | JsonKind::Array),
+        ) = metric.dimensions
+        {
+            return Err(Rejection::Malformed(format!(
+                "`metric.dimensions` is {}, not an object",
+                kind.name()
+            )));
+        }
+        let value_meta = metric.value_meta.filter(|raw| !pyjson::is_falsy(raw));
+        let name = python_str(name, "metric.name")?;
+        let region = python_str(region, "meta.region")?;
+        let tenant_kind = JsonKind::of(tenant);
+        let tenant = python_str(tenant, "meta.tenantId")?;
+        let timestamp = timestamp_ms(Some(timestamp), "metric.timestamp");
+        let target = self.target(&tenant, tenant_kind)?;
 
         let series_start = out.len();
         push_measurement(out, name)?;
@@ -326,15 +382,15 @@ impl Transformer {
         out.extend_from_slice(b" value=");
         out.extend_from_slice(value.as_str().as_bytes());
         out.extend_from_slice(b",value_meta=\"");
-        match metric.value_meta {
-            Some(raw) if !pyjson::is_falsy(raw) => {
+        match value_meta {
+            Some(raw) => {
                 pyjson::write(raw, &[], &mut StringFieldSink(out))
                     .map_err(|e| bad_value("metric.value_meta", e.to_string()))?;
             }
-            _ => out.extend_from_slice(b"{}"),
+            None => out.extend_from_slice(b"{}"),
         }
         out.extend_from_slice(b"\" ");
-        push_timestamp(out, timestamp);
+        push_timestamp(out, timestamp?);
         Ok(target)
     }
 
@@ -343,17 +399,15 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        let envelope: AlarmEnvelope<'p> = decode(payload)?;
-        let alarm = envelope
-            .alarm_transitioned
-            .ok_or(Rejection::MissingField("alarm-transitioned"))?;
-        let required = |text: Option<Text<'p>>, field: &'static str| {
-            text.map(|t| t.0).ok_or(Rejection::MissingField(field))
-        };
+        let envelope: AlarmEnvelope<'p> =
+            message::decode_alarm(utf8(without_byte_order_mark(payload))?).map_err(malformed)?;
+        let alarm = Object::required(envelope.alarm_transitioned, "alarm-transitioned")?;
+        let required =
+            |raw: Option<&'p str>, field: &'static str| raw.ok_or(Rejection::MissingField(field));
+        // In the order of the reference's `parse_alarm_state_hist_message`
+        // (see `encode_metric`).
         let alarm_id = required(alarm.alarm_id, "alarm-transitioned.alarmId")?;
-        let metrics = alarm
-            .metrics
-            .ok_or(Rejection::MissingField("alarm-transitioned.metrics"))?;
+        let metrics = required(alarm.metrics, "alarm-transitioned.metrics")?;
         let new_state = required(alarm.new_state, "alarm-transitioned.newState")?;
         let old_state = required(alarm.old_state, "alarm-transitioned.oldState")?;
         let reason = required(
@@ -361,16 +415,23 @@ impl Transformer {
             "alarm-transitioned.stateChangeReason",
         )?;
         let tenant = required(alarm.tenant_id, "alarm-transitioned.tenantId")?;
-        let timestamp = timestamp_ms(
-            alarm.timestamp.map(RawValue::get),
-            "alarm-transitioned.timestamp",
-        )?;
-        let sub_alarms = alarm
-            .sub_alarms
-            .ok_or(Rejection::MissingField("alarm-transitioned.subAlarms"))?;
-        let link = alarm.link.map(|t| t.0).unwrap_or_default();
-        let lifecycle_state = alarm.lifecycle_state.map(|t| t.0).unwrap_or_default();
-        let target = self.target(&tenant)?;
+        let timestamp = required(alarm.timestamp, "alarm-transitioned.timestamp")?;
+        let sub_alarms = required(alarm.sub_alarms, "alarm-transitioned.subAlarms")?;
+        // `link` and `lifecycleState` are "" when missing or null.
+        let optional = |raw: Option<&'p str>, field| match raw {
+            None | Some("null") => Ok(Cow::Borrowed("")),
+            Some(raw) => python_str(raw, field),
+        };
+        let link = optional(alarm.link, "alarm-transitioned.link")?;
+        let lifecycle_state = optional(alarm.lifecycle_state, "alarm-transitioned.lifecycleState")?;
+        let tenant_kind = JsonKind::of(tenant);
+        let tenant = python_str(tenant, "alarm-transitioned.tenantId")?;
+        let alarm_id = python_str(alarm_id, "alarm-transitioned.alarmId")?;
+        let new_state = python_str(new_state, "alarm-transitioned.newState")?;
+        let old_state = python_str(old_state, "alarm-transitioned.oldState")?;
+        let reason = python_str(reason, "alarm-transitioned.stateChangeReason")?;
+        let timestamp = timestamp_ms(Some(timestamp), "alarm-transitioned.timestamp");
+        let target = self.target(&tenant, tenant_kind)?;
 
         let series_start = out.len();
         out.extend_from_slice(ALARM_MEASUREMENT.as_bytes());
@@ -390,7 +451,7 @@ impl Transformer {
         out.extend_from_slice(b",alarm_id=");
         push_string_field(out, &alarm_id);
         out.extend_from_slice(b",metrics=\"");
-        pyjson::write(metrics.get(), &[], &mut StringFieldSink(out))
+        pyjson::write(metrics, &[], &mut StringFieldSink(out))
             .map_err(|e| bad_value("alarm-transitioned.metrics", e.to_string()))?;
         out.extend_from_slice(b"\",new_state=");
         push_string_field(out, &new_state);
@@ -403,18 +464,14 @@ impl Transformer {
         out.extend_from_slice(b",reason=");
         push_string_field(out, &reason);
         out.extend_from_slice(b",reason_data=\"{}\",sub_alarms=\"");
-        if pyjson::is_falsy(sub_alarms.get()) {
+        if pyjson::is_falsy(sub_alarms) {
             out.extend_from_slice(b"[]");
         } else {
-            pyjson::write(
-                sub_alarms.get(),
-                SUB_ALARM_RENAMES,
-                &mut StringFieldSink(out),
-            )
-            .map_err(|e| bad_value("alarm-transitioned.subAlarms", e.to_string()))?;
+            pyjson::write(sub_alarms, SUB_ALARM_RENAMES, &mut StringFieldSink(out))
+                .map_err(|e| bad_value("alarm-transitioned.subAlarms", e.to_string()))?;
         }
         out.extend_from_slice(b"\" ");
-        push_timestamp(out, timestamp);
+        push_timestamp(out, timestamp?);
         Ok(target)
     }
 }
@@ -474,20 +531,13 @@ fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
     out.push(b'\n');
 }
 
-/// Decodes a raw JSON string value (already known to be a string).
-fn json_text<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Rejection> {
-    serde_json::from_str::<Text<'p>>(raw)
-        .map(|t| t.0)
-        .map_err(|e| bad_value(field, e.to_string()))
-}
-
 /// The reference's `int(timestamp)`, limited to InfluxDB's time range.
 fn timestamp_ms(raw: Option<&str>, field: &'static str) -> Result<i64, Rejection> {
     let raw = raw.ok_or(Rejection::MissingField(field))?;
     let ms = match JsonKind::of(raw) {
         JsonKind::Number => pynum::small_json_int(raw.as_bytes())
             .map_or_else(|| pynum::int_from_json_number(raw), Ok),
-        JsonKind::String => pynum::int_from_text(&json_text(raw, field)?),
+        JsonKind::String => pynum::int_from_text(&python_str(raw, field)?),
         JsonKind::Bool(b) => Ok(i64::from(b)),
         kind => {
             return Err(bad_value(
@@ -518,11 +568,11 @@ fn metric_value(raw: Option<&str>) -> Result<FloatRepr, Rejection> {
             if let Some(repr) = FloatRepr::from_short_decimal(raw.as_bytes()) {
                 return Ok(repr);
             }
-            raw.parse::<f64>()
-                .map_err(|e| bad_value(FIELD, format!("{raw}: {e}")))?
+            pynum::float_from_json_number(raw)
+                .ok_or_else(|| bad_value(FIELD, format!("{raw} is not a number")))?
         }
         JsonKind::String => {
-            let text = json_text(raw, FIELD)?;
+            let text = python_str(raw, FIELD)?;
             pynum::float_from_text(&text).ok_or_else(|| {
                 bad_value(
                     FIELD,

@@ -1,12 +1,15 @@
-//! Re-serialises JSON text exactly as the reference's
-//! `json.dumps(json.loads(text), ensure_ascii=False)` would: `", "` and
-//! `": "` separators, keys in input order (a repeated key keeps its first
-//! position and its last value, like a Python dict), non-ASCII kept, Python's
-//! string escapes, integers as written, floats in `repr()` form.
+//! JSON text as the reference's Python sees it once `simplejson.loads`
+//! (3.19) has decoded it: re-serialised as `json.dumps(value,
+//! ensure_ascii=False)` writes it — `", "` and `": "` separators, keys in
+//! input order (a repeated key keeps its first position and its last value,
+//! like a Python dict), non-ASCII kept, Python's string escapes, integers as
+//! written, floats in `repr()` form, an infinite float refused — and made
+//! into text as `str(value)` does: a string is itself, anything else its
+//! `repr()` (`None`, `True`, `1.5`, `inf`, `{'k': [1, 'x']}`).
 //!
-//! It works directly on the raw text serde_json has already validated, so
-//! integers of any size keep their digits and the common small object needs
-//! no tree of its own.
+//! It works directly on the raw text serde_json (or a fast scanner) has
+//! already validated, so integers of any size keep their digits and the
+//! common small object needs no tree of its own.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,10 +18,16 @@ use smallvec::SmallVec;
 use thiserror::Error;
 
 use super::pynum::FloatRepr;
+use super::pyunicode;
 
-/// Deepest nesting re-serialised (serde_json's own default limit); deeper
-/// input is refused rather than risking the stack.
-pub(crate) const MAX_DEPTH: usize = 128;
+/// Deepest nesting re-serialised or made into text; deeper input is
+/// refused rather than risking the stack. The reference is limited by
+/// Python's recursion limit, 1000 calls less the depth of its call stack
+/// (about 990 levels in the differential test's driver, a little less in a
+/// persister), so it never writes deeper values; the few levels between its
+/// limit and ours are a documented difference (`docs/line-protocol.md`).
+/// The stack this takes is tested (`deep_nesting_fits_a_small_stack`).
+pub(crate) const MAX_DEPTH: usize = 1000;
 
 /// Objects with more keys than this find repeated keys through a hash map
 /// instead of pairwise comparison.
@@ -42,12 +51,24 @@ pub(crate) enum JsonError {
     /// Python would hold a lone surrogate that cannot be written as UTF-8.
     #[error("a string holds the unpaired UTF-16 surrogate \\u{0:04x}")]
     LoneSurrogate(u16),
+    /// A number Python reads as an infinite float, which simplejson 3.19
+    /// refuses to write (`Out of range float values are not JSON compliant`).
+    #[error("{0} is an infinite float, which the reference cannot serialise")]
+    NotFinite(String),
     /// Nesting deeper than [`MAX_DEPTH`].
     #[error("nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
     /// Not JSON (cannot happen after serde_json validated it).
     #[error("invalid JSON at byte {0}")]
     Invalid(usize),
+}
+
+/// How values are written: as JSON (`json.dumps`, renaming keys found in
+/// the list at any depth), or as Python's `repr()`.
+#[derive(Clone, Copy)]
+enum Style<'r> {
+    Json(&'r [(&'r str, &'r str)]),
+    Repr,
 }
 
 /// True when Python's `not json.loads(text)` holds: `null`, `false`, zero,
@@ -76,15 +97,222 @@ pub(crate) fn write(
     renames: &[(&str, &str)],
     sink: &mut impl JsonSink,
 ) -> Result<(), JsonError> {
-    let mut cursor = Cursor { text: raw, pos: 0 };
-    write_value(&mut cursor, 0, renames, sink)?;
-    cursor.skip_whitespace();
-    if cursor.pos != raw.len() {
-        return Err(JsonError::Invalid(cursor.pos));
+    write_whole(raw, Style::Json(renames), sink)
+}
+
+/// Python's `str()` of the value `raw` (one JSON value) decodes to: a
+/// string's own text (borrowed when it has no escapes), anything else its
+/// `repr()`. A string holding a lone surrogate is refused, as it cannot be
+/// written as UTF-8 (inside a container `repr()` escapes it).
+#[inline]
+pub(crate) fn python_str(raw: &str) -> Result<Cow<'_, str>, JsonError> {
+    // Mostly a string without escapes: its content as it is.
+    let bytes = raw.as_bytes();
+    if let [b'"', content @ .., b'"'] = bytes {
+        if memchr::memchr(b'\\', content).is_none() {
+            return Ok(Cow::Borrowed(&raw[1..raw.len() - 1]));
+        }
     }
+    python_str_of_any(raw)
+}
+
+#[cold]
+fn python_str_of_any(raw: &str) -> Result<Cow<'_, str>, JsonError> {
+    let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
+    if let Some(content) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if !content.contains('\\') {
+            return Ok(Cow::Borrowed(content));
+        }
+        let mut text = String::with_capacity(content.len());
+        for_each_unit(content, |unit| match unit {
+            Unit::Char(c) => {
+                text.push(c);
+                Ok(())
+            }
+            Unit::Lone(unit) => Err(JsonError::LoneSurrogate(unit)),
+        })?;
+        return Ok(Cow::Owned(text));
+    }
+    let mut text = String::new();
+    write_whole(raw, Style::Repr, &mut text)?;
+    Ok(Cow::Owned(text))
+}
+
+/// Writes the one JSON value of `raw` in `style`. Iterative, with the open
+/// containers on a heap stack that grows only past a few levels: the depth
+/// allowed ([`MAX_DEPTH`]) is far more than a thread's stack would take.
+fn write_whole<'t>(
+    raw: &'t str,
+    style: Style<'_>,
+    sink: &mut impl JsonSink,
+) -> Result<(), JsonError> {
+    /// An open container. An object's members stay inline (no allocation
+    /// per object); the frames themselves are on the stack up to four.
+    #[allow(clippy::large_enum_variant)]
+    enum Frame<'t> {
+        /// An array, whose elements the cursor reads in place.
+        Array,
+        /// An object: its members in the order they are written, the next
+        /// one, and the cursor in the text around the object (after its
+        /// `}`), which goes on once the members are written.
+        Object {
+            members: Members<'t>,
+            next: usize,
+            around: Cursor<'t>,
+        },
+    }
+    let literal = |json: &'static str, repr: &'static str| match style {
+        Style::Json(_) => json,
+        Style::Repr => repr,
+    };
+    let mut stack: SmallVec<[Frame<'t>; 4]> = SmallVec::new();
+    let mut cursor = Cursor { text: raw, pos: 0 };
+    'value: loop {
+        // Write the value at the cursor, or open its container.
+        if stack.len() > MAX_DEPTH {
+            return Err(JsonError::TooDeep);
+        }
+        cursor.skip_whitespace();
+        match cursor.peek() {
+            Some(b'[') => {
+                cursor.pos += 1;
+                sink.push("[");
+                cursor.skip_whitespace();
+                if cursor.peek() == Some(b']') {
+                    cursor.pos += 1;
+                    sink.push("]");
+                } else {
+                    stack.push(Frame::Array);
+                    continue 'value;
+                }
+            }
+            Some(b'{') => {
+                sink.push("{");
+                // The members are gathered in their frame, not moved into it.
+                stack.push(Frame::Object {
+                    members: SmallVec::new(),
+                    next: 1,
+                    around: cursor,
+                });
+                let Some(Frame::Object {
+                    members, around, ..
+                }) = stack.last_mut()
+                else {
+                    unreachable!("an object frame was just pushed")
+                };
+                around.members_into(members)?;
+                match members.first() {
+                    None => {
+                        sink.push("}");
+                        cursor = *around;
+                        stack.pop();
+                    }
+                    Some(&(key, value)) => {
+                        write_member_key(key, style, sink)?;
+                        cursor = Cursor {
+                            text: value,
+                            pos: 0,
+                        };
+                        continue 'value;
+                    }
+                }
+            }
+            Some(b'"') => {
+                let content = cursor.string()?;
+                match style {
+                    Style::Json(_) => write_string(content, sink)?,
+                    Style::Repr => write_repr_string(content, sink)?,
+                }
+            }
+            Some(b't') => {
+                cursor.literal("true")?;
+                sink.push(literal("true", "True"));
+            }
+            Some(b'f') => {
+                cursor.literal("false")?;
+                sink.push(literal("false", "False"));
+            }
+            Some(b'n') => {
+                cursor.literal("null")?;
+                sink.push(literal("null", "None"));
+            }
+            _ => {
+                let number = cursor.number()?;
+                write_number(number, style, sink)?;
+            }
+        }
+        // A value is complete: go on in the innermost open container.
+        loop {
+            match stack.last_mut() {
+                None => {
+                    cursor.skip_whitespace();
+                    if cursor.pos != raw.len() {
+                        return Err(JsonError::Invalid(cursor.pos));
+                    }
+                    return Ok(());
+                }
+                Some(Frame::Array) => {
+                    cursor.skip_whitespace();
+                    match cursor.peek() {
+                        Some(b',') => {
+                            cursor.pos += 1;
+                            sink.push(", ");
+                            continue 'value;
+                        }
+                        Some(b']') => {
+                            cursor.pos += 1;
+                            sink.push("]");
+                            stack.pop();
+                        }
+                        _ => return Err(JsonError::Invalid(cursor.pos)),
+                    }
+                }
+                Some(Frame::Object {
+                    members,
+                    next,
+                    around,
+                }) => {
+                    cursor.skip_whitespace();
+                    if cursor.pos != cursor.text.len() {
+                        return Err(JsonError::Invalid(cursor.pos));
+                    }
+                    if let Some(&(key, value)) = members.get(*next) {
+                        *next += 1;
+                        sink.push(", ");
+                        write_member_key(key, style, sink)?;
+                        cursor = Cursor {
+                            text: value,
+                            pos: 0,
+                        };
+                        continue 'value;
+                    }
+                    sink.push("}");
+                    cursor = *around;
+                    stack.pop();
+                }
+            }
+        }
+    }
+}
+
+/// An object's members as written: each key once, at its first position,
+/// with its last value (raw key and raw value text).
+type Members<'t> = SmallVec<[(&'t str, &'t str); 8]>;
+
+fn write_member_key(
+    key: &str,
+    style: Style<'_>,
+    sink: &mut impl JsonSink,
+) -> Result<(), JsonError> {
+    match style {
+        Style::Json(renames) => write_key(key, renames, sink)?,
+        Style::Repr => write_repr_string(key, sink)?,
+    }
+    sink.push(": ");
     Ok(())
 }
 
+#[derive(Clone, Copy)]
 struct Cursor<'t> {
     text: &'t str,
     pos: usize,
@@ -114,10 +342,10 @@ impl<'t> Cursor<'t> {
         }
     }
 
-    fn literal(&mut self, word: &'static str) -> Result<&'static str, JsonError> {
+    fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {
         if self.text[self.pos..].starts_with(word) {
             self.pos += word.len();
-            Ok(word)
+            Ok(())
         } else {
             Err(JsonError::Invalid(self.pos))
         }
@@ -127,18 +355,8 @@ impl<'t> Cursor<'t> {
     fn string(&mut self) -> Result<&'t str, JsonError> {
         self.expect(b'"')?;
         let start = self.pos;
-        let bytes = self.text.as_bytes();
-        while let Some(&b) = bytes.get(self.pos) {
-            match b {
-                b'"' => {
-                    self.pos += 1;
-                    return Ok(&self.text[start..self.pos - 1]);
-                }
-                b'\\' => self.pos += 2,
-                _ => self.pos += 1,
-            }
-        }
-        Err(JsonError::Invalid(start))
+        self.pos = string_end(self.text.as_bytes(), start).ok_or(JsonError::Invalid(start))?;
+        Ok(&self.text[start..self.pos - 1])
     }
 
     fn number(&mut self) -> Result<&'t str, JsonError> {
@@ -155,193 +373,134 @@ impl<'t> Cursor<'t> {
         Ok(&self.text[start..self.pos])
     }
 
-    /// Steps over one value and returns its raw text.
-    fn skip_value(&mut self, depth: usize) -> Result<&'t str, JsonError> {
-        if depth > MAX_DEPTH {
-            return Err(JsonError::TooDeep);
-        }
+    /// Steps over one value (already validated JSON) and returns its raw
+    /// text; containers by counting brackets outside strings.
+    fn skip_value(&mut self) -> Result<&'t str, JsonError> {
         self.skip_whitespace();
         let start = self.pos;
         match self.peek() {
-            Some(open @ (b'{' | b'[')) => {
-                let close = if open == b'{' { b'}' } else { b']' };
-                self.pos += 1;
-                self.skip_whitespace();
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        if open == b'{' {
-                            self.string()?;
-                            self.expect(b':')?;
+            Some(b'{' | b'[') => {
+                let bytes = self.text.as_bytes();
+                let mut depth = 0usize;
+                let mut at = start;
+                loop {
+                    // Only quotes and brackets matter: step to the next.
+                    at += bytes
+                        .get(at..)
+                        .and_then(|rest| rest.iter().position(|&b| STRUCTURAL[usize::from(b)]))
+                        .ok_or(JsonError::Invalid(start))?;
+                    match bytes[at] {
+                        b'"' => {
+                            at = string_end(bytes, at + 1).ok_or(JsonError::Invalid(at))?;
+                            continue;
                         }
-                        self.skip_value(depth + 1)?;
-                        self.skip_whitespace();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b) if b == close => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(JsonError::Invalid(self.pos)),
-                        }
+                        b'{' | b'[' => depth += 1,
+                        _ => depth -= 1,
+                    }
+                    at += 1;
+                    if depth == 0 {
+                        break;
                     }
                 }
+                self.pos = at;
             }
             Some(b'"') => {
                 self.string()?;
             }
-            Some(b't') => {
-                self.literal("true")?;
-            }
-            Some(b'f') => {
-                self.literal("false")?;
-            }
-            Some(b'n') => {
-                self.literal("null")?;
-            }
+            Some(b't') => self.literal("true")?,
+            Some(b'f') => self.literal("false")?,
+            Some(b'n') => self.literal("null")?,
             _ => {
                 self.number()?;
             }
         }
         Ok(&self.text[start..self.pos])
     }
-}
 
-fn write_value(
-    cursor: &mut Cursor<'_>,
-    depth: usize,
-    renames: &[(&str, &str)],
-    sink: &mut impl JsonSink,
-) -> Result<(), JsonError> {
-    if depth > MAX_DEPTH {
-        return Err(JsonError::TooDeep);
-    }
-    cursor.skip_whitespace();
-    match cursor.peek() {
-        Some(b'{') => write_object(cursor, depth, renames, sink),
-        Some(b'[') => {
-            cursor.pos += 1;
-            sink.push("[");
-            cursor.skip_whitespace();
-            if cursor.peek() == Some(b']') {
-                cursor.pos += 1;
-            } else {
-                loop {
-                    write_value(cursor, depth + 1, renames, sink)?;
-                    cursor.skip_whitespace();
-                    match cursor.peek() {
-                        Some(b',') => {
-                            cursor.pos += 1;
-                            sink.push(", ");
-                        }
-                        Some(b']') => {
-                            cursor.pos += 1;
-                            break;
-                        }
-                        _ => return Err(JsonError::Invalid(cursor.pos)),
+    /// Puts the members of the object at the cursor (which moves past it)
+    /// in `members`, in the order Python's dict writes them: each key at its
+    /// first position, with its last value.
+    fn members_into(&mut self, members: &mut Members<'t>) -> Result<(), JsonError> {
+        self.pos += 1; // '{'
+        let mut entries: Members<'t> = SmallVec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            let value = self.skip_value()?;
+            entries.push((key, value));
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return Err(JsonError::Invalid(self.pos)),
+            }
+        }
+        if entries.len() <= PAIRWISE_KEY_LIMIT {
+            for (i, &(key, _)) in entries.iter().enumerate() {
+                let mut repeated_earlier = false;
+                for &(earlier, _) in &entries[..i] {
+                    if same_key(earlier, key)? {
+                        repeated_earlier = true;
+                        break;
                     }
                 }
+                if repeated_earlier {
+                    continue;
+                }
+                let mut value = entries[i].1;
+                for &(later, later_value) in &entries[i + 1..] {
+                    if same_key(later, key)? {
+                        value = later_value;
+                    }
+                }
+                members.push((key, value));
             }
-            sink.push("]");
-            Ok(())
+        } else {
+            let mut last_value: HashMap<Cow<'_, [u8]>, &str> =
+                HashMap::with_capacity(entries.len());
+            for &(key, value) in &entries {
+                last_value.insert(key_identity(key)?, value);
+            }
+            for &(key, _) in &entries {
+                if let Some(value) = last_value.remove(&key_identity(key)?) {
+                    members.push((key, value));
+                }
+            }
         }
-        Some(b'"') => {
-            let content = cursor.string()?;
-            write_string(content, sink)
-        }
-        Some(b't') => cursor.literal("true").map(|w| sink.push(w)),
-        Some(b'f') => cursor.literal("false").map(|w| sink.push(w)),
-        Some(b'n') => cursor.literal("null").map(|w| sink.push(w)),
-        _ => {
-            let start = cursor.pos;
-            let number = cursor.number()?;
-            write_number(number, sink).ok_or(JsonError::Invalid(start))
-        }
+        Ok(())
     }
 }
 
-fn write_object(
-    cursor: &mut Cursor<'_>,
-    depth: usize,
-    renames: &[(&str, &str)],
-    sink: &mut impl JsonSink,
-) -> Result<(), JsonError> {
-    cursor.pos += 1; // '{'
-    let mut entries: SmallVec<[(&str, &str); 8]> = SmallVec::new();
-    cursor.skip_whitespace();
-    if cursor.peek() == Some(b'}') {
-        cursor.pos += 1;
-    } else {
-        loop {
-            let key = cursor.string()?;
-            cursor.expect(b':')?;
-            let value = cursor.skip_value(depth + 1)?;
-            entries.push((key, value));
-            cursor.skip_whitespace();
-            match cursor.peek() {
-                Some(b',') => cursor.pos += 1,
-                Some(b'}') => {
-                    cursor.pos += 1;
-                    break;
-                }
-                _ => return Err(JsonError::Invalid(cursor.pos)),
-            }
-        }
-    }
+/// The bytes that open or close a string or a container.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table
+};
 
-    sink.push("{");
-    let mut first = true;
-    let mut emit = |key: &str, value: &str, sink: &mut _| -> Result<(), JsonError> {
-        if !first {
-            JsonSink::push(sink, ", ");
+/// Where the JSON string whose content starts at `from` ends: just past
+/// its closing quote.
+fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[at] == b'"' {
+            return Some(at + 1);
         }
-        first = false;
-        write_key(key, renames, sink)?;
-        JsonSink::push(sink, ": ");
-        write_value(
-            &mut Cursor {
-                text: value,
-                pos: 0,
-            },
-            depth + 1,
-            renames,
-            sink,
-        )
-    };
-    if entries.len() <= PAIRWISE_KEY_LIMIT {
-        for (i, &(key, _)) in entries.iter().enumerate() {
-            let mut repeated_earlier = false;
-            for &(earlier, _) in &entries[..i] {
-                if same_key(earlier, key)? {
-                    repeated_earlier = true;
-                    break;
-                }
-            }
-            if repeated_earlier {
-                continue;
-            }
-            let mut value = entries[i].1;
-            for &(later, later_value) in &entries[i + 1..] {
-                if same_key(later, key)? {
-                    value = later_value;
-                }
-            }
-            emit(key, value, sink)?;
-        }
-    } else {
-        let mut last_value: HashMap<Cow<'_, str>, &str> = HashMap::with_capacity(entries.len());
-        for &(key, value) in &entries {
-            last_value.insert(decode_key(key)?, value);
-        }
-        for &(key, _) in &entries {
-            if let Some(value) = last_value.remove(&decode_key(key)?) {
-                emit(key, value, sink)?;
-            }
-        }
+        at += 2;
     }
-    sink.push("}");
-    Ok(())
 }
 
 /// Whether two raw (still escaped) keys name the same Python string.
@@ -349,15 +508,28 @@ fn same_key(a: &str, b: &str) -> Result<bool, JsonError> {
     if !a.contains('\\') && !b.contains('\\') {
         return Ok(a == b);
     }
-    Ok(decode_key(a)? == decode_key(b)?)
+    Ok(key_identity(a)? == key_identity(b)?)
 }
 
-fn decode_key(raw: &str) -> Result<Cow<'_, str>, JsonError> {
+/// A raw key's decoded text as bytes, for telling keys apart: UTF-8, with a
+/// lone surrogate as the three bytes of its WTF-8 form (which no UTF-8
+/// text holds, so it equals only itself).
+fn key_identity(raw: &str) -> Result<Cow<'_, [u8]>, JsonError> {
     if !raw.contains('\\') {
-        return Ok(Cow::Borrowed(raw));
+        return Ok(Cow::Borrowed(raw.as_bytes()));
     }
-    let mut decoded = String::with_capacity(raw.len());
-    for_each_char(raw, |piece| decoded.push_str(piece))?;
+    let mut decoded = Vec::with_capacity(raw.len());
+    for_each_unit(raw, |unit| {
+        match unit {
+            Unit::Char(c) => decoded.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            Unit::Lone(unit) => decoded.extend_from_slice(&[
+                0xe0 | (unit >> 12) as u8,
+                0x80 | ((unit >> 6) & 0x3f) as u8,
+                0x80 | (unit & 0x3f) as u8,
+            ]),
+        }
+        Ok(())
+    })?;
     Ok(Cow::Owned(decoded))
 }
 
@@ -367,8 +539,11 @@ fn write_key(
     sink: &mut impl JsonSink,
 ) -> Result<(), JsonError> {
     if !renames.is_empty() {
-        let decoded = decode_key(raw)?;
-        if let Some(&(_, to)) = renames.iter().find(|&&(from, _)| from == decoded) {
+        let decoded = key_identity(raw)?;
+        if let Some(&(_, to)) = renames
+            .iter()
+            .find(|&&(from, _)| from.as_bytes() == &*decoded)
+        {
             sink.push("\"");
             sink.push(to);
             sink.push("\"");
@@ -397,8 +572,11 @@ fn write_string(raw: &str, sink: &mut impl JsonSink) -> Result<(), JsonError> {
             sink.push(python_escape(char::from(b), &mut escape_buf));
             i += 1;
         } else {
-            let (c, len) = unescape_at(raw, i)?;
-            sink.push(python_escape(c, &mut escape_buf));
+            let (unit, len) = unescape_at(raw, i)?;
+            match unit {
+                Unit::Char(c) => sink.push(python_escape(c, &mut escape_buf)),
+                Unit::Lone(unit) => return Err(JsonError::LoneSurrogate(unit)),
+            }
             i += len;
         }
         pending_start = i;
@@ -408,29 +586,101 @@ fn write_string(raw: &str, sink: &mut impl JsonSink) -> Result<(), JsonError> {
     Ok(())
 }
 
-/// Calls `f` with the decoded text of a raw JSON string, piece by piece.
-fn for_each_char(raw: &str, mut f: impl FnMut(&str)) -> Result<(), JsonError> {
-    let mut pending_start = 0;
-    let mut i = 0;
-    let bytes = raw.as_bytes();
-    while i < bytes.len() {
-        if bytes[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        f(&raw[pending_start..i]);
-        let (c, len) = unescape_at(raw, i)?;
-        f(c.encode_utf8(&mut [0; 4]));
-        i += len;
-        pending_start = i;
-    }
-    f(&raw[pending_start..]);
+/// Writes a JSON string (raw content, escapes intact) as Python's `repr()`
+/// of the decoded text: in single quotes, or double ones when the text
+/// holds a single quote and no double quote; backslashes and the quote
+/// escaped, `\t`, `\n`, `\r`, `\xhh` for other ASCII controls, and `\xhh`,
+/// `\uhhhh` or `\Uhhhhhhhh` for non-printable non-ASCII (lone surrogates
+/// included).
+fn write_repr_string(raw: &str, sink: &mut impl JsonSink) -> Result<(), JsonError> {
+    let (mut single, mut double) = (false, false);
+    for_each_unit(raw, |unit| {
+        single |= matches!(unit, Unit::Char('\''));
+        double |= matches!(unit, Unit::Char('"'));
+        Ok(())
+    })?;
+    let quote = if single && !double { '"' } else { '\'' };
+    let mut buf = [0u8; 10];
+    sink.push(quote.encode_utf8(&mut [0; 4]));
+    for_each_unit(raw, |unit| {
+        let code = match unit {
+            Unit::Char(c) => {
+                let printable = match c {
+                    '\\' | '\t' | '\n' | '\r' => false,
+                    c if c == quote => false,
+                    c => pyunicode::is_printable(c),
+                };
+                if printable {
+                    sink.push(c.encode_utf8(&mut [0; 4]));
+                    return Ok(());
+                }
+                u32::from(c)
+            }
+            Unit::Lone(unit) => u32::from(unit),
+        };
+        let text: &str = match code {
+            0x5c => "\\\\",
+            0x09 => "\\t",
+            0x0a => "\\n",
+            0x0d => "\\r",
+            0x27 => "\\'",
+            0x22 => "\\\"",
+            _ => hex_escape(code, &mut buf),
+        };
+        sink.push(text);
+        Ok(())
+    })?;
+    sink.push(quote.encode_utf8(&mut [0; 4]));
     Ok(())
 }
 
-/// Decodes the JSON escape starting at `raw[at]` (a backslash): the character
+/// `\xhh`, `\uhhhh` or `\Uhhhhhhhh` (lower-case hex), as `repr()` escapes.
+fn hex_escape(code: u32, buf: &mut [u8; 10]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (letter, digits) = match code {
+        0..=0xff => (b'x', 2),
+        0x100..=0xffff => (b'u', 4),
+        _ => (b'U', 8),
+    };
+    buf[0] = b'\\';
+    buf[1] = letter;
+    for i in 0..digits {
+        buf[2 + i] = HEX[(code >> (4 * (digits - 1 - i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(&buf[..2 + digits]).unwrap_or("?")
+}
+
+/// A decoded piece of a JSON string: a character, or a `\u` escape of a
+/// UTF-16 surrogate without its partner (Python keeps those in a `str`).
+#[derive(Clone, Copy)]
+enum Unit {
+    Char(char),
+    Lone(u16),
+}
+
+/// Calls `f` with every decoded unit of a raw JSON string's content.
+fn for_each_unit(
+    raw: &str,
+    mut f: impl FnMut(Unit) -> Result<(), JsonError>,
+) -> Result<(), JsonError> {
+    let mut i = 0;
+    while i < raw.len() {
+        if raw.as_bytes()[i] == b'\\' {
+            let (unit, len) = unescape_at(raw, i)?;
+            f(unit)?;
+            i += len;
+        } else {
+            let c = raw[i..].chars().next().ok_or(JsonError::Invalid(i))?;
+            f(Unit::Char(c))?;
+            i += c.len_utf8();
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the JSON escape starting at `raw[at]` (a backslash): the unit
 /// and the number of bytes it spans (a surrogate pair spans 12).
-fn unescape_at(raw: &str, at: usize) -> Result<(char, usize), JsonError> {
+fn unescape_at(raw: &str, at: usize) -> Result<(Unit, usize), JsonError> {
     let bytes = raw.as_bytes();
     let simple = match bytes.get(at + 1) {
         Some(b'"') => '"',
@@ -444,7 +694,7 @@ fn unescape_at(raw: &str, at: usize) -> Result<(char, usize), JsonError> {
         Some(b'u') => {
             let unit = hex_unit(raw, at + 2).ok_or(JsonError::Invalid(at))?;
             if let Some(c) = char::from_u32(u32::from(unit)) {
-                return Ok((c, 6));
+                return Ok((Unit::Char(c), 6));
             }
             if (0xD800..0xDC00).contains(&unit) && raw[at + 6..].starts_with("\\u") {
                 if let Some(low) =
@@ -453,15 +703,15 @@ fn unescape_at(raw: &str, at: usize) -> Result<(char, usize), JsonError> {
                     let code =
                         0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
                     return char::from_u32(code)
-                        .map(|c| (c, 12))
+                        .map(|c| (Unit::Char(c), 12))
                         .ok_or(JsonError::Invalid(at));
                 }
             }
-            return Err(JsonError::LoneSurrogate(unit));
+            return Ok((Unit::Lone(unit), 6));
         }
         _ => return Err(JsonError::Invalid(at)),
     };
-    Ok((simple, 2))
+    Ok((Unit::Char(simple), 2))
 }
 
 fn hex_unit(raw: &str, at: usize) -> Option<u16> {
@@ -490,17 +740,26 @@ fn python_escape(c: char, buf: &mut [u8; 6]) -> &str {
     short
 }
 
-/// Python writes integers as parsed (only `-0` changes) and floats by `repr`.
-fn write_number(text: &str, sink: &mut impl JsonSink) -> Option<()> {
+/// Python writes integers as parsed (only `-0` changes) and floats by
+/// `repr`; an infinite float is refused by `json.dumps` and is `inf` or
+/// `-inf` to `repr`.
+fn write_number(text: &str, style: Style<'_>, sink: &mut impl JsonSink) -> Result<(), JsonError> {
     if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
-        let x: f64 = text.parse().ok()?;
-        sink.push(FloatRepr::new(x).as_str());
+        let x: f64 = text.parse().map_err(|_| JsonError::Invalid(0))?;
+        if x.is_finite() {
+            sink.push(FloatRepr::new(x).as_str());
+        } else {
+            match style {
+                Style::Json(_) => return Err(JsonError::NotFinite(text.to_string())),
+                Style::Repr => sink.push(if x > 0.0 { "inf" } else { "-inf" }),
+            }
+        }
     } else if text == "-0" {
         sink.push("0");
     } else {
         sink.push(text);
     }
-    Some(())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -514,14 +773,26 @@ mod tests {
 
     #[test]
     fn matches_python_json_dumps() {
-        // Expected strings come from Python 3:
+        // Expected strings come from Python 3 with simplejson 3.19:
         // json.dumps(json.loads(raw), ensure_ascii=False)
         let cases: &[(&str, &str)] = &[
             (r#"{"status":"ok"}"#, r#"{"status": "ok"}"#),
-            (r#"{"nested": {"a": [1,2,3], "b": null, "c": true, "d": false}}"#, r#"{"nested": {"a": [1, 2, 3], "b": null, "c": true, "d": false}}"#),
-            (r#"{"текст":"значение","e":"\u00e9\ud83d\ude00"}"#, r#"{"текст": "значение", "e": "é😀"}"#),
-            (r#"{"c":"\u0001\u001f\b\f\n\r\t\/\"\\\u007f"}"#, "{\"c\": \"\\u0001\\u001f\\b\\f\\n\\r\\t/\\\"\\\\\u{7f}\"}"),
-            (r#"[1.0, 1e16, 1E-5, -0, -0.0, 0.1, 12345678901234567890123, 1e400, -1e400, 2.50]"#, "[1.0, 1e+16, 1e-05, 0, -0.0, 0.1, 12345678901234567890123, Infinity, -Infinity, 2.5]"),
+            (
+                r#"{"nested": {"a": [1,2,3], "b": null, "c": true, "d": false}}"#,
+                r#"{"nested": {"a": [1, 2, 3], "b": null, "c": true, "d": false}}"#,
+            ),
+            (
+                r#"{"текст":"значение","e":"\u00e9\ud83d\ude00"}"#,
+                r#"{"текст": "значение", "e": "é😀"}"#,
+            ),
+            (
+                r#"{"c":"\u0001\u001f\b\f\n\r\t\/\"\\\u007f"}"#,
+                "{\"c\": \"\\u0001\\u001f\\b\\f\\n\\r\\t/\\\"\\\\\u{7f}\"}",
+            ),
+            (
+                r#"[1.0, 1e16, 1E-5, -0, -0.0, 0.1, 12345678901234567890123, 1e-400, 2.50]"#,
+                "[1.0, 1e+16, 1e-05, 0, -0.0, 0.1, 12345678901234567890123, 0.0, 2.5]",
+            ),
             (r#"{"a":1,"b":2,"a":3}"#, r#"{"a": 3, "b": 2}"#),
             (r#"{"a":1,"\u0061":2}"#, r#"{"a": 2}"#),
             (" { } ", "{}"),
@@ -532,6 +803,54 @@ mod tests {
         for &(raw, want) in cases {
             assert_eq!(dumps(raw).as_deref(), Ok(want), "{raw}");
         }
+    }
+
+    #[test]
+    fn infinite_floats_are_refused_like_simplejson() {
+        for raw in ["1e400", "[-1e400]", "{\"a\": {\"b\": 1E999}}"] {
+            assert!(matches!(dumps(raw), Err(JsonError::NotFinite(_))), "{raw}");
+        }
+    }
+
+    #[test]
+    fn python_str_matches_python() {
+        // Expected strings are Python 3.11's str(simplejson.loads(raw)).
+        let cases: &[(&str, &str)] = &[
+            ("null", "None"),
+            ("true", "True"),
+            ("false", "False"),
+            ("0", "0"),
+            ("-0", "0"),
+            ("-0.0", "-0.0"),
+            ("1e16", "1e+16"),
+            ("1e400", "inf"),
+            ("-1e400", "-inf"),
+            ("12345678901234567890123", "12345678901234567890123"),
+            (r#""plain""#, "plain"),
+            (r#" "with \"quote\" and \\ back" "#, "with \"quote\" and \\ back"),
+            (r#""tab\there\nnew\rcr""#, "tab\there\nnew\rcr"),
+            ("[]", "[]"),
+            ("{}", "{}"),
+            (r#"[1, 2.50, "x", null, true, [false]]"#, "[1, 2.5, 'x', None, True, [False]]"),
+            (r#"{"a": 1, "b": {"c": "d\u00e9"}, "a": 3}"#, "{'a': 3, 'b': {'c': 'dé'}}"),
+            (r#"{"\ud800": 1, "\ud800": 2}"#, "{'\\ud800': 2}"),
+            (
+                r#"["plain", "it\u0027s", "say \"hi\"", "both \u0027 and \"", "back\\slash", "\u0000\u001f\u007f\u0085\u00a0\u00ad\u00e9\u200b\u2028\ud800\ud83d\ude00\ue000\uffff\udbff\udfff\u0378", "tab\there\nnew\rcr", 1e400, -1e400, -0.0, 1e-7, -0]"#,
+                "['plain', \"it's\", 'say \"hi\"', 'both \\' and \"', 'back\\\\slash', '\\x00\\x1f\\x7f\\x85\\xa0\\xadé\\u200b\\u2028\\ud800😀\\ue000\\uffff\\U0010ffff\\u0378', 'tab\\there\\nnew\\rcr', inf, -inf, -0.0, 1e-07, 0]",
+            ),
+            (
+                r#"{"k\u0027": {"x": [1, {"": null}]}, "\ud800": "v"}"#,
+                "{\"k'\": {'x': [1, {'': None}]}, '\\ud800': 'v'}",
+            ),
+        ];
+        for &(raw, want) in cases {
+            assert_eq!(python_str(raw).as_deref(), Ok(want), "{raw}");
+        }
+        assert!(matches!(python_str("\"x\""), Ok(Cow::Borrowed("x"))));
+        assert_eq!(
+            python_str(r#""\udc00""#),
+            Err(JsonError::LoneSurrogate(0xdc00))
+        );
     }
 
     #[test]
@@ -582,6 +901,40 @@ mod tests {
         assert_eq!(dumps(&deep), Err(JsonError::TooDeep));
         let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(dumps(&ok).is_ok());
+    }
+
+    /// Values nested to the limit take no more stack than flat ones (the
+    /// writer keeps open containers on the heap): written here on a thread
+    /// with half the default stack of a spawned thread, in a debug build.
+    #[test]
+    fn deep_nesting_fits_a_small_stack() {
+        let half = MAX_DEPTH / 2;
+        let deep = format!("{}1{}", "{\"k\": [".repeat(half), "]}".repeat(half));
+        let written = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let mut line = Vec::new();
+                let json = write(
+                    &deep,
+                    &[("k", "key")],
+                    &mut super::super::line::StringFieldSink(&mut line),
+                );
+                let text = python_str(&deep).map(|t| t.len());
+                (json, line.len(), text)
+            })
+            .map(|t| t.join());
+        let Ok(Ok((json, len, text))) = written else {
+            panic!("the thread failed: {written:?}");
+        };
+        assert_eq!(json, Ok(()));
+        assert!(len > 4 * MAX_DEPTH, "{len}");
+        assert!(text.as_ref().is_ok_and(|&n| n > 4 * MAX_DEPTH), "{text:?}");
+        let deeper = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(dumps(&deeper), Err(JsonError::TooDeep));
     }
 
     #[test]

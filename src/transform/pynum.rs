@@ -2,16 +2,19 @@
 //! on message text, and `repr(float)` for writing floats back out (the
 //! `value` field and floats inside re-serialised JSON).
 
+use super::pyunicode;
+
 /// Python's `float(str)`: surrounding whitespace allowed, `_` between digits
-/// allowed, `inf`/`infinity`/`nan` in any case with an optional sign.
-/// `None` when Python would raise `ValueError`.
+/// allowed, `inf`/`infinity`/`nan` in any case with an optional sign, digits
+/// of any script (see [`pyunicode::number_text`]). `None` when Python would
+/// raise `ValueError`.
 pub(crate) fn float_from_text(text: &str) -> Option<f64> {
-    let text = text.trim();
+    let text = pyunicode::number_text(text)?;
     if !text.contains('_') {
         return text.parse().ok();
     }
     let mut digits = String::with_capacity(text.len());
-    strip_digit_separators(text, &mut digits)?;
+    strip_digit_separators(&text, &mut digits)?;
     digits.parse().ok()
 }
 
@@ -25,14 +28,15 @@ pub(crate) enum IntError {
     OutOfRange,
 }
 
-/// Python's `int(str)`: surrounding whitespace, a sign, ASCII digits with `_`
-/// between them. Fractions are not accepted (`int("1.5")` raises).
+/// Python's `int(str)`: surrounding whitespace, a sign, digits (of any
+/// script, see [`pyunicode::number_text`]) with `_` between them. Fractions
+/// are not accepted (`int("1.5")` raises).
 pub(crate) fn int_from_text(text: &str) -> Result<i64, IntError> {
-    let text = text.trim();
+    let text = pyunicode::number_text(text).ok_or(IntError::NotInteger)?;
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
+        _ => (false, &text[..]),
     };
     let bytes = digits.as_bytes();
     if bytes.is_empty() || !bytes[0].is_ascii_digit() || !bytes[bytes.len() - 1].is_ascii_digit() {
@@ -76,6 +80,15 @@ pub(crate) fn int_from_float(x: f64) -> Result<i64, IntError> {
     } else {
         Err(IntError::OutOfRange)
     }
+}
+
+/// Python's `float()` of a JSON number as `json.loads` reads it: one without
+/// fraction or exponent is an int, so `-0` is 0 and its float 0.0.
+pub(crate) fn float_from_json_number(text: &str) -> Option<f64> {
+    let x: f64 = text.parse().ok()?;
+    let integer = !text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
+    // Adding zero turns -0.0 into 0.0 and changes nothing else.
+    Some(if integer { x + 0.0 } else { x })
 }
 
 /// Python's `int()` on a JSON number as written: integers are exact, numbers
@@ -252,6 +265,10 @@ impl FloatRepr {
     /// spelling needs normalising (trailing fraction zeros dropped, at least
     /// one fraction digit).
     pub(crate) fn from_short_decimal(bytes: &[u8]) -> Option<FloatRepr> {
+        // The integer `-0` is Python's 0, whose float is 0.0, not -0.0.
+        if bytes == b"-0" {
+            return None;
+        }
         let unsigned = bytes.strip_prefix(b"-").unwrap_or(bytes);
         let (int_part, fraction) = match unsigned.iter().position(|&b| b == b'.') {
             Some(dot) => (&unsigned[..dot], &unsigned[dot + 1..]),
@@ -419,7 +436,13 @@ mod tests {
                 "{text}"
             );
         }
-        for text in ["0.00001", "1234567890123456", "4.109999999999999", "1e3"] {
+        for text in [
+            "0.00001",
+            "1234567890123456",
+            "4.109999999999999",
+            "1e3",
+            "-0",
+        ] {
             assert!(
                 FloatRepr::from_short_decimal(text.as_bytes()).is_none(),
                 "{text}"
@@ -439,8 +462,7 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config {
             cases: 20_000,
-            failure_persistence: None,
-            ..Default::default()
+                        ..Default::default()
         })]
 
         #[test]
@@ -463,6 +485,27 @@ mod tests {
                 proptest::prop_assert_eq!(Ok(fast), int_from_json_number(&text));
             }
         }
+    }
+
+    #[test]
+    fn json_integers_are_python_ints() {
+        assert_eq!(
+            float_from_json_number("-0").map(f64::to_bits),
+            Some(0.0f64.to_bits())
+        );
+        assert_eq!(
+            float_from_json_number("-0.0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(
+            float_from_json_number("-0e0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(float_from_json_number("-7"), Some(-7.0));
+        assert_eq!(
+            float_from_json_number("9007199254740993"),
+            Some(9007199254740992.0)
+        );
     }
 
     #[test]
@@ -496,7 +539,11 @@ mod tests {
         assert_eq!(float_from_text("5."), Some(5.0));
         assert!(float_from_text("nan").is_some_and(f64::is_nan));
         assert_eq!(float_from_text("-Infinity"), Some(f64::NEG_INFINITY));
-        for bad in ["abc", "", "1__0", "_1", "1_", "1e", "0x10", "1,5"] {
+        assert_eq!(float_from_text("\u{3000}١٢٣.٥\u{a0}"), Some(123.5));
+        assert_eq!(float_from_text("\u{b}3\u{c}"), Some(3.0));
+        for bad in [
+            "abc", "", "1__0", "_1", "1_", "1e", "0x10", "1,5", "\u{1c}12", "5\u{7f}", "1€",
+        ] {
             assert_eq!(float_from_text(bad), None, "{bad:?}");
         }
     }
@@ -510,7 +557,10 @@ mod tests {
             int_from_text("99999999999999999999"),
             Err(IntError::OutOfRange)
         );
-        for bad in ["1.5", "", "-", "1__0", "_1", "1_", "1e3", "abc"] {
+        assert_eq!(int_from_text("\u{2003}１２\u{3000}"), Ok(12));
+        for bad in [
+            "1.5", "", "-", "1__0", "_1", "1_", "1e3", "abc", "\u{1c}1", "- 1",
+        ] {
             assert_eq!(int_from_text(bad), Err(IntError::NotInteger), "{bad:?}");
         }
         assert_eq!(int_from_json_number("1554725987408.105"), Ok(1554725987408));

@@ -3,17 +3,17 @@
 //! as the serde path in `message.rs`.
 //!
 //! It answers only when it is sure: `Some` exactly where the serde path
-//! would succeed with the same result. Anything it does not handle — a wrong
-//! type, a repeated `meta` field, a `\u` escape of a lone surrogate, deep
-//! nesting, and every kind of error — is `None`, and the serde path
-//! decides, error messages included. So the scanner can stay small; what it
+//! would succeed with the same result. Anything it does not handle — a
+//! dimension value that is not a string, a `\u` escape of a lone surrogate
+//! in a dimension, deep nesting, and every kind of error — is `None`, and
+//! the serde path decides, error messages included. So the scanner can stay small; what it
 //! must get right is strict JSON for what it accepts (the values it skips
 //! or keeps raw are validated as serde_json's `ignore_value` does).
 
 use std::borrow::Cow;
 
 use super::lexer::{find_string_special, Lexer};
-use super::message::{DimensionList, Metric, MetricEnvelope, MetricMeta, Text};
+use super::message::{DimensionList, JsonKind, Metric, MetricEnvelope, MetricMeta, Object};
 
 /// Decodes a metric message (already checked to be UTF-8) like
 /// `message::decode_metric`, or `None` when the serde path must decide.
@@ -47,8 +47,13 @@ impl<'p> Scanner<'p> {
         let mut envelope = MetricEnvelope::default();
         self.object(&["metric", "meta"], |s, key| {
             match key {
-                Key::Known(0) => envelope.metric = s.metric(dimensions)?,
-                Key::Known(1) => envelope.meta = s.meta()?,
+                Key::Known(0) => {
+                    envelope.metric =
+                        Some(s.metric(dimensions)?.map_or(Object::Null, Object::Value))
+                }
+                Key::Known(1) => {
+                    envelope.meta = Some(s.meta()?.map_or(Object::Null, Object::Value))
+                }
                 _ => {
                     s.skip_value()?;
                 }
@@ -68,10 +73,10 @@ impl<'p> Scanner<'p> {
         let names = ["name", "dimensions", "timestamp", "value", "value_meta"];
         self.object(&names, |s, key| {
             match key {
-                Key::Known(0) => metric.name = s.optional_text()?,
+                Key::Known(0) => metric.name = Some(s.skip_value()?),
                 Key::Known(1) => {
                     dimensions.clear();
-                    s.dimensions(dimensions)?;
+                    metric.dimensions = Some(s.dimensions(dimensions)?);
                 }
                 Key::Known(2) => metric.timestamp = Some(s.skip_value()?),
                 Key::Known(3) => metric.value = Some(s.skip_value()?),
@@ -85,9 +90,10 @@ impl<'p> Scanner<'p> {
         Some(Some(metric))
     }
 
-    fn dimensions(&mut self, dimensions: &mut DimensionList<'p>) -> Option<()> {
+    /// Dimensions of string values (anything else goes to serde), or `null`.
+    fn dimensions(&mut self, dimensions: &mut DimensionList<'p>) -> Option<JsonKind> {
         if self.null() {
-            return Some(());
+            return Some(JsonKind::Null);
         }
         self.object(&[], |s, key| {
             let Key::Other(key) = key else { return None };
@@ -95,31 +101,27 @@ impl<'p> Scanner<'p> {
             let value = s.string()?;
             dimensions.push((key, value));
             Some(())
-        })
+        })?;
+        Some(JsonKind::Object)
     }
 
     fn meta(&mut self) -> Option<Option<MetricMeta<'p>>> {
         if self.null() {
             return Some(None);
         }
-        // The derived serde struct refuses a repeated field, even `null`.
-        let mut region = None;
-        let mut tenant_id = None;
+        // Any JSON value, the last of a repeated field, as the serde path.
+        let mut meta = MetricMeta::default();
         self.object(&["region", "tenantId"], |s, key| {
             match key {
-                Key::Known(0) if region.is_none() => region = Some(s.optional_text()?),
-                Key::Known(1) if tenant_id.is_none() => tenant_id = Some(s.optional_text()?),
-                Key::Known(_) => return None,
+                Key::Known(0) => meta.region = Some(s.skip_value()?),
+                Key::Known(_) => meta.tenant_id = Some(s.skip_value()?),
                 Key::Other(_) => {
                     s.skip_value()?;
                 }
             }
             Some(())
         })?;
-        Some(Some(MetricMeta {
-            region: region.flatten(),
-            tenant_id: tenant_id.flatten(),
-        }))
+        Some(Some(meta))
     }
 
     /// A JSON object whose keys are matched against `names`; `field`
@@ -188,14 +190,6 @@ impl<'p> Scanner<'p> {
             self.lex.pos += 4;
         }
         is_null
-    }
-
-    /// `null` or a string, as serde reads an `Option<Text>`.
-    fn optional_text(&mut self) -> Option<Option<Text<'p>>> {
-        if self.null() {
-            return Some(None);
-        }
-        Some(Some(Text(self.string()?)))
     }
 
     /// A string at the current position: borrowed unless it has escapes.
@@ -312,10 +306,14 @@ mod tests {
         let mut dimensions = DimensionList::new();
         let text = r#"{"metric": {"name": "a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00", "dimensions": {"k\u0041": "v"}}}"#;
         let envelope = decode_metric(text, &mut dimensions);
-        let name = envelope.and_then(|e| e.metric).and_then(|m| m.name);
+        let name = match envelope.and_then(|e| e.metric) {
+            Some(Object::Value(metric)) => metric.name,
+            _ => None,
+        };
         assert_eq!(
-            name.map(|t| t.0.into_owned()).as_deref(),
-            Some("a\"\\/\u{8}\u{c}\n\r\té😀")
+            name,
+            Some(r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00""#),
+            "names are kept raw"
         );
         assert_eq!(dimensions[0].0, "kA");
     }
@@ -323,10 +321,9 @@ mod tests {
     #[test]
     fn anything_unusual_is_left_to_serde() {
         for text in [
-            r#"{"metric": {"name": "a\ud800b"}}"#,
-            r#"{"metric": {"name": "a\udc00b"}}"#,
-            r#"{"metric": {"name": "a\ud800\u0041"}}"#,
-            r#"{"meta": {"region": "r", "region": "s"}}"#,
+            r#"{"metric": {"dimensions": {"a\ud800b": "v"}}}"#,
+            r#"{"metric": {"dimensions": {"k": "a\udc00b"}}}"#,
+            r#"{"metric": {"dimensions": {"k": "a\ud800\u0041"}}}"#,
             r#"{"x": 01}"#,
             r#"{"x": 1.}"#,
             r#"{"x": "\q"}"#,

@@ -30,10 +30,11 @@ pub(crate) fn push_metric_tags<'p>(
     for (key, value) in dimensions.iter() {
         // InfluxDB refuses a point with a tag key `time`.
         reserved_key |= key == "time";
-        // An empty key or value cannot be written (InfluxDB treats an empty
-        // value as absent); the meta tags override dimensions of the same
-        // name, as in the reference.
-        if !key.is_empty() && !value.is_empty() && key != "_region" && key != "_tenant_id" {
+        // The meta tags override dimensions of the same name, as in the
+        // reference. An empty key or value cannot be written (InfluxDB
+        // refuses it), but it still replaces an earlier value of its name,
+        // so it is left out only once the last of each name is known.
+        if key != "_region" && key != "_tenant_id" {
             tags.push(Tag::new(key, value));
         }
     }
@@ -51,7 +52,10 @@ pub(crate) fn push_metric_tags<'p>(
     // Stable, so that among repeated names the last one stays last.
     tags.sort_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| a.key.cmp(b.key)));
     for (i, tag) in tags.iter().enumerate() {
-        if tags.get(i + 1).is_some_and(|next| next.key == tag.key) {
+        if tags.get(i + 1).is_some_and(|next| next.key == tag.key)
+            || tag.key.is_empty()
+            || tag.value.is_empty()
+        {
             continue;
         }
         out.push(b',');

@@ -68,7 +68,9 @@ fn value_accepts_what_python_float_accepts() {
         ("true", "1.0"),
         ("1e16", "1e+16"),
         ("0.00001", "1e-05"),
-        ("-0", "-0.0"),
+        // A JSON integer is a Python int: -0 is 0 (the reference writes 0.0).
+        ("-0", "0.0"),
+        ("-0.0", "-0.0"),
     ] {
         let got = line(&metric_json("\"m\"", "{}", value, "null"))
             .unwrap_or_else(|e| panic!("{value}: {e}"));
@@ -92,7 +94,7 @@ fn empty_dimension_names_and_values_are_omitted() {
 }
 
 #[test]
-fn line_breaks_in_tags_and_names_become_spaces() {
+fn newlines_in_tags_and_names_become_spaces_carriage_returns_stay() {
     let got = line(&metric_json(
         "\"a\\nb\"",
         r#"{"k\r\n": "line one\nline two"}"#,
@@ -101,8 +103,65 @@ fn line_breaks_in_tags_and_names_become_spaces() {
     ));
     assert_eq!(
         got.as_deref(),
-        Ok("a\\ b,_region=RegionOne,_tenant_id=t1,k\\ \\ =line\\ one\\ line\\ two value=1.0,value_meta=\"{}\" 1554725987408\n")
+        Ok("a\\ b,_region=RegionOne,_tenant_id=t1,k\r\\ =line\\ one\\ line\\ two value=1.0,value_meta=\"{}\" 1554725987408\n")
     );
+    // InfluxDB stores a carriage return as it is: as the reference writes it.
+    let payload = r#"{"metric": {"name": "cr\rname", "dimensions": {"k\r": "v\r"}, "timestamp": 1, "value": 1}, "meta": {"region": "r", "tenantId": "t"}}"#;
+    assert_eq!(
+        line(payload).as_deref(),
+        Ok("cr\rname,_region=r,_tenant_id=t,k\r=v\r value=1.0,value_meta=\"{}\" 1\n")
+    );
+}
+
+#[test]
+fn any_json_type_is_written_as_python_str_of_it() {
+    // Expected lines are the reference's (tests/reference/transform.py).
+    let payload = r#"{"metric": {"name": 5, "dimensions": {"n": 1.5, "b": true, "z": null, "l": [1, "it's", {"k": 1e400}], "big": 123456789012345678901234567890, "neg0": -0, "e": 1e16}, "timestamp": 7, "value": 1}, "meta": {"region": null, "tenantId": false}}"#;
+    assert_eq!(
+        line(payload).as_deref(),
+        Ok("5,_region=None,_tenant_id=False,b=True,big=123456789012345678901234567890,e=1e+16,l=[1\\,\\ \"it's\"\\,\\ {'k':\\ inf}],n=1.5,neg0=0,z=None value=1.0,value_meta=\"{}\" 7\n")
+    );
+    let mut out = Vec::new();
+    assert_eq!(
+        transformer(true).metric(payload.as_bytes(), &mut out),
+        Ok(Target::Tenant("False".into()))
+    );
+    let payload = r#"{"metric": {"name": {"a": "b\u0085"}, "timestamp": "  ١٢٣ ", "value": "\u3000١٢.٥"}, "meta": {"region": "r", "tenantId": "t", "region": "last"}}"#;
+    assert_eq!(
+        line(payload).as_deref(),
+        Ok("{'a':\\ 'b\\\\x85'},_region=last,_tenant_id=t value=12.5,value_meta=\"{}\" 123\n")
+    );
+    // An array or object cannot key the reference's per-tenant batches.
+    let payload = r#"{"metric": {"name": "m", "timestamp": 1, "value": 1}, "meta": {"region": "r", "tenantId": ["t"]}}"#;
+    assert!(line(payload).is_ok());
+    assert!(matches!(
+        transformer(true).metric(payload.as_bytes(), &mut out),
+        Err(Rejection::BadTenant {
+            reason: TenantNameError::Unhashable,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_byte_order_mark_before_the_json_is_skipped() {
+    for mark in ["\u{feff}", "\u{ef}\u{bb}\u{bf}"] {
+        let payload = format!(
+            r#"{mark}{{"metric": {{"name": "bom", "timestamp": 1, "value": 1}}, "meta": {{"region": "r", "tenantId": "t"}}}}"#
+        );
+        assert_eq!(
+            line(&payload).as_deref(),
+            Ok("bom,_region=r,_tenant_id=t value=1.0,value_meta=\"{}\" 1\n")
+        );
+    }
+    let late = " \u{feff}{}";
+    assert_eq!(line(late).map_err(|e| e.kind()), Err("malformed"));
+}
+
+#[test]
+fn infinite_floats_in_value_meta_are_refused_like_simplejson() {
+    let payload = r#"{"metric": {"name": "n", "timestamp": 1, "value": 1, "value_meta": {"x": 1e400}}, "meta": {"region": "r", "tenantId": "t"}}"#;
+    assert_eq!(line(payload).map_err(|e| e.kind()), Err("bad_value"));
 }
 
 #[test]
@@ -329,9 +388,8 @@ fn missing_fields_are_named_by_path() {
         Err("malformed")
     );
     assert_eq!(
-        t.metric(br#"{"metric": {"name": 5}}"#, &mut out)
-            .map_err(|e| e.kind()),
-        Err("malformed")
+        t.metric(br#"{"metric": {"name": 5}}"#, &mut out),
+        Err(Rejection::MissingField("meta"))
     );
 }
 
@@ -401,6 +459,21 @@ fn alarm_transition_defaults_and_renames() {
     let text = String::from_utf8(out).unwrap_or_default();
     assert!(text.contains(",metrics=\"null\","), "{text}");
     assert!(text.contains(",sub_alarms=\"[]\" "), "{text}");
+}
+
+#[test]
+fn alarm_transition_fields_of_any_type_and_repeated_fields() {
+    // The expected line is the reference's (tests/reference/transform.py).
+    let payload = r#"{"alarm-transitioned": {"alarmId": 5, "alarmId": null, "metrics": [1e16], "newState": true, "oldState": ["x"], "link": 0, "lifecycleState": null, "stateChangeReason": {"r": 1}, "tenantId": 7, "timestamp": "12", "subAlarms": {"subAlarmState": 1}}}"#;
+    let mut out = Vec::new();
+    assert_eq!(
+        transformer(false).alarm_transition(payload.as_bytes(), &mut out),
+        Ok(Target::Shared)
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap_or_default(),
+        "alarm_state_history,tenant_id=7 tenant_id=\"7\",alarm_id=\"None\",metrics=\"[1e+16]\",new_state=\"True\",old_state=\"['x']\",link=\"0\",lifecycle_state=\"\",reason=\"{'r': 1}\",reason_data=\"{}\",sub_alarms=\"{\\\"sub_alarm_state\\\": 1}\" 12\n"
+    );
 }
 
 #[test]

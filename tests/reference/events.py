@@ -31,6 +31,8 @@ import logging
 import sys
 import types
 
+import stubs
+
 
 def _stub_modules(index_name):
     elasticsearch_conf = types.SimpleNamespace(
@@ -41,16 +43,6 @@ def _stub_modules(index_name):
         sniffer_timeout=None,
         max_retries=3,
     )
-    cfg = types.ModuleType("oslo_config.cfg")
-    cfg.CONF = types.SimpleNamespace(elasticsearch=elasticsearch_conf)
-    oslo_config = types.ModuleType("oslo_config")
-    oslo_config.cfg = cfg
-
-    log = types.ModuleType("oslo_log.log")
-    log.getLogger = logging.getLogger
-    oslo_log = types.ModuleType("oslo_log")
-    oslo_log.log = log
-
     class Elasticsearch:
         """Records what the repository would send."""
 
@@ -63,28 +55,7 @@ def _stub_modules(index_name):
     elasticsearch = types.ModuleType("elasticsearch")
     elasticsearch.Elasticsearch = Elasticsearch
 
-    sys.modules.update({
-        "oslo_config": oslo_config,
-        "oslo_config.cfg": cfg,
-        "oslo_log": oslo_log,
-        "oslo_log.log": log,
-        "elasticsearch": elasticsearch,
-    })
-
-
-class Message:
-    """What the Kafka consumer hands `process_message`: `value()` is bytes."""
-
-    def __init__(self, value):
-        self._value = value
-
-    def value(self):
-        return self._value
-
-
-def _text(text):
-    """Text made safe for JSON without lone surrogates."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    stubs.install("elasticsearch", elasticsearch_conf, {"elasticsearch": elasticsearch})
 
 
 def main():
@@ -116,22 +87,22 @@ def main():
         payload = base64.b64decode(data)
         if kind == b"E":
             try:
-                data_point, _project = repository.process_message(Message(payload))
+                data_point, _project = repository.process_message(stubs.Message(payload))
             except Exception as e:  # the reference's consumer catches Exception
-                result = {"error": type(e).__name__, "detail": _text(str(e))}
+                result = {"error": type(e).__name__, "detail": stubs.json_text(str(e))}
             else:
                 repository.es.created.clear()
                 try:
                     repository.write_batch([data_point])
                     index, _doc_type, body = repository.es.created[0]
-                    result = {"index": _text(index), "body": _text(body)}
+                    result = {"index": stubs.json_text(index), "body": stubs.json_text(body)}
                 except Exception as e:
-                    result = {"write_error": type(e).__name__, "detail": _text(str(e))}
+                    result = {"write_error": type(e).__name__, "detail": stubs.json_text(str(e))}
         elif kind == b"T":
             try:
                 result = {"date": normalize(json.loads(payload))}
             except Exception as e:
-                result = {"write_error": type(e).__name__, "detail": _text(str(e))}
+                result = {"write_error": type(e).__name__, "detail": stubs.json_text(str(e))}
         else:
             sys.exit("unknown request kind %r" % kind)
         out.write(json.dumps(result, ensure_ascii=True))

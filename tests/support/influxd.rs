@@ -377,6 +377,11 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// Posts line protocol directly (ms precision) and returns (status, body).
     pub fn write_lines(&self, db: &str, body: &str) -> (u16, String) {
+        self.write_bytes(db, body.as_bytes())
+    }
+
+    /// [`Influxd::write_lines`] for a body that is bytes.
+    pub fn write_bytes(&self, db: &str, body: &[u8]) -> (u16, String) {
         let mut req = self
             .agent()
             .post(&format!("{}/write?db={db}&precision=ms", self.url()))
@@ -387,7 +392,7 @@ bind-address = "127.0.0.1:{rpc_port}"
             req = req.header("Authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0");
         }
         let mut resp = req
-            .send(body.as_bytes())
+            .send(body)
             .unwrap_or_else(|e| panic!("write to influxd {}: {e}", self.url()));
         let status = resp.status().as_u16();
         let mut s = String::new();

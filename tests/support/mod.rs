@@ -11,7 +11,9 @@ pub mod kafka;
 pub mod load;
 pub mod opensearch;
 pub mod persister;
+pub mod points;
 pub mod real_kafka;
+pub mod reference;
 pub mod tcp_proxy;
 
 use std::time::{Duration, Instant};
