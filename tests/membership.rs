@@ -198,7 +198,7 @@ impl Gaps {
 }
 
 #[test]
-fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
+fn a_rolling_restart_of_three_members_never_stops_the_others() {
     const MEMBERS: usize = 3;
     let influx = Influxd::start();
     let stream = Stream::new(64);
@@ -218,11 +218,8 @@ fn a_rolling_restart_of_three_static_members_never_stops_the_others() {
         .zip(&dirs)
         .map(|(c, d)| Persister::start(c, d.path(), "persister"))
         .collect();
-    // A rolling restart begins with a settled group: a SIGTERM in the
-    // middle of a rebalance (here the cooperative rounds after the three
-    // started together) closes a static member only once the rebalance is
-    // over, which can take until the drain timeout (README, "Consumer
-    // groups and restarts").
+    // A rolling restart begins with a settled group (not in the
+    // cooperative rounds after the three started together).
     wait_until(
         "every member consuming, the 64 partitions shared, the group steady",
         LONG,

@@ -95,14 +95,14 @@ options_section! {
         max_buffer_size: u64 = int(1, KAFKA_INT_MAX).default("32768").kafka_common(),
         /// Consumer threads per topic.
         num_processors: usize = int(1, 64).default("1").kafka_common(),
-        /// Static group membership (KIP-345): each consumer thread joins its group as
-        /// <group_instance_name>-<topic>-<thread>, so a persister that restarts (a
-        /// crash, a SIGTERM, an upgrade) takes its partitions back at once, without a
-        /// rebalance. A static member that stops keeps its partitions, unread, until it
-        /// is back or its session times out. Every persister of a group needs its own
-        /// name: a second one with the same name stops the first (classic protocol) or
-        /// waits for it (consumer protocol), then exits with status 3. Empty: static
-        /// membership off (a stopped persister's partitions move at once).
+        /// Static group membership (KIP-345): each consumer thread joins its group
+        /// as <group_instance_name>-<topic>-<thread>, so a persister that crashed
+        /// takes its partitions back at once when it restarts, without waiting for
+        /// its session to end. A static member that crashed keeps its partitions,
+        /// unread, until it is back or its session times out. Every persister of a
+        /// group needs its own name: a second one with the same name stops the
+        /// first (classic protocol) or waits for it (consumer protocol), then exits
+        /// with status 3. Empty: static membership off.
         group_instance_name: String = string()
             .default(value::HOST_NAME)
             .kafka_common()

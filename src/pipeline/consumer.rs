@@ -165,13 +165,15 @@ pub struct PersisterContext {
 /// A consumer's identity in its topic's group: which group, which static
 /// instance id (KIP-345) if any, which protocol.
 ///
-/// What a stop does with the partitions follows from it. A dynamic member
-/// leaves the group: its partitions move to the other members at once. A
-/// static member keeps them until its session times out, so that a restart
-/// takes them back without a rebalance: under the consumer protocol
-/// librdkafka's leave of a static member says so itself (member epoch -2),
-/// under the classic protocol the consumer closes without unsubscribing
-/// (an unsubscribe would send a LeaveGroup naming the instance).
+/// What a stop does with the partitions follows from it: every stop
+/// unsubscribes first (`leave_group`). Under the classic protocol that is a
+/// LeaveGroup, naming the instance of a static member: its partitions move
+/// to the other members at once, and a restart joins again (a cooperative
+/// rebalance; closing a static member without it, to keep the partitions
+/// for the restart, was measured to hang the close until the drain
+/// deadline whenever a rebalance was under way). Under the consumer
+/// protocol librdkafka's leave of a static member keeps its partitions
+/// until its session times out (member epoch -2), for the restart.
 #[derive(Debug, Clone)]
 pub struct Membership {
     /// The section's `group_id`.
@@ -193,12 +195,6 @@ impl Membership {
             instance_name: section.instance_name(),
             protocol: section.protocol(),
         }
-    }
-
-    /// True when a stop leaves the partitions to this instance's restart
-    /// rather than to the other members.
-    pub fn keeps_partitions_on_close(&self) -> bool {
-        self.instance_id.is_some() && self.protocol == GroupProtocol::Classic
     }
 
     /// The failure when another consumer holds this one's instance id.
@@ -1168,12 +1164,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// first, as its maintainers suggest, closes with nothing to stop.
 fn leave_group(consumer: &BaseConsumer<PersisterContext>, ctx: &PersisterContext) {
     ctx.closing.store(true, Ordering::Relaxed);
-    if ctx.membership.keeps_partitions_on_close() {
-        // The close revokes the partitions locally (the final flush point
-        // ran already) and sends no LeaveGroup: they wait for this
-        // instance's restart (see `Membership`).
-        return;
-    }
     consumer.unsubscribe();
     let deadline = Instant::now() + LEAVE_TIMEOUT;
     loop {
