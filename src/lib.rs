@@ -19,4 +19,7 @@ pub mod run;
 pub mod secrets;
 pub mod signals;
 pub mod stats;
-pub mod transform;
+
+/// The Monasca message transform (crates/transform), under the name the
+/// daemon's modules use.
+pub use monasca_transform as transform;
