@@ -29,7 +29,7 @@ mod metric_mix;
 use std::hint::black_box;
 use std::io::Write as _;
 
-use monasca_persister::loadgen::{Generator, Limits, Timestamps, Workload};
+use monasca_loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::Transformer;
 
 fn main() {

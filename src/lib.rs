@@ -10,7 +10,6 @@ pub mod health;
 pub mod http;
 pub mod http_client;
 pub mod influx;
-pub mod loadgen;
 pub mod logging;
 pub mod migrate;
 pub mod pipeline;

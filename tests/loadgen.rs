@@ -11,9 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use monasca_persister::loadgen::{
-    Generator, Limits, Message, MessageKind, Mix, Timestamps, Workload,
-};
+use monasca_loadgen::{Generator, Limits, Message, MessageKind, Mix, Timestamps, Workload};
 use monasca_persister::transform::{Target, Transformer};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

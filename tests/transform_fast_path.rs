@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 
-use monasca_persister::loadgen::{Generator, Limits, Timestamps, Workload};
+use monasca_loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::{metric_takes_direct_path, metric_takes_fast_path, Transformer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use monasca_persister::loadgen::cli::{parse_count, WorkloadArgs};
-use monasca_persister::loadgen::{Generator, Limits, Mix, Timestamps};
+use monasca_loadgen::cli::{parse_count, WorkloadArgs};
+use monasca_loadgen::{Generator, Limits, Mix, Timestamps};
 use monasca_persister::transform::Transformer;
 
 use super::influx::Influx;
