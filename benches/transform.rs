@@ -7,7 +7,6 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::Transformer;
 
 #[path = "support/metric_mix.rs"]
@@ -27,11 +26,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("transform");
     group.throughput(Throughput::Elements(MIX as u64));
     for (label, db_per_tenant) in [("metric mix", false), ("metric mix, db_per_tenant", true)] {
-        let transformer = Transformer::new(&InfluxSection {
-            database_name: "mon".into(),
-            db_per_tenant,
-            ..InfluxSection::default()
-        });
+        let transformer = Transformer::new("mon", db_per_tenant);
         let mut out = Vec::with_capacity(MIX * 320);
         group.bench_function(label, |b| {
             b.iter(|| {
@@ -45,7 +40,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     let alarm = alarm_transition();
-    let transformer = Transformer::new(&InfluxSection::default());
+    let transformer = Transformer::new("mon", false);
     let mut out = Vec::with_capacity(MIX * 1024);
     group.bench_function("alarm transition", |b| {
         b.iter(|| {

@@ -29,8 +29,7 @@ mod metric_mix;
 use std::hint::black_box;
 use std::io::Write as _;
 
-use monasca_persister::config::InfluxSection;
-use monasca_persister::loadgen::{Generator, Limits, Timestamps, Workload};
+use monasca_loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::Transformer;
 
 fn main() {
@@ -57,11 +56,7 @@ fn main() {
         black_box(&messages);
         return;
     }
-    let transformer = Transformer::new(&InfluxSection {
-        database_name: "mon".into(),
-        db_per_tenant,
-        ..InfluxSection::default()
-    });
+    let transformer = Transformer::new("mon", db_per_tenant);
     let mut out = Vec::with_capacity(1 << 21);
     let mut bytes = 0;
     let mut rejected = 0;

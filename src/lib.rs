@@ -10,7 +10,6 @@ pub mod health;
 pub mod http;
 pub mod http_client;
 pub mod influx;
-pub mod loadgen;
 pub mod logging;
 pub mod migrate;
 pub mod pipeline;
@@ -19,4 +18,7 @@ pub mod run;
 pub mod secrets;
 pub mod signals;
 pub mod stats;
-pub mod transform;
+
+/// The Monasca message transform (crates/transform), under the name the
+/// daemon's modules use.
+pub use monasca_transform as transform;

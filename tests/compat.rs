@@ -19,7 +19,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use judge::{Case, Deviation, Verdict};
-use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::{Rejection, Target, Transformer};
 use oracle::{Kind, Outcome};
 use support::influxd::Influxd;
@@ -45,11 +44,7 @@ fn corpus() -> Vec<Row> {
 }
 
 fn transformer(db_per_tenant: bool) -> Transformer {
-    Transformer::new(&InfluxSection {
-        database_name: "mon".into(),
-        db_per_tenant,
-        ..InfluxSection::default()
-    })
+    Transformer::new("mon", db_per_tenant)
 }
 
 fn rows_of(path: &Path) -> Vec<Row> {

@@ -11,10 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use monasca_persister::config::InfluxSection;
-use monasca_persister::loadgen::{
-    Generator, Limits, Message, MessageKind, Mix, Timestamps, Workload,
-};
+use monasca_loadgen::{Generator, Limits, Message, MessageKind, Mix, Timestamps, Workload};
 use monasca_persister::transform::{Target, Transformer};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -233,10 +230,7 @@ fn every_message_decodes_into_one_distinct_point() {
     let messages = generate(metric_count, alarm_count, workload.clone());
     assert_eq!(messages.len() as u64, metric_count + alarm_count);
 
-    let transformer = Transformer::new(&InfluxSection {
-        db_per_tenant: true,
-        ..InfluxSection::default()
-    });
+    let transformer = Transformer::new("mon", true);
     let mut points = HashSet::new();
     let mut measurements = HashSet::new();
     let mut tenants_seen = HashSet::new();

@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 
 use generator::Generator;
 use judge::{Case, Verdict};
-use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::Transformer;
 use oracle::{Kind, Mode, Outcome};
 use support::influxd::Influxd;
@@ -59,11 +58,7 @@ impl Drop for SeedOnFailure {
 }
 
 fn transformer(db_per_tenant: bool) -> Transformer {
-    Transformer::new(&InfluxSection {
-        database_name: "mon".into(),
-        db_per_tenant,
-        ..InfluxSection::default()
-    })
+    Transformer::new("mon", db_per_tenant)
 }
 
 #[test]

@@ -5,7 +5,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::{Target, Transformer};
 
 struct CountingAllocator;
@@ -67,11 +66,7 @@ fn metric(i: u64, value_meta: &str) -> String {
 }
 
 fn transformer(db_per_tenant: bool) -> Transformer {
-    Transformer::new(&InfluxSection {
-        database_name: "mon".into(),
-        db_per_tenant,
-        ..InfluxSection::default()
-    })
+    Transformer::new("mon", db_per_tenant)
 }
 
 /// Runs every message once to size the buffer, then counts allocations of

@@ -8,8 +8,7 @@
 
 use std::cell::Cell;
 
-use monasca_persister::config::InfluxSection;
-use monasca_persister::loadgen::{Generator, Limits, Timestamps, Workload};
+use monasca_loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::{metric_takes_direct_path, metric_takes_fast_path, Transformer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
@@ -376,13 +375,7 @@ fn mutate(message: &str, mutations: &[Mutation]) -> Vec<u8> {
 }
 
 fn transformers() -> [Transformer; 2] {
-    [false, true].map(|db_per_tenant| {
-        Transformer::new(&InfluxSection {
-            database_name: "mon".into(),
-            db_per_tenant,
-            ..InfluxSection::default()
-        })
-    })
+    [false, true].map(|db_per_tenant| Transformer::new("mon", db_per_tenant))
 }
 
 /// Both decoders on one payload, appending after existing buffer content

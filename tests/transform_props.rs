@@ -17,7 +17,6 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use monasca_persister::config::InfluxSection;
 use monasca_persister::transform::{Rejection, Transformer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
@@ -419,10 +418,7 @@ fn same_point(got: &StoredPoint, want: &StoredPoint) -> bool {
 #[test]
 fn arbitrary_metrics_are_accepted_by_influxd_and_round_trip() {
     let influx = Influxd::start();
-    let transformer = Transformer::new(&InfluxSection {
-        database_name: "mon".into(),
-        ..InfluxSection::default()
-    });
+    let transformer = Transformer::new("mon", false);
     let mut runner = TestRunner::new(Config {
         cases: 48,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
@@ -523,7 +519,7 @@ proptest! {
         cut in 0usize..400,
         insert in prop::sample::select(vec!["", "null", "\"", "{", "}", "[1e999]", "\"\\ud800\"", ",", "\"x\":", "0", "-", "\\"]),
     ) {
-        let transformer = Transformer::new(&InfluxSection { db_per_tenant: true, ..InfluxSection::default() });
+        let transformer = Transformer::new("mon", true);
         let valid = r#"{"metric": {"name": "cpu", "dimensions": {"a": "b"}, "timestamp": 1, "value": 1, "value_meta": {"k": [1, {"x": null}]}}, "meta": {"region": "r", "tenantId": "t"}}"#;
         let cut = cut.min(valid.len());
         let mut edited = valid.as_bytes()[..cut].to_vec();

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use monasca_persister::config::InfluxSection;
-use monasca_persister::loadgen::cli::{parse_count, WorkloadArgs};
-use monasca_persister::loadgen::{Generator, Limits, Mix, Timestamps};
+use monasca_loadgen::cli::{parse_count, WorkloadArgs};
+use monasca_loadgen::{Generator, Limits, Mix, Timestamps};
 use monasca_persister::transform::Transformer;
 
 use super::influx::Influx;
@@ -46,7 +45,7 @@ pub fn run(args: CeilingArgs) -> anyhow::Result<()> {
         alarms: None,
     };
     let mut generator = Generator::new(workload, limits, Timestamps::before_now(args.count))?;
-    let transformer = Transformer::new(&InfluxSection::default());
+    let transformer = Transformer::new("mon", false);
     let mut bodies = Vec::new();
     let mut body = Vec::with_capacity(args.batch * 256);
     let mut in_body = 0;

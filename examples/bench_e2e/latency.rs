@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use monasca_persister::loadgen::cli::{parse_rate, WorkloadArgs};
-use monasca_persister::loadgen::pace::Pacer;
-use monasca_persister::loadgen::producer::LoadProducer;
-use monasca_persister::loadgen::progress::{Progress, ProgressMode};
-use monasca_persister::loadgen::run::{Destination, LoadRun};
-use monasca_persister::loadgen::{Generator, Limits, Mix, Timestamps};
+use monasca_loadgen::cli::{parse_rate, WorkloadArgs};
+use monasca_loadgen::pace::Pacer;
+use monasca_loadgen::producer::LoadProducer;
+use monasca_loadgen::progress::{Progress, ProgressMode};
+use monasca_loadgen::run::{Destination, LoadRun};
+use monasca_loadgen::{Generator, Limits, Mix, Timestamps};
 
 use super::influx::Influx;
 
@@ -196,7 +196,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(ProgressMode::Off, None);
     let record = |measured: bool| {
         let samples = Arc::clone(&samples);
-        move |m: &monasca_persister::loadgen::Message| {
+        move |m: &monasca_loadgen::Message| {
             if let Ok(mut s) = samples.lock() {
                 s.pending.insert(
                     m.timestamp_ms,

@@ -1,25 +1,18 @@
 //! What every answer of the transform must satisfy, shared by the fuzz
 //! targets: a written line is exactly one point to the line splitter the
-//! writer uses (`influx::lines`, a port of InfluxDB's own), a rejection
+//! writer uses (`monasca_transform::lines`, a port of InfluxDB's own), a rejection
 //! leaves the buffer as it was, and the db_per_tenant mode writes the same
 //! line as the shared mode or refuses the tenant.
 
-use monasca_persister::config::InfluxSection;
-use monasca_persister::influx::lines::split_lines;
-use monasca_persister::transform::{Rejection, Target, Transformer};
+use monasca_transform::lines::split_lines;
+use monasca_transform::{Rejection, Target, Transformer};
 
 /// Bytes already in the buffer before the transform appends its line.
 const BEFORE: &[u8] = b"earlier line\n";
 
 /// The two transformers: shared database and database per tenant.
 pub fn transformers() -> [Transformer; 2] {
-    [false, true].map(|db_per_tenant| {
-        Transformer::new(&InfluxSection {
-            database_name: "mon".into(),
-            db_per_tenant,
-            ..InfluxSection::default()
-        })
-    })
+    [false, true].map(|db_per_tenant| Transformer::new("mon", db_per_tenant))
 }
 
 /// Runs `encode` on a buffer that already holds a line, checks the answer

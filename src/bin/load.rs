@@ -1,10 +1,10 @@
 //! `monasca-persister-load`: produces realistic Monasca metrics and alarm
-//! state transitions to Kafka (see `monasca_persister::loadgen`).
+//! state transitions to Kafka (see `monasca_loadgen`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use monasca_persister::loadgen::cli::{run, LoadArgs};
+use monasca_loadgen::cli::{run, LoadArgs};
 
 fn main() -> ExitCode {
     match run(LoadArgs::parse()) {

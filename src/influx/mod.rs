@@ -4,7 +4,6 @@
 
 pub mod client;
 pub mod databases;
-pub mod lines;
 pub mod response;
 pub mod schema;
 pub mod writer;

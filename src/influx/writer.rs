@@ -23,10 +23,10 @@ use std::time::Instant;
 
 use super::client::{InfluxClient, InfluxError, SetupError};
 use super::databases::{Creation, DatabaseRegistry};
-use super::lines::{span, split_lines, Line};
 use super::response::{Rejection, WriteResponse};
 use crate::config::InfluxSection;
 use crate::retry::Retry;
+use crate::transform::lines::{span, split_lines, Line};
 
 /// Extra requests allowed per chunk to find out which lines InfluxDB refused.
 pub const DEFAULT_SPLIT_BUDGET: usize = 256;

@@ -172,7 +172,10 @@ impl Pipeline {
             disk_space: DiskSpace::new(&config.wal.path, &config.wal.dead_letter_path),
             handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
             replay: Replay::default(),
-            transformer: Transformer::new(&config.influxdb),
+            transformer: Transformer::new(
+                config.influxdb.database_name.clone(),
+                config.influxdb.db_per_tenant,
+            ),
             influx,
             influx_batch_size: config.influxdb.batch_size.max(1),
             events,

@@ -1,7 +1,7 @@
-"""Writes src/transform/pyunicode_tables.rs: the Unicode facts Python's
+"""Writes crates/transform/src/pyunicode_tables.rs: the Unicode facts Python's
 `repr()`, `float()` and `int()` depend on, from this Python's unicodedata.
 
-    python3 tests/reference/unicode_tables.py > src/transform/pyunicode_tables.rs
+    python3 tests/reference/unicode_tables.py > crates/transform/src/pyunicode_tables.rs
 
 Run it with Python 3.11 (Unicode 14.0.0), the version the reference is
 tested with (tests/reference/venv): `str.isprintable()` decides which

@@ -182,7 +182,7 @@ pub(crate) fn push_string_field(out: &mut Vec<u8>, text: &str) {
 /// is written, so the JSON never needs a buffer of its own.
 pub(crate) struct StringFieldSink<'o>(pub &'o mut Vec<u8>);
 
-impl crate::transform::pyjson::JsonSink for StringFieldSink<'_> {
+impl crate::pyjson::JsonSink for StringFieldSink<'_> {
     fn push(&mut self, text: &str) {
         push_string_field_content(self.0, text);
     }

@@ -6,15 +6,19 @@
 //! exactly the line the Python reference (monasca-persister 9.0.0) writes,
 //! with the deliberate fixes listed in `docs/line-protocol.md`. A message it
 //! cannot turn into a storable point is a typed [`Rejection`] for the
-//! dead-letter file.
+//! dead-letter file. [`lines`] splits line protocol where InfluxDB does.
+//!
+//! Pure: no I/O, no clock, no Kafka; the daemon re-exports it as
+//! `monasca_persister::transform`.
 
 mod database;
 mod direct;
 mod lexer;
 mod line;
+pub mod lines;
 mod message;
-pub(crate) mod pyjson;
-pub(crate) mod pynum;
+pub mod pyjson;
+pub mod pynum;
 mod pyunicode;
 mod scan;
 mod simd;
@@ -25,7 +29,6 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use crate::config::InfluxSection;
 pub use database::{Target, TenantNameError, MAX_DATABASE_NAME_LEN};
 use line::{
     max_series_key_len, normalise_tag_text, push_string_field, push_tag_text,
@@ -198,11 +201,12 @@ pub struct Transformer {
 
 impl Transformer {
     /// A transformer writing to `database_name`, or per tenant when
-    /// `db_per_tenant` is set.
-    pub fn new(influx: &InfluxSection) -> Transformer {
+    /// `db_per_tenant` is set (`[influxdb] database_name` and
+    /// `db_per_tenant`).
+    pub fn new(database_name: impl Into<String>, db_per_tenant: bool) -> Transformer {
         Transformer {
-            database_name: influx.database_name.clone(),
-            db_per_tenant: influx.db_per_tenant,
+            database_name: database_name.into(),
+            db_per_tenant,
         }
     }
 

@@ -4,11 +4,7 @@
 use super::*;
 
 fn transformer(db_per_tenant: bool) -> Transformer {
-    Transformer::new(&InfluxSection {
-        database_name: "mon".into(),
-        db_per_tenant,
-        ..InfluxSection::default()
-    })
+    Transformer::new("mon", db_per_tenant)
 }
 
 fn metric_json(name: &str, dimensions: &str, value: &str, value_meta: &str) -> String {

@@ -144,7 +144,7 @@ fn strip_digit_separators(text: &str, into: &mut String) -> Option<()> {
 }
 
 /// `repr(x)` of a finite Python float, formatted on the stack.
-pub(crate) struct FloatRepr {
+pub struct FloatRepr {
     buf: [u8; 32],
     len: usize,
 }
@@ -155,7 +155,7 @@ impl FloatRepr {
     /// one fractional digit (`100.0`), otherwise `d.ddde±XX` (`1e+16`,
     /// `1e-05`). Non-finite input gives Python's JSON spellings
     /// (`Infinity`, `-Infinity`, `NaN`).
-    pub(crate) fn new(x: f64) -> FloatRepr {
+    pub fn new(x: f64) -> FloatRepr {
         let mut repr = FloatRepr {
             buf: [0; 32],
             len: 0,
@@ -319,7 +319,7 @@ impl FloatRepr {
     }
 
     /// The formatted text.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         // Only ASCII digits, signs, '.', 'e' and the ASCII words are pushed.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("NaN")
     }

@@ -27,14 +27,14 @@ use super::pyunicode;
 /// persister), so it never writes deeper values; the few levels between its
 /// limit and ours are a documented difference (`docs/line-protocol.md`).
 /// The stack this takes is tested (`deep_nesting_fits_a_small_stack`).
-pub(crate) const MAX_DEPTH: usize = 1000;
+pub const MAX_DEPTH: usize = 1000;
 
 /// Objects with more keys than this find repeated keys through a hash map
 /// instead of pairwise comparison.
 const PAIRWISE_KEY_LIMIT: usize = 32;
 
 /// Where re-serialised JSON goes.
-pub(crate) trait JsonSink {
+pub trait JsonSink {
     /// Appends a piece of JSON text.
     fn push(&mut self, text: &str);
 }
@@ -47,7 +47,7 @@ impl JsonSink for String {
 
 /// Why JSON text could not be re-serialised.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub(crate) enum JsonError {
+pub enum JsonError {
     /// Python would hold a lone surrogate that cannot be written as UTF-8.
     #[error("a string holds the unpaired UTF-16 surrogate \\u{0:04x}")]
     LoneSurrogate(u16),
@@ -73,7 +73,7 @@ enum Style<'r> {
 
 /// True when Python's `not json.loads(text)` holds: `null`, `false`, zero,
 /// `""`, `[]`, `{}`.
-pub(crate) fn is_falsy(raw: &str) -> bool {
+pub fn is_falsy(raw: &str) -> bool {
     let inner_is = |close: u8| {
         raw.as_bytes()[1..]
             .iter()
@@ -92,7 +92,7 @@ pub(crate) fn is_falsy(raw: &str) -> bool {
 
 /// Writes `raw` (one JSON value) to `sink` in Python's style, renaming object
 /// keys found in `renames` (`(from, to)`) at any depth.
-pub(crate) fn write(
+pub fn write(
     raw: &str,
     renames: &[(&str, &str)],
     sink: &mut impl JsonSink,
