@@ -351,17 +351,20 @@ mod tests {
             let first = drain_until(queue, consumer, |s| s.len() >= 5);
             assert_eq!(first, (0..5).map(Ok).collect::<Vec<_>>());
 
+            // The error comes before the next messages exist: a fetch the
+            // broker holds open when they are produced would otherwise
+            // answer with them, ahead of the injected error.
             cluster.request_errors(
                 RDKafkaApiKey::Fetch,
                 &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN],
             );
-            produce(&producer, 5, 10);
             let error = drain_until(queue, consumer, |s| !s.is_empty());
             assert_eq!(
                 error,
                 vec![Err(5)],
                 "the error names the next offset to read"
             );
+            produce(&producer, 5, 10);
             if rewind {
                 rewind_after_error(consumer, TOPIC, 0, 5).expect("rewind");
             }
