@@ -246,11 +246,7 @@ impl EsClient {
     ) -> Result<(u16, Vec<u8>), EsError> {
         let mut response = response.map_err(|e| self.transport_error(action, url, e))?;
         let status = response.status().as_u16();
-        let answer = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
+        let answer = crate::http_client::read_body(&mut response, MAX_ANSWER_BYTES)
             .map_err(|e| self.transport_error(action, url, e))?;
         Ok((status, answer))
     }

@@ -238,3 +238,12 @@ pub fn shown(message: &str) -> String {
     }
     format!("{}… ({} bytes in all)", &message[..cut], message.len())
 }
+
+/// A response's body, at most `limit` bytes: a larger one is an error
+/// (the caller's transport error), never an unbounded allocation.
+pub fn read_body(
+    response: &mut ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<Vec<u8>, ureq::Error> {
+    response.body_mut().with_config().limit(limit).read_to_vec()
+}

@@ -234,12 +234,7 @@ impl InfluxClient {
         if status == 204 {
             return WriteResponse::Stored;
         }
-        let answer = match response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
-        {
+        let answer = match crate::http_client::read_body(&mut response, MAX_ANSWER_BYTES) {
             Ok(a) => a,
             Err(e) => {
                 return WriteResponse::Retriable(self.transport_error(write_action(database), e))
@@ -270,11 +265,7 @@ impl InfluxClient {
             .send_form(form)
             .map_err(|e| self.transport_error(action(), e))?;
         let status = response.status().as_u16();
-        let answer = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
+        let answer = crate::http_client::read_body(&mut response, MAX_ANSWER_BYTES)
             .map_err(|e| self.transport_error(action(), e))?;
         if status != 200 {
             let message = super::response::error_message(&answer);
