@@ -1,5 +1,6 @@
-//! The monasca-persister library: configuration, the Monasca message
-//! transform, the InfluxDB sink, and the Kafka → WAL → InfluxDB pipeline.
+//! The monasca-persister library: configuration, the Kafka source, the
+//! Monasca message transform, the Kafka → WAL → InfluxDB pipeline and its
+//! sinks (InfluxDB, Elasticsearch).
 //! See ARCHITECTURE.md for the code map.
 
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod http_client;
 pub mod influx;
+pub mod kafka_source;
 pub mod logging;
 pub mod migrate;
 pub mod pipeline;

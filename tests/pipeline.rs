@@ -321,7 +321,7 @@ fn a_rebalance_under_load_enters_each_message_into_one_wal_once() {
 /// Stops both members of a group one right after the other, so that the
 /// second is closing while the group hands it the first one's partitions:
 /// librdkafka can abort the whole process when a close meets an assignment
-/// in progress (see `leave_group` in src/pipeline/consumer.rs). An abort
+/// in progress (see `leave_group` in src/kafka_source/membership.rs). An abort
 /// ends this test binary with SIGABRT.
 #[test]
 fn members_stopping_during_a_rebalance_close_cleanly() {

@@ -2,18 +2,13 @@
 //! holds, then consumers), steady state, and the two-phase shutdown (consumers
 //! flush, commit and leave; writers drain the WAL until empty or a deadline).
 
-mod batch;
-pub mod consumer;
+pub(crate) mod batch;
 pub mod control;
 pub mod disk_space;
 pub mod event_sink;
-pub mod fetch_queue;
-mod flush_point;
-mod handoff;
-mod kafka_errors;
-mod kafka_log;
-mod line_buffers;
-mod positions;
+pub(crate) mod flush_point;
+pub(crate) mod handoff;
+pub(crate) mod line_buffers;
 mod replay;
 mod writer_pool;
 
@@ -25,6 +20,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::dead_letter::{DeadLetterConfig, DeadLetterStore};
 use crate::influx::InfluxWriter;
+use crate::kafka_source::{self, ConsumerThread};
 use crate::retry::Retry;
 use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
@@ -72,7 +68,7 @@ pub struct Shared {
     /// The events sink, when `[kafka_events] enabled = true`.
     pub events: Option<EventsSink>,
     /// Written records' buffers, for consumers to fill again.
-    line_buffers: Arc<LineBuffers>,
+    pub(crate) line_buffers: Arc<LineBuffers>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Run state.
@@ -82,7 +78,7 @@ pub struct Shared {
 
 impl Shared {
     /// The hand-off queue of the sink the records of `kind` go to.
-    fn handoff_for(&self, kind: TopicKind) -> &HandoffQueue {
+    pub(crate) fn handoff_for(&self, kind: TopicKind) -> &HandoffQueue {
         match (kind, &self.events) {
             (TopicKind::Events, Some(events)) => &events.handoff,
             _ => &self.handoff,
@@ -90,7 +86,7 @@ impl Shared {
     }
 
     /// Points (documents for events) per WAL record of `kind`.
-    fn record_size(&self, kind: TopicKind) -> usize {
+    pub(crate) fn record_size(&self, kind: TopicKind) -> usize {
         match (kind, &self.events) {
             (TopicKind::Events, Some(events)) => events.batch_size(),
             _ => self.influx_batch_size,
@@ -98,7 +94,7 @@ impl Shared {
     }
 
     /// Whether the sink of `kind` failed its last write.
-    fn sink_failing(&self, kind: TopicKind) -> bool {
+    pub(crate) fn sink_failing(&self, kind: TopicKind) -> bool {
         match kind {
             TopicKind::Events => self.stats.events.failing(),
             _ => self.stats.influx_failing(),
@@ -132,7 +128,7 @@ pub struct Summary {
 /// A started pipeline.
 pub struct Pipeline {
     shared: Arc<Shared>,
-    consumers: Vec<consumer::ConsumerThread>,
+    consumers: Vec<ConsumerThread>,
     writers: Vec<writer_pool::WriterThread>,
     drain_timeout: Duration,
 }
@@ -223,7 +219,7 @@ impl Pipeline {
                 continue;
             }
             for member in 0..section.num_processors.max(1) {
-                consumers.push(consumer::spawn(
+                consumers.push(kafka_source::spawn(
                     config,
                     section,
                     kind,

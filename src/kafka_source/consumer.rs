@@ -20,17 +20,19 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 
-use super::batch::{PendingBatch, RejectedMessage};
-use super::control::EXIT_INSTANCE_NAME_IN_USE;
-use super::event_sink::EVENTS_RECORD_DATABASE;
 use super::fetch_queue::{self, FetchQueueSlot, Fetched, QueuedConsumer};
-use super::flush_point::{offset_name, CommitMode, FlushPoint, OffsetCommitter, PipelineStore};
 use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
 use super::positions::{deleted_before_read, Positions};
-use super::{Failure, Shared};
 use crate::config::{Config, GroupProtocol, KafkaTopicSection};
 use crate::elasticsearch::document::{self, EventSource};
+use crate::pipeline::batch::{PendingBatch, RejectedMessage};
+use crate::pipeline::control::EXIT_INSTANCE_NAME_IN_USE;
+use crate::pipeline::event_sink::EVENTS_RECORD_DATABASE;
+use crate::pipeline::flush_point::{
+    offset_name, CommitMode, FlushPoint, OffsetCommitter, PipelineStore,
+};
+use crate::pipeline::{Failure, Shared};
 use crate::stats::{GroupMember, TopicKind};
 use crate::transform::{Rejection, Target};
 
