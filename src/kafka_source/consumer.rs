@@ -24,9 +24,11 @@ use super::message::MessageHandler;
 use super::positions::Positions;
 use crate::config::{Config, KafkaTopicSection};
 use crate::pipeline::batch::PendingBatch;
+use crate::pipeline::control::{Control, Failure};
 use crate::pipeline::flush_point::{CommitMode, FlushPoint, PipelineStore};
-use crate::pipeline::{Failure, Shared};
-use crate::stats::TopicKind;
+use crate::pipeline::line_buffers::LineBuffers;
+use crate::stats::{Stats, TopicKind};
+use crate::transform::Transformer;
 
 /// A running consumer thread.
 pub struct ConsumerThread {
@@ -61,31 +63,71 @@ impl ConsumerThread {
     }
 }
 
+/// What a consumer thread holds of the pipeline, built once per consumer
+/// thread at start-up (`Pipeline::start`): where its batches become
+/// durable, what its messages become lines with, and where it counts.
+#[derive(Clone)]
+pub struct ConsumerHandle {
+    /// What its topic carries.
+    pub kind: TopicKind,
+    /// Its flush point's store: room on the disks, dead letters, the WAL
+    /// (also read for back-pressure and the offsets to resume from), and
+    /// the hand-off queue of its records' sink (also waited on while the
+    /// writers are far behind).
+    pub store: PipelineStore,
+    /// Back-pressure ends when the WAL is down to this many bytes.
+    pub wal_low_water_bytes: u64,
+    /// Points (documents for events) per WAL record.
+    pub record_size: usize,
+    /// Messages to lines.
+    pub transformer: Transformer,
+    /// `[elasticsearch] index_name`, for events.
+    pub index_name: String,
+    /// Buffers for its batches, given back by the writers.
+    pub line_buffers: Arc<LineBuffers>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Run state: stopping, fatal errors, the run's failure.
+    pub control: Arc<Control>,
+}
+
+impl ConsumerHandle {
+    /// Whether the sink of its records failed its last write.
+    fn sink_failing(&self) -> bool {
+        match self.kind {
+            TopicKind::Events => self.stats.events.failing(),
+            _ => self.stats.influx_failing(),
+        }
+    }
+}
+
 /// What a consumer thread needs to connect (again).
 struct Connect {
     config: Config,
     section: KafkaTopicSection,
-    kind: TopicKind,
     member: usize,
-    shared: Arc<Shared>,
+    handle: ConsumerHandle,
 }
 
 impl Connect {
     /// Creates the client, subscribes and makes its fetch queue.
     fn open(&self) -> anyhow::Result<QueuedConsumer<PersisterContext>> {
         use anyhow::Context as _;
-        let (section, shared, kind) = (&self.section, &self.shared, self.kind);
+        let (section, handle) = (&self.section, &self.handle);
+        let kind = handle.kind;
         let context = PersisterContext {
             topic: section.topic.clone(),
             kind,
             member: self.member,
-            shared: shared.clone(),
+            wal: handle.store.wal.clone(),
+            stats: handle.stats.clone(),
+            control: handle.control.clone(),
             flush_point: FlushPoint::new(
                 &section.topic,
                 kind,
-                PipelineStore::new(shared.clone(), kind),
-                shared.stats.clone(),
-                PendingBatch::new(shared.record_size(kind), shared.line_buffers.clone()),
+                handle.store.clone(),
+                handle.stats.clone(),
+                PendingBatch::new(handle.record_size, handle.line_buffers.clone()),
             ),
             back_pressure: BackPressure::default(),
             closing: AtomicBool::new(false),
@@ -130,17 +172,15 @@ impl Connect {
 pub fn spawn(
     config: &Config,
     section: &KafkaTopicSection,
-    kind: TopicKind,
     member: usize,
-    shared: Arc<Shared>,
+    handle: ConsumerHandle,
 ) -> anyhow::Result<ConsumerThread> {
     use anyhow::Context as _;
     let connect = Connect {
         config: config.clone(),
         section: section.clone(),
-        kind,
         member,
-        shared: shared.clone(),
+        handle,
     };
     let opened = connect.open()?;
     let name = format!("{}#{member}", section.section);
@@ -160,14 +200,8 @@ pub fn spawn(
             let mut opened = opened;
             let mut held = HeldInstanceId::default();
             loop {
-                let reason = match run(
-                    opened,
-                    kind,
-                    batch_size,
-                    interval,
-                    shared.clone(),
-                    &mut flushed,
-                ) {
+                let handle = &connect.handle;
+                let reason = match run(opened, handle, batch_size, interval, &mut flushed) {
                     Ended::Stopped => return,
                     Ended::InstanceIdHeld(reason) => reason,
                 };
@@ -176,14 +210,14 @@ pub fn spawn(
                     &membership,
                     &connect.section.topic,
                     &reason,
-                    &shared.control,
+                    &handle.control,
                 ) {
                     return;
                 }
                 opened = match connect.open() {
                     Ok(o) => o,
                     Err(e) => {
-                        shared.control.fail(Failure {
+                        handle.control.fail(Failure {
                             message: format!("{e:#}"),
                             exit_status: 1,
                         });
@@ -207,26 +241,23 @@ const DRAIN_MAX: usize = 1024;
 /// until its static instance id turns out to be held.
 fn run(
     owned: QueuedConsumer<PersisterContext>,
-    kind: TopicKind,
+    handle: &ConsumerHandle,
     batch_size: usize,
     interval: Duration,
-    shared: Arc<Shared>,
     flushed: &mut Option<crossbeam_channel::Sender<()>>,
 ) -> Ended {
+    let kind = handle.kind;
     let (consumer, queue) = (owned.consumer(), owned.queue());
     let ctx = consumer.context().clone();
     let mut fetched = Vec::with_capacity(DRAIN_MAX);
     let mut rewind: Vec<(i32, i64)> = Vec::new();
     let mut scratch = Vec::with_capacity(1024);
     let messages = MessageHandler {
-        topic: ctx.topic.clone(),
+        topic: &ctx.topic,
         kind,
-        transformer: shared.transformer.clone(),
-        index_name: shared
-            .events
-            .as_ref()
-            .map_or_else(String::new, |e| e.index_name.clone()),
-        stats: shared.stats.clone(),
+        transformer: &handle.transformer,
+        index_name: &handle.index_name,
+        stats: &handle.stats,
     };
     let mut positions = Positions::default();
     let mut gaps: Vec<(i32, i64, i64)> = Vec::new();
@@ -234,11 +265,11 @@ fn run(
     let mut idle = false;
     let mut last_recommit = Instant::now();
     let wal_room = WalRoom {
-        wal: &shared.wal,
-        low_water_bytes: shared.wal_low_water_bytes,
-        disk_space: &shared.disk_space,
+        wal: &handle.store.wal,
+        low_water_bytes: handle.wal_low_water_bytes,
+        disk_space: &handle.store.disk_space,
     };
-    while !shared.control.stopping() {
+    while !handle.control.stopping() {
         if ctx.check_fatal.swap(false, Ordering::Relaxed) {
             if let Some(Ended::InstanceIdHeld(reason)) = ctx.fatal_error(consumer) {
                 // The queue first, then the consumer (see `QueuedConsumer`).
@@ -275,16 +306,16 @@ fn run(
             Some(Err(e)) => {
                 ctx.check_fatal.store(true, Ordering::Relaxed);
                 if !matches!(e, KafkaError::MessageConsumptionFatal(_)) {
-                    ctx.errors.report(&e, "", &shared.stats);
+                    ctx.errors.report(&e, "", &handle.stats);
                 }
             }
         }
         // While InfluxDB keeps up, Kafka holds the backlog: reading further
         // ahead would only send records through the disk and back. Failing
         // writes end the wait, so an outage still fills the WAL.
-        let handoff = shared.handoff_for(kind);
-        let hold = handoff.ahead_of_writers() && !shared.sink_failing(kind) && {
-            shared
+        let handoff = &handle.store.handoff;
+        let hold = handoff.ahead_of_writers() && !handle.sink_failing() && {
+            handle
                 .stats
                 .consumer_waits_for_writers
                 .fetch_add(1, Ordering::Relaxed);
@@ -317,7 +348,7 @@ fn run(
                             offset,
                             error,
                         } => {
-                            ctx.errors.report(&error, "", &shared.stats);
+                            ctx.errors.report(&error, "", &handle.stats);
                             if let Some(p) = partition.filter(|_| offset >= 0) {
                                 rewind.push((p, offset));
                             }
@@ -337,9 +368,9 @@ fn run(
         }
         idle = consumed == 0;
         if consumed > 0 {
-            shared.stats.consumed(kind, consumed);
+            handle.stats.consumed(kind, consumed);
         }
-        shared.stats.polled(kind);
+        handle.stats.polled(kind);
         if due {
             ctx.flush(consumer, Some(CommitMode::Async));
         } else if last_recommit.elapsed() >= Duration::from_secs(1) {
@@ -347,11 +378,11 @@ fn run(
             ctx.flush_point.recommit(consumer);
         }
         ctx.back_pressure
-            .apply(consumer, &ctx.topic, &wal_room, &shared.stats);
+            .apply(consumer, &ctx.topic, &wal_room, &handle.stats);
     }
     // Final flush point with a synchronous commit, then leave the group
     // (dropping the consumer closes it) so the partitions move at once.
-    let hard = shared.control.fatal_error().is_some();
+    let hard = handle.control.fatal_error().is_some();
     ctx.flush(consumer, None);
     if ctx.flush_point.batch().is_ok_and(|b| !b.is_empty()) {
         log::warn!("the messages of {} read since the last flush point are not in the WAL (no room on its disk): their offsets are not committed, they are read again at the next start", ctx.topic);

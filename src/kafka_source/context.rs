@@ -23,9 +23,9 @@ use super::kafka_errors::{self, KafkaErrors, Problem};
 use super::kafka_log::{self, KafkaLog};
 use super::membership::{Ended, Membership};
 use super::positions::deleted_before_read;
+use crate::pipeline::control::Control;
 use crate::pipeline::flush_point::{offset_name, CommitMode, FlushPoint, PipelineStore};
-use crate::pipeline::Shared;
-use crate::stats::{GroupMember, TopicKind};
+use crate::stats::{GroupMember, Stats, TopicKind};
 
 /// The per-consumer state reachable from librdkafka callbacks (rebalance,
 /// statistics, commits), which run on the consumer's own thread inside `poll`.
@@ -34,7 +34,12 @@ pub struct PersisterContext {
     pub(super) kind: TopicKind,
     /// Which consumer thread of the topic.
     pub(super) member: usize,
-    pub(super) shared: Arc<Shared>,
+    /// The WAL, for the offsets assigned partitions resume from.
+    pub(super) wal: Arc<wal::Wal>,
+    /// Counters.
+    pub(super) stats: Arc<Stats>,
+    /// Run state: a failed revoke or seek is fatal.
+    pub(super) control: Arc<Control>,
     /// The buffer and the offsets made durable: what Kafka should have committed.
     pub(super) flush_point: FlushPoint<PipelineStore>,
     /// Paused while the WAL is over its limit or its disk full.
@@ -89,7 +94,7 @@ impl ClientContext for PersisterContext {
         } else {
             // A missing topic, refused credentials: said as such, and kept
             // for /healthcheck.
-            self.errors.report(&error, reason, &self.shared.stats);
+            self.errors.report(&error, reason, &self.stats);
         }
     }
 
@@ -106,15 +111,15 @@ impl ClientContext for PersisterContext {
             })
             .unwrap_or(0);
         let i = crate::stats::Stats::topic_index(self.kind);
-        self.shared.stats.consumer_lag[i].store(lag, std::sync::atomic::Ordering::Relaxed);
+        self.stats.consumer_lag[i].store(lag, std::sync::atomic::Ordering::Relaxed);
         // Bootstrap entries have node id -1; a real broker in state UP means connected.
         let up = statistics
             .brokers
             .values()
             .any(|b| b.nodeid >= 0 && b.state == "UP");
-        self.shared.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
+        self.stats.kafka_connected[i].store(up, std::sync::atomic::Ordering::Relaxed);
         if let Some(cgrp) = &statistics.cgrp {
-            self.shared.stats.set_group_member(
+            self.stats.set_group_member(
                 self.kind,
                 self.member,
                 GroupMember {
@@ -127,7 +132,7 @@ impl ClientContext for PersisterContext {
             );
         }
         if up {
-            self.errors.connected(&self.shared.stats);
+            self.errors.connected(&self.stats);
         }
         if up
             && statistics
@@ -194,7 +199,7 @@ impl ConsumerContext for PersisterContext {
                 }
                 self.count_assignment(consumer);
                 self.note_rebalance(consumer, tpl.count());
-                self.errors.assigned(tpl.count(), &self.shared.stats);
+                self.errors.assigned(tpl.count(), &self.stats);
                 log::info!(
                     "assigned {} partition(s) of {}: {}",
                     tpl.count(),
@@ -215,7 +220,7 @@ impl ConsumerContext for PersisterContext {
                     .map(|e| e.partition())
                     .collect();
                 if let Err(e) = self.flush_point.revoke(consumer, &revoked, lost) {
-                    self.shared.control.fatal(e.to_string());
+                    self.control.fatal(e.to_string());
                 }
                 if let Ok(mut starts) = self.starts.lock() {
                     starts.extend(
@@ -285,7 +290,7 @@ impl PersisterContext {
         if moved == 0 {
             return;
         }
-        let stats = &self.shared.stats;
+        let stats = &self.stats;
         stats.rebalance(self.kind);
         let held = consumer.assignment().map_or(0, |a| a.count());
         let Ok(mut since) = self.unowned_since.lock() else {
@@ -311,13 +316,13 @@ impl PersisterContext {
             code,
             reason,
             self.assigned_once.load(Ordering::Relaxed),
-            &self.shared.control,
+            &self.control,
         ))
     }
 
     fn count_assignment(&self, consumer: &BaseConsumer<Self>) {
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0) as i64;
-        self.shared.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)]
+        self.stats.assigned_partitions[crate::stats::Stats::topic_index(self.kind)]
             .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -340,7 +345,7 @@ impl PersisterContext {
         if assigned {
             // A pause now would restart the partition one message too far
             // on: stop instead; a restart resumes from the committed offsets.
-            self.shared.control.fatal(format!(
+            self.control.fatal(format!(
                 "{}/{partition}: cannot seek back to offset {offset} after a consume error: {e}",
                 self.topic
             ));
@@ -375,7 +380,7 @@ impl PersisterContext {
         };
         let deleted = deleted_before_read(expected, offset, log_start);
         if deleted > 0 {
-            self.shared.stats.offsets_skipped[crate::stats::Stats::topic_index(self.kind)]
+            self.stats.offsets_skipped[crate::stats::Stats::topic_index(self.kind)]
                 .fetch_add(deleted as u64, Ordering::Relaxed);
             log::warn!(
                 "{}/{partition}: {deleted} offset(s) skipped: the messages at offsets {expected}..{} were deleted by Kafka (retention) before they were read; resumed at the earliest offset, {offset}",
@@ -419,10 +424,10 @@ impl PersisterContext {
             .map(|e| e.partition())
             .collect();
         for p in partitions {
-            let stored = match self.shared.wal.offset(&offset_name(&self.topic, p)) {
+            let stored = match self.wal.offset(&offset_name(&self.topic, p)) {
                 Ok(o) => o,
                 Err(err) => {
-                    self.shared.control.fatal(format!(
+                    self.control.fatal(format!(
                         "reading the WAL offset of {}/{p}: {err}",
                         self.topic
                     ));
@@ -463,7 +468,7 @@ impl PersisterContext {
     /// The flush point (see [`FlushPoint::flush`]); a failure is fatal.
     pub(super) fn flush(&self, consumer: &BaseConsumer<Self>, commit: Option<CommitMode>) {
         if let Err(e) = self.flush_point.flush(consumer, commit) {
-            self.shared.control.fatal(e.to_string());
+            self.control.fatal(e.to_string());
         }
     }
 }

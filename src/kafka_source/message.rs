@@ -2,7 +2,7 @@
 //! metric or an alarm transition to an InfluxDB line, an event to a `_bulk`
 //! item), or a dead letter with the reason when the message is rejected.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::elasticsearch::document::{self, EventSource};
@@ -12,20 +12,20 @@ use crate::stats::{Stats, TopicKind};
 use crate::transform::{Rejection, Target, Transformer};
 
 /// Turns the messages of one topic into lines of its batch, or dead letters.
-pub struct MessageHandler {
+pub struct MessageHandler<'a> {
     /// The topic (for the events' document ids and messages).
-    pub topic: String,
+    pub topic: &'a str,
     /// What its messages are.
     pub kind: TopicKind,
     /// Messages to lines.
-    pub transformer: Transformer,
+    pub transformer: &'a Transformer,
     /// `[elasticsearch] index_name`, for events.
-    pub index_name: String,
+    pub index_name: &'a str,
     /// Rejections are counted.
-    pub stats: Arc<Stats>,
+    pub stats: &'a Stats,
 }
 
-impl MessageHandler {
+impl MessageHandler<'_> {
     /// Handles one message: a line into the batch, or a dead letter.
     pub(super) fn handle(
         &self,
@@ -35,7 +35,7 @@ impl MessageHandler {
         payload: Option<&[u8]>,
         scratch: &mut Vec<u8>,
     ) {
-        let transformer = &self.transformer;
+        let transformer = self.transformer;
         let payload = payload.unwrap_or(&[]);
         let result = match self.kind {
             // Every metric goes to the one database: encode it in place.
@@ -49,12 +49,12 @@ impl MessageHandler {
             TopicKind::Events => {
                 scratch.clear();
                 let source = EventSource {
-                    topic: &self.topic,
+                    topic: self.topic,
                     partition,
                     offset,
                 };
                 let today = chrono::Local::now().date_naive();
-                document::encode(&self.index_name, source, payload, today, scratch).map(|()| {
+                document::encode(self.index_name, source, payload, today, scratch).map(|()| {
                     batch.push_line(&Target::Shared, scratch, || {
                         EVENTS_RECORD_DATABASE.to_string()
                     })

@@ -17,5 +17,5 @@ mod offset_committer;
 mod positions;
 
 pub use client_config::{check_client_config, client_config};
-pub use consumer::{spawn, ConsumerThread};
+pub use consumer::{spawn, ConsumerHandle, ConsumerThread};
 pub use membership::Membership;
