@@ -1,6 +1,8 @@
 //! The persister's main job: start-up (open the WAL, start writers on what it
-//! holds, then consumers), steady state, and the two-phase shutdown (consumers
-//! flush, commit and leave; writers drain the WAL until empty or a deadline).
+//! holds, then the Kafka source's consumers, each thread given a handle with
+//! only the parts it uses), steady state, and the two-phase shutdown
+//! (consumers flush, commit and leave; writers drain the WAL until empty or a
+//! deadline).
 
 pub(crate) mod batch;
 pub mod control;
