@@ -51,7 +51,7 @@ pub struct PersisterContext {
     /// Connection failures, logged first, summarised, then the recovery.
     pub(super) kafka_log: KafkaLog,
     /// Start offsets of newly assigned partitions (-1: unknown or revoked),
-    /// for the run loop's [`Positions`].
+    /// for the run loop's [`Positions`](super::positions::Positions).
     pub(super) starts: Mutex<Vec<(i32, i64)>>,
     /// A missing topic and refused credentials: the log and `/healthcheck`.
     pub(super) errors: KafkaErrors,
@@ -409,7 +409,7 @@ impl PersisterContext {
 
     /// Sets each newly assigned partition's start offset to the WAL's stored
     /// next offset when that is ahead of the group's committed offset, and
-    /// notes where each partition starts (see [`Positions`]).
+    /// notes where each partition starts (see [`Positions`](super::positions::Positions)).
     fn resume_from_wal(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let committed = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
             Ok(c) => Some(c),
