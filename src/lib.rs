@@ -3,7 +3,6 @@
 //! See ARCHITECTURE.md for the code map.
 
 pub mod cli;
-pub mod config;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod health;
@@ -19,6 +18,9 @@ pub mod secrets;
 pub mod signals;
 pub mod stats;
 
+/// The configuration (crates/config), under the name the daemon's modules
+/// use.
+pub use monasca_config as config;
 /// The Monasca message transform (crates/transform), under the name the
 /// daemon's modules use.
 pub use monasca_transform as transform;
