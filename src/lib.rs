@@ -7,7 +7,6 @@ pub mod dead_letter;
 pub mod elasticsearch;
 pub mod health;
 pub mod http;
-pub mod http_client;
 pub mod influx;
 pub mod logging;
 pub mod migrate;
@@ -21,6 +20,8 @@ pub mod stats;
 /// The configuration (crates/config), under the name the daemon's modules
 /// use.
 pub use monasca_config as config;
+/// The HTTP client set-up both sinks share (crates/http-client).
+pub use monasca_http_client as http_client;
 /// The Monasca message transform (crates/transform), under the name the
 /// daemon's modules use.
 pub use monasca_transform as transform;
