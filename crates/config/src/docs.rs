@@ -355,7 +355,7 @@ fn configuration_mds_defaults_are_the_tables() {
     let mismatches = prose_default_mismatches(&text);
     assert!(
         mismatches.is_empty(),
-        "docs/configuration.md gives defaults the option table (src/config/options.rs) does not \
+        "docs/configuration.md gives defaults the option table (crates/config/src/options.rs) does not \
          have (section, option, written, table): {mismatches:#?}"
     );
 }
