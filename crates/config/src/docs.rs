@@ -1,7 +1,10 @@
-//! The sample configuration (`etc/monasca-persister.conf`) and README's
-//! table of the options that are ours, written from the option table
-//! (`options.rs`). The tests fail when either file drifts from the table;
-//! `UPDATE_CONFIG_DOCS=1 cargo test -p monasca-config --lib docs` rewrites them.
+//! The sample configuration (`etc/monasca-persister.conf`), README's table
+//! of the options that are ours and docs/configuration.md's table of the
+//! topic sections, written from the option table (`options.rs`); the
+//! defaults docs/configuration.md's prose gives, checked against it. The
+//! tests fail when a file drifts from the table;
+//! `UPDATE_CONFIG_DOCS=1 cargo test -p monasca-config --lib docs` rewrites
+//! the tables.
 
 use std::fs;
 use std::path::{Path, PathBuf};
