@@ -1,7 +1,10 @@
-//! The sample configuration (`etc/monasca-persister.conf`) and README's
-//! table of the options that are ours, written from the option table
-//! (`options.rs`). The tests fail when either file drifts from the table;
-//! `UPDATE_CONFIG_DOCS=1 cargo test --lib config::docs` rewrites them.
+//! The sample configuration (`etc/monasca-persister.conf`), README's table
+//! of the options that are ours and docs/configuration.md's table of the
+//! topic sections, written from the option table (`options.rs`); the
+//! defaults docs/configuration.md's prose gives, checked against it. The
+//! tests fail when a file drifts from the table;
+//! `UPDATE_CONFIG_DOCS=1 cargo test -p monasca-config --lib docs` rewrites
+//! the tables.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -184,8 +187,11 @@ fn with_readme_rows(text: &str, rows: &[String]) -> Option<String> {
     Some(out.join("\n") + "\n")
 }
 
+/// A file of the repository: this crate is `crates/config/` in it.
 fn repository_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name)
 }
 
 /// Compares `file` with what the table makes of it; rewrites it instead
@@ -206,8 +212,8 @@ fn check_file(name: &str, expected: &str) {
         .position(|(a, e)| a != e)
         .unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
     panic!(
-        "{name} differs from the option table (src/config/options.rs) at line {}:\n  file:  {:?}\n  table: {:?}\n\
-         rewrite it from the table with: UPDATE_CONFIG_DOCS=1 cargo test --lib config::docs",
+        "{name} differs from the option table (crates/config/src/options.rs) at line {}:\n  file:  {:?}\n  table: {:?}\n\
+         rewrite it from the table with: UPDATE_CONFIG_DOCS=1 cargo test -p monasca-config --lib docs",
         line + 1,
         actual.lines().nth(line).unwrap_or("(end of file)"),
         expected.lines().nth(line).unwrap_or("(end of file)"),
@@ -352,7 +358,7 @@ fn configuration_mds_defaults_are_the_tables() {
     let mismatches = prose_default_mismatches(&text);
     assert!(
         mismatches.is_empty(),
-        "docs/configuration.md gives defaults the option table (src/config/options.rs) does not \
+        "docs/configuration.md gives defaults the option table (crates/config/src/options.rs) does not \
          have (section, option, written, table): {mismatches:#?}"
     );
 }
