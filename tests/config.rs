@@ -1147,3 +1147,38 @@ fn check_config_shows_elasticsearch_with_its_secrets_masked_and_warns_about_snif
         ": [elasticsearch] api_key = \"****\": holds a $ reference that cannot be substituted (write $$ for a literal $)",
     );
 }
+
+#[test]
+fn check_config_asks_librdkafka_about_every_enabled_topic_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1.5 GB per partition fetch: within the option's bounds, beyond
+    // librdkafka's max.partition.fetch.bytes (1 000 000 000).
+    for (section, enabled) in [
+        ("kafka_metrics", ""),
+        ("kafka_alarm_history", ""),
+        ("kafka_events", "enabled = true\n"),
+    ] {
+        let conf = write(
+            tmp.path(),
+            &format!("{section}.conf"),
+            &format!("[{section}]\n{enabled}max_buffer_size = 1500000000\n"),
+        );
+        let out = run_binary(&["check-config", "--config-file", &conf.to_string_lossy()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "[{section}]: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "librdkafka refuses the consumer configuration of [{section}] with [kafka_client]"
+            )) && stderr.contains("max.partition.fetch.bytes"),
+            "[{section}]: {stderr}"
+        );
+    }
+    // A disabled section is not consumed, so not checked.
+    let conf = write(
+        tmp.path(),
+        "disabled.conf",
+        "[kafka_events]\nenabled = false\nmax_buffer_size = 1500000000\n",
+    );
+    let out = run_binary(&["check-config", "--config-file", &conf.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -84,7 +84,11 @@ pub fn client_config(config: &Config, section: &KafkaTopicSection, member: usize
 /// property values: print them masked (`secrets::mask`).
 pub fn check_client_config(config: &Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    for section in [&config.kafka_metrics, &config.kafka_alarm_history] {
+    for section in [
+        &config.kafka_metrics,
+        &config.kafka_alarm_history,
+        &config.kafka_events,
+    ] {
         if section.enabled {
             client_config(config, section, 0)
                 .create_native_config()
