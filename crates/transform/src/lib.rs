@@ -178,6 +178,34 @@ pub fn metric_takes_direct_path(payload: &[u8]) -> bool {
     direct::encode_metric(payload, None, &mut Vec::new()).is_some()
 }
 
+/// The JSON reader that answers for a metric message in
+/// [`Transformer::metric`] (a measuring hook: `examples/transform_tiers.rs`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetricReader {
+    /// `direct.rs` wrote the line.
+    Direct,
+    /// `scan.rs` decoded the message for the full path.
+    Scan,
+    /// serde decoded it (or refused it).
+    Serde,
+}
+
+/// Which reader answers for `payload` (see [`MetricReader`]).
+#[doc(hidden)]
+pub fn metric_reader(payload: &[u8]) -> MetricReader {
+    if metric_takes_direct_path(payload) {
+        return MetricReader::Direct;
+    }
+    let scanned = std::str::from_utf8(without_byte_order_mark(payload))
+        .is_ok_and(|text| scan::decode_metric(text, &mut DimensionList::new()).is_some());
+    if scanned {
+        MetricReader::Scan
+    } else {
+        MetricReader::Serde
+    }
+}
+
 /// Runs `encode` on `out`; on rejection `out` is left as it was.
 fn rolled_back_on_error<T>(
     out: &mut Vec<u8>,
