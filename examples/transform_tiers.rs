@@ -14,8 +14,8 @@
 //! 3 000 messages of `tests/reference_diff.rs`'s default seed), `compat`
 //! (`tests/data/compat/*.jsonl`) and `fuzz` (the committed corpus under
 //! `fuzz/corpus/`). Alarm transitions have one reader, serde's; a metric
-//! is answered by `direct.rs`, or failing that `scan.rs`, or failing that
-//! serde (`monasca_transform::metric_reader`).
+//! is answered by `direct.rs`, or failing that serde
+//! (`monasca_transform::metric_reader`).
 //!
 //! `--dump` writes every message's answer (line or rejection, in both
 //! database modes) to stdout: two builds whose dumps are equal answer
@@ -69,9 +69,8 @@ fn main() {
             let times: usize = args.get(2).map_or(1, |n| n.parse().expect("a count"));
             let reader = args.get(3).map(|r| match r.as_str() {
                 "direct" => MetricReader::Direct,
-                "scan" => MetricReader::Scan,
                 "serde" => MetricReader::Serde,
-                other => panic!("a reader: direct, scan or serde, not {other:?}"),
+                other => panic!("a reader: direct or serde, not {other:?}"),
             });
             let via_serde = args.get(4).is_some_and(|a| a == "serde");
             let (_, messages) = sources
@@ -88,15 +87,6 @@ fn main() {
             eprintln!("{} messages", messages.len());
             if !args.iter().any(|a| a == "--generate-only") {
                 run(&messages, times, via_serde);
-            }
-        }
-        Some("--show") => {
-            for (name, messages) in &sources {
-                for (kind, payload) in messages {
-                    if *kind == Kind::Metric && metric_reader(payload) == MetricReader::Scan {
-                        println!("{name} {}", String::from_utf8_lossy(payload));
-                    }
-                }
             }
         }
         Some(other) => panic!("unknown argument {other:?}"),
@@ -182,7 +172,7 @@ fn fuzz() -> Messages {
 }
 
 fn table(sources: &[(&str, Messages)]) {
-    println!("source   messages   metrics: direct   scan   serde   alarms (serde)");
+    println!("source   messages   metrics: direct   serde   alarms (serde)");
     for (name, messages) in sources {
         let mut readers: BTreeMap<MetricReader, usize> = BTreeMap::new();
         let mut alarms = 0;
@@ -198,10 +188,9 @@ fn table(sources: &[(&str, Messages)]) {
             format!("{n} ({:.1} %)", 100.0 * n as f64 / metrics.max(1) as f64)
         };
         println!(
-            "{name:8} {:8}   {metrics:7}: {}   {}   {}   {alarms}",
+            "{name:8} {:8}   {metrics:7}: {}   {}   {alarms}",
             messages.len(),
             share(MetricReader::Direct),
-            share(MetricReader::Scan),
             share(MetricReader::Serde),
         );
     }

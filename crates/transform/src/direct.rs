@@ -1,9 +1,9 @@
 //! The direct path of metric encoding: a metric message of the plain common
 //! shape goes from its bytes straight to its line in one pass, without the
 //! UTF-8 check of the whole payload, the decoded envelope and the `Cow`s of
-//! the full path (`scan.rs` or serde, then `Transformer::encode_metric`).
+//! the full path (serde, then `Transformer::encode_metric`).
 //!
-//! Like `scan.rs` it answers only when it is sure: `Some` only where the
+//! It answers only when it is sure: `Some` only where the
 //! full path writes the same line and the same target. Everything else is
 //! `None` and the full path starts again from scratch: every rejection, and
 //! every message off the plain shape — an escape in a string it keeps, a

@@ -1,5 +1,4 @@
-//! The JSON lexical steps both fast metric decoders share (`direct.rs` and
-//! `scan.rs`): a position in the payload, whitespace, literals, numbers,
+//! The JSON lexical steps of the direct metric path (`direct.rs`): a position in the payload, whitespace, literals, numbers,
 //! strings with their escapes, whole values skipped — each validated as
 //! strictly as serde_json would, and each answering `None` where the
 //! decoder must give up and leave the message to a slower path.
@@ -113,6 +112,7 @@ pub(super) struct Lexer<'p> {
 
 impl<'p> Lexer<'p> {
     /// At the start of `bytes`.
+    #[cfg(test)]
     pub(super) fn new(bytes: &'p [u8]) -> Lexer<'p> {
         Lexer { bytes, pos: 0 }
     }
@@ -288,6 +288,7 @@ impl<'p> Lexer<'p> {
     }
 
     /// Whether the payload ends here (after trailing whitespace).
+    #[cfg(test)]
     pub(super) fn at_end(&mut self) -> bool {
         self.skip_whitespace();
         self.pos == self.bytes.len()

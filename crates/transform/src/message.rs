@@ -20,8 +20,7 @@ use smallvec::SmallVec;
 use super::pyjson;
 
 /// A JSON string, borrowed from the payload unless it contained escapes.
-/// Both decoders (this one and `scan.rs`) keep to that: borrowed text is raw
-/// JSON string content, so it holds no backslash and no control character,
+/// Borrowed text is raw JSON string content, so it holds no backslash and no control character,
 /// which `tags.rs` relies on to skip normalising it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text<'p>(pub Cow<'p, str>);
