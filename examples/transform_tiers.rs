@@ -18,16 +18,17 @@
 //! (`monasca_transform::metric_reader`).
 //!
 //! `--dump` writes every message's answer (line or rejection, in both
-//! database modes) to stdout: two builds whose dumps are equal answer
-//! alike on all of it. `--run SOURCE [N]` transforms the source's messages
+//! database modes), and for each message that is JSON its `json.dumps`
+//! as `pyjson` writes it (plain and with the alarm renames), to stdout:
+//! two builds whose dumps are equal answer alike on all of it. `--run SOURCE [N]` transforms the source's messages
 //! N times and prints nothing, for callgrind (`--tool=callgrind`, then
 //! `callgrind_annotate --inclusive=yes` shows each reader's cost).
 
-#[path = "../benches/support/metric_mix.rs"]
-mod metric_mix;
 #[allow(dead_code)]
 #[path = "../tests/reference/generator.rs"]
 mod generator;
+#[path = "../benches/support/metric_mix.rs"]
+mod metric_mix;
 /// What `generator.rs` needs of `tests/reference/oracle.rs` (which runs the
 /// Python reference).
 mod oracle {
@@ -45,7 +46,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use monasca_loadgen::{Generator, Limits, MessageKind, Timestamps, Workload};
-use monasca_persister::transform::{metric_reader, MetricReader, Transformer};
+use monasca_persister::transform::{metric_reader, pyjson, MetricReader, Transformer};
 use oracle::Kind;
 
 /// The seed and message count of `tests/reference_diff.rs`'s CI run.
@@ -65,12 +66,16 @@ fn main() {
         None => table(&sources),
         Some("--dump") => dump(&sources),
         Some("--run") => {
-            let name = args.get(1).expect("--run SOURCE [N [READER [serde]]]");
+            let name = args
+                .get(1)
+                .expect("--run SOURCE [N [READER|alarms [serde]]]");
             let times: usize = args.get(2).map_or(1, |n| n.parse().expect("a count"));
-            let reader = args.get(3).map(|r| match r.as_str() {
-                "direct" => MetricReader::Direct,
-                "serde" => MetricReader::Serde,
-                other => panic!("a reader: direct or serde, not {other:?}"),
+            // A reader's metrics, or the alarm transitions.
+            let only = args.get(3).map(|r| match r.as_str() {
+                "direct" => Some(MetricReader::Direct),
+                "serde" => Some(MetricReader::Serde),
+                "alarms" => None,
+                other => panic!("a reader (direct, serde) or alarms, not {other:?}"),
             });
             let via_serde = args.get(4).is_some_and(|a| a == "serde");
             let (_, messages) = sources
@@ -79,8 +84,11 @@ fn main() {
                 .expect("a source: bench, loadgen, diff, compat or fuzz");
             let messages: Messages = messages
                 .iter()
-                .filter(|(kind, payload)| {
-                    reader.is_none_or(|r| *kind == Kind::Metric && metric_reader(payload) == r)
+                .filter(|(kind, payload)| match (only, kind) {
+                    (None, _) => true,
+                    (Some(Some(reader)), Kind::Metric) => metric_reader(payload) == reader,
+                    (Some(None), Kind::AlarmTransition) => true,
+                    (Some(_), _) => false,
                 })
                 .cloned()
                 .collect();
@@ -213,6 +221,14 @@ fn dump(sources: &[(&str, Messages)]) {
                     String::from_utf8_lossy(&out)
                 )
                 .expect("stdout");
+            }
+            let Ok(raw) = serde_json::from_slice::<&serde_json::value::RawValue>(payload) else {
+                continue;
+            };
+            for renames in [&[][..], &[("metrics", "m"), ("dimensions", "d")][..]] {
+                let mut json = String::new();
+                let written = pyjson::write(raw.get(), renames, &mut json);
+                writeln!(stdout, "{name} {i} pyjson {written:?} {json:?}").expect("stdout");
             }
         }
     }
