@@ -8,6 +8,14 @@
 //! `Option`s so that a missing one becomes a typed rejection naming it
 //! rather than a serde error string. A repeated field keeps its last value,
 //! as `json.loads` does.
+//!
+//! serde_json, not sonic-rs: on the 2 700 metric messages the direct path
+//! leaves to this decoder in the differential, compat and fuzz corpora, the
+//! same borrowed shapes (every field raw: `&RawValue` vs `LazyValue`) took
+//! 9 095 instructions per message with serde_json 1.0.154 and 15 796 with
+//! sonic-rs 0.5.12 (callgrind; 0.9 vs 1.6 µs of wall clock), both accepting
+//! the same messages; sonic-rs would also change the text of every
+//! `Malformed` rejection.
 
 use std::borrow::Cow;
 use std::fmt;
