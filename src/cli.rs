@@ -57,7 +57,7 @@ pub enum Command {
     /// Copy the single database ([influxdb] database_name) into one
     /// database per tenant (<database_name>_<tenant>), so that
     /// db_per_tenant can be switched on. See docs/migration.md.
-    MigrateDbPerTenant(crate::migrate::MigrateArgs),
+    MigrateDbPerTenant(crate::migrate_command::MigrateArgs),
 }
 
 impl Cli {
@@ -148,9 +148,9 @@ fn error_text(e: &anyhow::Error) -> String {
     crate::secrets::mask(&format!("{e:#}")).into_owned()
 }
 
-fn migrate_db_per_tenant(cli: &Cli, args: &crate::migrate::MigrateArgs) -> ExitCode {
+fn migrate_db_per_tenant(cli: &Cli, args: &crate::migrate_command::MigrateArgs) -> ExitCode {
     match cli.load() {
-        Ok(loaded) => crate::migrate::command::run(&loaded, args),
+        Ok(loaded) => crate::migrate_command::run(&loaded, args),
         Err(e) => {
             eprintln!(
                 "monasca-persister migrate-db-per-tenant: error: {}",

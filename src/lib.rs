@@ -1,17 +1,18 @@
-//! The monasca-persister library: configuration, the Monasca message
-//! transform, the InfluxDB sink, and the Kafka → WAL → InfluxDB pipeline.
-//! See ARCHITECTURE.md for the code map.
+//! The monasca-persister library: the daemon — the Kafka → WAL → InfluxDB
+//! (and Elasticsearch) pipeline, its sinks, health endpoint, logging and
+//! command line. The configuration, the InfluxDB client, the transform and
+//! the migration are crates of their own under `crates/`, re-exported
+//! here under the names the daemon's modules use. See ARCHITECTURE.md for
+//! the code map.
 
 pub mod cli;
-pub mod config;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod health;
 pub mod http;
-pub mod http_client;
 pub mod influx;
 pub mod logging;
-pub mod migrate;
+pub mod migrate_command;
 pub mod pipeline;
 pub mod retry;
 pub mod run;
@@ -19,6 +20,14 @@ pub mod secrets;
 pub mod signals;
 pub mod stats;
 
+/// The configuration (crates/config), under the name the daemon's modules
+/// use.
+pub use monasca_config as config;
+/// The HTTP client set-up both sinks share (crates/http-client).
+pub use monasca_http_client as http_client;
+/// The migration behind `migrate-db-per-tenant` (crates/migrate); the
+/// subcommand is `migrate_command`.
+pub use monasca_migrate as migrate;
 /// The Monasca message transform (crates/transform), under the name the
 /// daemon's modules use.
 pub use monasca_transform as transform;

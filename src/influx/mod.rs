@@ -1,11 +1,10 @@
-//! The InfluxDB 1.x sink: the HTTP client, what its answers mean, database
-//! creation on first use, retention policies, and the chunked batch
-//! writer.
+//! The InfluxDB 1.x sink: the chunked batch writer and database creation
+//! on first use, over the InfluxDB client (crates/influx, `monasca-influx`:
+//! the HTTP client, what its answers mean, retention policies), whose
+//! modules are re-exported here under the names the daemon's modules use.
 
-pub mod client;
+pub use monasca_influx::{client, response, schema};
 pub mod databases;
-pub mod response;
-pub mod schema;
 pub mod writer;
 
 pub use client::{InfluxClient, InfluxError, SetupError};

@@ -1,33 +1,20 @@
-//! The `migrate-db-per-tenant` subcommand: its options, and running it
-//! with the loaded configuration: logging, the InfluxDB client, the dry run
-//! or the migration, the summary on stdout and the exit code (non-zero
-//! when any measurement failed).
+//! The options of `migrate-db-per-tenant` (clap), and the migration
+//! settings made from them and the configuration's `[influxdb]`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
+use monasca_config::InfluxSection;
 
-use super::progress::Progress;
-use super::settings::{self, Settings, SkipPattern, TenantRetention, TimeUnit};
-use super::state::StateFiles;
-use crate::cli::ConfigArgs;
-use crate::config::{InfluxSection, Loaded};
-use crate::influx::InfluxClient;
-use crate::logging;
+use crate::settings::{
+    resolve_policies, Settings, SettingsError, SkipPattern, TenantRetention, TimeUnit,
+};
 
-/// Options of `migrate-db-per-tenant`; the `--migrate-*` ones are the
+/// Options of `migrate-db-per-tenant` but for the configuration files
+/// (the daemon's `MigrateArgs` adds those); the `--migrate-*` ones are the
 /// reference tool's.
 #[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    /// Where the configuration comes from (`[influxdb]` is read).
-    #[command(flatten)]
-    pub config: ConfigArgs,
-
+pub struct MigrateOptions {
     /// Length of one copy chunk: h (hour), d (day) or w (week).
     #[arg(long = "migrate-time-unit", value_enum, default_value = "w")]
     pub time_unit: TimeUnit,
@@ -92,16 +79,16 @@ pub struct MigrateArgs {
     pub query_timeout: u64,
 }
 
-impl MigrateArgs {
+impl MigrateOptions {
     /// The migration settings from these options and `[influxdb]`.
-    pub fn settings(&self, influx: &InfluxSection) -> Result<Settings, settings::SettingsError> {
+    pub fn settings(&self, influx: &InfluxSection) -> Result<Settings, SettingsError> {
         let settings = Settings {
             database_name: influx.database_name.clone(),
             default_retention_hours: influx.default_retention_hours,
             time_unit: self.time_unit,
             start_offset: self.start_offset,
             end_offset: self.end_offset,
-            tenant_policies: settings::resolve_policies(&self.retention_policy, self.time_unit)?,
+            tenant_policies: resolve_policies(&self.retention_policy, self.time_unit)?,
             skip: self.skip_regex.clone(),
             state_dir: self.state_dir.clone(),
             verify: self.verify,
@@ -111,118 +98,38 @@ impl MigrateArgs {
     }
 }
 
-/// Runs the subcommand with the loaded configuration.
-pub fn run(loaded: &Loaded, args: &MigrateArgs) -> ExitCode {
-    let progress = Progress::new(!args.dry_run && std::io::stderr().is_terminal());
-    let defaults = &loaded.config.default;
-    if let Err(e) = logging::init_with_console(defaults, progress.console()) {
-        eprintln!("monasca-persister migrate-db-per-tenant: error: cannot set up logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    let logging_to_stderr = defaults.log_path().is_none() || defaults.use_stderr;
-    for w in &loaded.warnings {
-        log::warn!("{w}");
-    }
-    match execute(loaded, args, &progress) {
-        Ok(code) => code,
-        Err(e) => {
-            progress.finish();
-            log::error!("{e:#}");
-            if !logging_to_stderr {
-                eprintln!("monasca-persister migrate-db-per-tenant: error: {e:#}");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn execute(loaded: &Loaded, args: &MigrateArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let influx = InfluxSection {
-        timeout_seconds: args.query_timeout,
-        ..loaded.config.influxdb.clone()
-    };
-    let settings = args.settings(&influx).context("invalid options")?;
-    let client = InfluxClient::new(&influx).context("cannot set up the InfluxDB client")?;
-    if args.dry_run {
-        let plan =
-            super::run::plan(&client, &settings).context("cannot build the migration plan")?;
-        print!("{}", plan.render(&settings, client.url()));
-        return Ok(ExitCode::SUCCESS);
-    }
-    std::fs::create_dir_all(&settings.state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory {}",
-            settings.state_dir.display()
-        )
-    })?;
-    log::info!(
-        "migrating database {:?} at {} to one database per tenant (chunks of 1{}, offsets {} to {}; state in {})",
-        settings.database_name,
-        client.url(),
-        settings.time_unit.suffix(),
-        settings.start_offset,
-        settings.end_offset,
-        settings.state_dir.display()
-    );
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    crate::signals::stop_with(move |signal| {
-        log::warn!("received {signal}: stopping before the next chunk (send it again to exit at once); the next run resumes from the state files");
-        flag.store(true, Ordering::Relaxed);
-    });
-    let report =
-        super::run::migrate(&client, &settings, progress, &interrupt).with_context(|| {
-            format!(
-                "migrating database {:?} to one database per tenant",
-                settings.database_name
-            )
-        })?;
-    print!("{}", report.render(&StateFiles::new(&settings.state_dir)));
-    Ok(if report.interrupted {
-        ExitCode::from(crate::signals::INTERRUPTED_EXIT_CODE as u8)
-    } else if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
     use clap::Parser;
 
-    fn parse(args: &[&str]) -> Result<MigrateArgs, clap::Error> {
-        let cli = Cli::try_parse_from(
-            ["monasca-persister", "migrate-db-per-tenant"]
-                .iter()
-                .chain(args),
-        )?;
-        match cli.command {
-            Some(Command::MigrateDbPerTenant(args)) => Ok(args),
-            other => panic!("parsed as {other:?}"),
-        }
+    /// The options alone on a command line.
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        options: MigrateOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<MigrateOptions, clap::Error> {
+        Command::try_parse_from(["migrate"].iter().chain(args)).map(|c| c.options)
     }
 
     #[test]
     fn defaults_are_the_references() {
-        let args = parse(&[]).expect("no options");
-        let settings = args
+        let options = parse(&[]).expect("no options");
+        let settings = options
             .settings(&InfluxSection::default())
             .expect("valid settings");
         assert_eq!(settings.time_unit, TimeUnit::Week);
         assert_eq!((settings.start_offset, settings.end_offset), (0, 520));
         assert_eq!(settings.state_dir, PathBuf::from("."));
         assert_eq!(settings.database_name, "mon");
-        assert!(!args.dry_run && !settings.verify);
+        assert!(!options.dry_run && !settings.verify);
     }
 
     #[test]
     fn lists_split_at_commas_and_repeat() {
-        let args = parse(&[
-            "--config-file",
-            "p.conf",
+        let options = parse(&[
             "--migrate-time-unit",
             "d",
             "--migrate-retention-policy",
@@ -234,8 +141,7 @@ mod tests {
             "disk",
         ])
         .expect("valid options");
-        assert_eq!(args.config.config_file, [PathBuf::from("p.conf")]);
-        let settings = args
+        let settings = options
             .settings(&InfluxSection::default())
             .expect("valid settings");
         let names: Vec<(&str, u64)> = settings

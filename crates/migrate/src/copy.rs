@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use super::error::TenantError;
-use super::influxql::{self, Chunk};
-use super::plan::{MeasurementPlan, TargetPlan};
-use super::progress::Progress;
-use super::verify;
-use crate::influx::{InfluxClient, InfluxError};
+use crate::error::TenantError;
+use crate::influxql::{self, Chunk};
+use crate::plan::{MeasurementPlan, TargetPlan};
+use crate::progress::Progress;
+use crate::verify;
+use monasca_influx::{InfluxClient, InfluxError};
 
 /// What copying one measurement (or one tenant of it) did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

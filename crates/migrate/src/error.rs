@@ -2,10 +2,10 @@
 //! failing, which is recorded and the rest continues), and why one
 //! tenant's copy of a measurement failed.
 
-use super::influxql::AnswerError;
-use super::settings::SettingsError;
-use super::state::StateError;
-use crate::influx::InfluxError;
+use crate::influxql::AnswerError;
+use crate::settings::SettingsError;
+use crate::state::StateError;
+use monasca_influx::InfluxError;
 
 // Each cause is part of its message (the failure file holds messages), so
 // it is not also chained as the error's `source`, which would print it twice.

@@ -573,7 +573,7 @@ pub(crate) fn is_topic(section: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::Kind;
+    use crate::schema::Kind;
 
     /// Every default of the table types into its field (else `Config::default`
     /// panics) and `check-config` prints it as the table writes it.

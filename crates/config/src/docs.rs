@@ -1,7 +1,10 @@
-//! The sample configuration (`etc/monasca-persister.conf`) and README's
-//! table of the options that are ours, written from the option table
-//! (`options.rs`). The tests fail when either file drifts from the table;
-//! `UPDATE_CONFIG_DOCS=1 cargo test --lib config::docs` rewrites them.
+//! The sample configuration (`etc/monasca-persister.conf`), README's table
+//! of the options that are ours and docs/configuration.md's table of the
+//! topic sections, written from the option table (`options.rs`); the
+//! defaults docs/configuration.md's prose gives, checked against it. The
+//! tests fail when a file drifts from the table;
+//! `UPDATE_CONFIG_DOCS=1 cargo test -p monasca-config --lib docs` rewrites
+//! the tables.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -184,8 +187,11 @@ fn with_readme_rows(text: &str, rows: &[String]) -> Option<String> {
     Some(out.join("\n") + "\n")
 }
 
+/// A file of the repository: this crate is `crates/config/` in it.
 fn repository_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name)
 }
 
 /// Compares `file` with what the table makes of it; rewrites it instead
@@ -206,8 +212,8 @@ fn check_file(name: &str, expected: &str) {
         .position(|(a, e)| a != e)
         .unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
     panic!(
-        "{name} differs from the option table (src/config/options.rs) at line {}:\n  file:  {:?}\n  table: {:?}\n\
-         rewrite it from the table with: UPDATE_CONFIG_DOCS=1 cargo test --lib config::docs",
+        "{name} differs from the option table (crates/config/src/options.rs) at line {}:\n  file:  {:?}\n  table: {:?}\n\
+         rewrite it from the table with: UPDATE_CONFIG_DOCS=1 cargo test -p monasca-config --lib docs",
         line + 1,
         actual.lines().nth(line).unwrap_or("(end of file)"),
         expected.lines().nth(line).unwrap_or("(end of file)"),
@@ -252,4 +258,122 @@ fn sample_comments_fit_the_width() {
             "too long: {line:?}"
         );
     }
+}
+
+/// The header row of docs/configuration.md's table of the topic sections.
+const TOPIC_TABLE_HEADER: &str = "| Option | metrics | alarm_history | events |";
+
+/// docs/configuration.md's table of the topic sections' own options: each
+/// topic's default (the `[kafka]` options they inherit are in the prose).
+fn topic_table_rows() -> Vec<String> {
+    let topics: Vec<&SectionSpec> = SECTIONS.iter().filter(|s| s.part == Part::Topic).collect();
+    let Some(first) = topics.first() else {
+        return Vec::new();
+    };
+    first
+        .own_options()
+        .map(|option| {
+            let cells: Vec<&str> = topics
+                .iter()
+                .map(|topic| match topic.default_text(option) {
+                    _ if option.spec.unused => "accepted, ignored",
+                    "" => "unset",
+                    text => text,
+                })
+                .collect();
+            format!("| `{}` | {} |", option.name, cells.join(" | "))
+        })
+        .collect()
+}
+
+/// `text` with the table under `header` replaced by `rows`; `None` when it
+/// has no such table.
+fn with_table_rows(text: &str, header: &str, rows: &[String]) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines.iter().position(|l| *l == header)? + 2;
+    let end = first
+        + lines[first..]
+            .iter()
+            .take_while(|l| l.starts_with('|'))
+            .count();
+    let mut out: Vec<String> = lines[..first].iter().map(|l| l.to_string()).collect();
+    out.extend(rows.iter().cloned());
+    out.extend(lines[end..].iter().map(|l| l.to_string()));
+    Some(out.join("\n") + "\n")
+}
+
+/// Where the prose of a paragraph opening with **`[section]`** gives an
+/// option's default as "`option` (default…", the default that disagrees
+/// with the table: `(section, option, written, table)`.
+fn prose_default_mismatches(text: &str) -> Vec<(String, String, String, String)> {
+    let mut found = Vec::new();
+    for paragraph in text.split("\n\n") {
+        let paragraph = paragraph.replace('\n', " ");
+        let Some(rest) = paragraph.strip_prefix("**`[") else {
+            continue;
+        };
+        let Some((name, _)) = rest.split_once("]`**") else {
+            continue;
+        };
+        let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        for option in section.options() {
+            let table = section.default_text(option);
+            let pattern = format!("`{}` (", option.name);
+            for (at, _) in paragraph.match_indices(&pattern) {
+                let written = paragraph[at + pattern.len()..].replace('`', "");
+                if table.is_empty() {
+                    continue;
+                }
+                if !written.starts_with(table) {
+                    let written: String = written.chars().take(table.len() + 12).collect();
+                    found.push((
+                        name.to_string(),
+                        option.name.to_string(),
+                        written,
+                        table.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn configuration_mds_topic_table_is_the_table() {
+    let path = repository_file("docs/configuration.md");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let Some(expected) = with_table_rows(&text, TOPIC_TABLE_HEADER, &topic_table_rows()) else {
+        panic!("docs/configuration.md has no table headed {TOPIC_TABLE_HEADER:?}");
+    };
+    check_file("docs/configuration.md", &expected);
+}
+
+#[test]
+fn configuration_mds_defaults_are_the_tables() {
+    let path = repository_file("docs/configuration.md");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mismatches = prose_default_mismatches(&text);
+    assert!(
+        mismatches.is_empty(),
+        "docs/configuration.md gives defaults the option table (crates/config/src/options.rs) does not \
+         have (section, option, written, table): {mismatches:#?}"
+    );
+}
+
+#[test]
+fn a_drifted_default_in_the_prose_is_noticed() {
+    let text = "intro\n\n**`[influxdb]`**: `database_name` (mon); `batch_size`\n(999; points).\n\n\
+                **`[wal]`**: nothing here.\n";
+    assert_eq!(
+        prose_default_mismatches(text),
+        [(
+            "influxdb".to_string(),
+            "batch_size".to_string(),
+            "999; points).".to_string(),
+            "10000".to_string()
+        )]
+    );
 }

@@ -21,7 +21,7 @@
 //! retention drop hides unparsable lines. [`Rejection`] keeps what was said;
 //! the writer decides how much of it identifies the rejected lines.
 
-use super::client::InfluxError;
+use crate::client::InfluxError;
 
 /// InfluxDB's reason for points dropped for being older than the retention policy.
 pub const BEYOND_RETENTION: &str = "points beyond retention policy";
@@ -148,7 +148,7 @@ pub fn classify(status: u16, body: &[u8], database: &str, url: &str) -> WriteRes
 }
 
 /// The action named in write errors.
-pub(crate) fn write_action(database: &str) -> String {
+pub fn write_action(database: &str) -> String {
     format!("writing to InfluxDB database {database:?}")
 }
 

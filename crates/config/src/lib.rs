@@ -1,11 +1,14 @@
-//! Typed configuration: the effective settings of every section. Every
-//! option (name, type, bounds, default, help) is declared once, in the
-//! table of `options.rs` (its building blocks are `schema.rs`); reading
-//! oslo-style INI text is `ini_file.rs`, `$` substitution
-//! `interpolate.rs`, value typing `value.rs`, assembling and validating
-//! `load.rs`, printing `render.rs`, `[kafka_client]` `kafka_client.rs`, and
-//! the sample configuration and README table made from the table
-//! `docs.rs`. This file is the shape every other module codes against.
+//! The monasca-persister configuration (`monasca-config`): the effective
+//! settings of every section, read from the oslo.config INI files of the
+//! Python persister. Every option (name, type, bounds, default, help) is
+//! declared once, in the table of `options.rs` (its building blocks are
+//! `schema.rs`); reading oslo-style INI text is `ini_file.rs`, `$`
+//! substitution `interpolate.rs`, value typing `value.rs`, assembling and
+//! validating `load.rs`, printing `render.rs`, `[kafka_client]`
+//! `kafka_client.rs`, and the sample configuration and README table made
+//! from the table `docs.rs`. This file is the shape every other module
+//! codes against. The daemon (`monasca_persister::config`) and the
+//! migration tool (`monasca-migrate`) both read it.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::error::MigrateError;
-use super::plan::{self, TargetPlan};
-use super::settings::Settings;
-use crate::influx::{DatabaseCreation, InfluxClient, InfluxError};
+use crate::error::MigrateError;
+use crate::plan::{self, TargetPlan};
+use crate::settings::Settings;
+use monasca_influx::{DatabaseCreation, InfluxClient, InfluxError};
 
 /// What preparing the targets did.
 #[derive(Debug, Default)]

@@ -5,15 +5,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::copy::Copier;
-use super::error::MigrateError;
-use super::plan::{MeasurementStatus, Plan};
-use super::progress::Progress;
-use super::report::Report;
-use super::settings::Settings;
-use super::state::{StateFiles, FAILURE_FILE, SUCCESS_FILE};
-use super::targets;
-use crate::influx::InfluxClient;
+use crate::copy::Copier;
+use crate::error::MigrateError;
+use crate::plan::{MeasurementStatus, Plan};
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::settings::Settings;
+use crate::state::{StateFiles, FAILURE_FILE, SUCCESS_FILE};
+use crate::targets;
+use monasca_influx::InfluxClient;
 
 /// What `--dry-run` shows: the plan, with nothing changed (not even the
 /// state files).

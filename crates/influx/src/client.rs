@@ -6,11 +6,11 @@
 
 use ureq::Agent;
 
-use super::response::{classify, write_action, WriteResponse};
-use super::schema::{DatabaseCreation, RetentionPolicy};
-use crate::config::InfluxSection;
-pub use crate::http_client::SetupError;
-use crate::http_client::{shown, AgentSettings, Credentials};
+use crate::response::{classify, write_action, WriteResponse};
+use crate::schema::{DatabaseCreation, RetentionPolicy};
+use monasca_config::InfluxSection;
+pub use monasca_http_client::SetupError;
+use monasca_http_client::{shown, AgentSettings, Credentials};
 
 /// Largest answer body read; a 400 echoing every line of a big write is
 /// about the size of the request, so this leaves plenty of room.
@@ -171,10 +171,10 @@ impl InfluxClient {
         let scheme = if config.ssl { "https" } else { "http" };
         let base_url = format!(
             "{scheme}://{}:{}",
-            crate::http_client::url_host(&config.ip_address),
+            monasca_http_client::url_host(&config.ip_address),
             config.port
         );
-        let agent = crate::http_client::agent(&AgentSettings {
+        let agent = monasca_http_client::agent(&AgentSettings {
             section: "influxdb",
             ssl: config.ssl,
             verify_ssl: config.verify_ssl,
@@ -182,7 +182,7 @@ impl InfluxClient {
             timeout_seconds: config.timeout_seconds,
             server: &base_url,
         })?;
-        let (auth, how) = crate::http_client::credentials(
+        let (auth, how) = monasca_http_client::credentials(
             "Token",
             "token",
             &config.token,
@@ -234,7 +234,7 @@ impl InfluxClient {
         if status == 204 {
             return WriteResponse::Stored;
         }
-        let answer = match crate::http_client::read_body(&mut response, MAX_ANSWER_BYTES) {
+        let answer = match monasca_http_client::read_body(&mut response, MAX_ANSWER_BYTES) {
             Ok(a) => a,
             Err(e) => {
                 return WriteResponse::Retriable(self.transport_error(write_action(database), e))
@@ -265,10 +265,10 @@ impl InfluxClient {
             .send_form(form)
             .map_err(|e| self.transport_error(action(), e))?;
         let status = response.status().as_u16();
-        let answer = crate::http_client::read_body(&mut response, MAX_ANSWER_BYTES)
+        let answer = monasca_http_client::read_body(&mut response, MAX_ANSWER_BYTES)
             .map_err(|e| self.transport_error(action(), e))?;
         if status != 200 {
-            let message = super::response::error_message(&answer);
+            let message = crate::response::error_message(&answer);
             let (action, url) = (action(), self.base_url.clone());
             return Err(if status == 401 || status == 403 {
                 InfluxError::Auth {
@@ -353,7 +353,7 @@ impl InfluxClient {
         let status = response.status().as_u16();
         if status != 204 && status != 200 {
             let answer = response.body_mut().read_to_vec().unwrap_or_default();
-            let message = super::response::error_message(&answer);
+            let message = crate::response::error_message(&answer);
             return Err(InfluxError::Status {
                 action: action(),
                 url: self.base_url.clone(),
@@ -392,7 +392,7 @@ impl InfluxClient {
 
     fn transport_error(&self, action: String, error: ureq::Error) -> InfluxError {
         let url = self.base_url.clone();
-        if crate::http_client::is_timeout(&error) {
+        if monasca_http_client::is_timeout(&error) {
             InfluxError::Timeout {
                 action,
                 url,
@@ -438,8 +438,8 @@ fn encode_query_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use base64::Engine as _;
+    use monasca_config::Secret;
 
     #[test]
     fn identifiers_are_quoted_and_escaped() {

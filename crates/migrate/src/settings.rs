@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-use crate::influx::RetentionPolicy;
+use monasca_influx::RetentionPolicy;
 
 /// The length of one copy chunk, as `--migrate-time-unit` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -520,7 +520,7 @@ macro_rules! options_section {
             $( $(#[doc = $ahelp:literal])* $accepted:ident = $aspec:expr, )*
         } )?
     ) => {
-        $crate::config::schema::options_section! { @struct
+        $crate::schema::options_section! { @struct
             $(#[$meta])* pub struct $name {
                 $( $(#[doc = $help])* $field : $ty = $spec, )*
             }
@@ -545,7 +545,7 @@ macro_rules! options_section {
             $( $(#[doc = $xdoc:literal])* $extra:ident : $xty:ty = $xinit:expr, )*
         }
     ) => {
-        $crate::config::schema::options_section! { @struct
+        $crate::schema::options_section! { @struct
             $(#[$meta])* pub struct $name {
                 $( $(#[doc = $help])* $field : $ty = $spec, )*
             }
@@ -575,13 +575,13 @@ macro_rules! options_section {
         impl $name {
             /// The option table of this section, in the order the sample
             /// and `check-config` list the options.
-            pub(crate) const OPTIONS: &'static [$crate::config::schema::OptionSpec] = &[
-                $( $crate::config::schema::OptionSpec {
+            pub(crate) const OPTIONS: &'static [$crate::schema::OptionSpec] = &[
+                $( $crate::schema::OptionSpec {
                     name: stringify!($field),
                     spec: $spec,
                     help: &[$($help),*],
                 }, )*
-                $( $crate::config::schema::OptionSpec {
+                $( $crate::schema::OptionSpec {
                     name: stringify!($accepted),
                     spec: $aspec,
                     help: &[$($ahelp),*],
@@ -592,7 +592,7 @@ macro_rules! options_section {
             pub(crate) fn table_defaults(topic: usize) -> Self {
                 $name {
                     $( $extra: $xinit, )*
-                    $( $field: $crate::config::schema::default_value(
+                    $( $field: $crate::schema::default_value(
                         Self::OPTIONS,
                         stringify!($field),
                         topic,
@@ -601,8 +601,8 @@ macro_rules! options_section {
             }
         }
 
-        impl $crate::config::schema::Section for $name {
-            fn field(&self, name: &str) -> Option<&dyn $crate::config::schema::OptionValue> {
+        impl $crate::schema::Section for $name {
+            fn field(&self, name: &str) -> Option<&dyn $crate::schema::OptionValue> {
                 match name {
                     $( stringify!($field) => Some(&self.$field), )*
                     _ => None,
@@ -611,7 +611,7 @@ macro_rules! options_section {
             fn field_mut(
                 &mut self,
                 name: &str,
-            ) -> Option<&mut dyn $crate::config::schema::OptionValue> {
+            ) -> Option<&mut dyn $crate::schema::OptionValue> {
                 match name {
                     $( stringify!($field) => Some(&mut self.$field), )*
                     _ => None,

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-use super::error::TenantError;
-use super::influxql;
-use super::plan::TargetPlan;
-use crate::influx::{InfluxClient, InfluxError};
+use crate::error::TenantError;
+use crate::influxql;
+use crate::plan::TargetPlan;
+use monasca_influx::{InfluxClient, InfluxError};
 
 /// The server's clock rounds down to the second.
 const CLOCK_RESOLUTION: Duration = Duration::from_secs(1);
@@ -145,7 +145,7 @@ fn describe(counts: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::settings::{Settings, TimeUnit};
+    use crate::settings::{Settings, TimeUnit};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

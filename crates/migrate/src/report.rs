@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::state::{StateFiles, FAILURE_FILE, SUCCESS_FILE};
+use crate::state::{StateFiles, FAILURE_FILE, SUCCESS_FILE};
 
 /// The outcome of a migration run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

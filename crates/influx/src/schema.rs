@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::client::{quote_identifier, InfluxClient, InfluxError};
+use crate::client::{quote_identifier, InfluxClient, InfluxError};
 
 /// The retention policy InfluxDB gives every new database (`DURATION INF`).
 pub const AUTOGEN: &str = "autogen";

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::settings::{Settings, TimeUnit};
-use crate::influx::client::quote_identifier;
-use crate::influx::response::parse_rejection;
+use crate::settings::{Settings, TimeUnit};
+use monasca_influx::client::quote_identifier;
+use monasca_influx::response::parse_rejection;
 
 /// The tag that says which tenant a metric belongs to.
 pub const TENANT_TAG: &str = "_tenant_id";

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use super::error::MigrateError;
-use super::influxql::{self, Window};
-use super::settings::Settings;
-use super::state::{StateFiles, SUCCESS_FILE};
-use crate::influx::{InfluxClient, InfluxError, RetentionPolicy, RetentionPolicyInfo};
+use crate::error::MigrateError;
+use crate::influxql::{self, Window};
+use crate::settings::Settings;
+use crate::state::{StateFiles, SUCCESS_FILE};
+use monasca_influx::{InfluxClient, InfluxError, RetentionPolicy, RetentionPolicyInfo};
 
 /// What happens to one measurement.
 #[derive(Debug, Clone, PartialEq, Eq)]

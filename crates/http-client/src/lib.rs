@@ -1,4 +1,6 @@
-//! The HTTP client set-up both sinks share (InfluxDB and Elasticsearch): a
+//! The HTTP client set-up both sinks share (`monasca-http-client`, which
+//! the daemon re-exports as `monasca_persister::http_client`; InfluxDB,
+//! through `monasca-influx`, and Elasticsearch): a
 //! blocking ureq agent with a whole-request timeout, connection reuse, TLS
 //! from a section's `ssl`, `verify_ssl` and `ca_file`, IP-literal hosts used
 //! as they are (`resolver.rs`), and credentials that only ever travel in the
@@ -182,9 +184,9 @@ impl fmt::Debug for Credentials {
 pub fn credentials(
     scheme: &str,
     label: &str,
-    secret: &crate::config::Secret,
+    secret: &monasca_config::Secret,
     user: &str,
-    password: &crate::config::Secret,
+    password: &monasca_config::Secret,
 ) -> (Option<Credentials>, String) {
     if !secret.is_empty() {
         (
