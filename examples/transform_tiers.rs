@@ -27,6 +27,8 @@
 #[allow(dead_code)]
 #[path = "../tests/reference/generator.rs"]
 mod generator;
+#[path = "../benches/support/loadgen_mix.rs"]
+mod loadgen_mix;
 #[path = "../benches/support/metric_mix.rs"]
 mod metric_mix;
 /// What `generator.rs` needs of `tests/reference/oracle.rs` (which runs the
@@ -45,7 +47,7 @@ use std::hint::black_box;
 use std::io::Write as _;
 use std::path::Path;
 
-use monasca_loadgen::{Generator, Limits, MessageKind, Timestamps, Workload};
+use monasca_loadgen::MessageKind;
 use monasca_persister::transform::{metric_reader, pyjson, MetricReader, Transformer};
 use oracle::Kind;
 
@@ -111,17 +113,8 @@ fn bench() -> Messages {
 }
 
 fn loadgen() -> Messages {
-    let limits = Limits {
-        metrics: Some(20_000),
-        alarms: Some(200),
-    };
-    let mut generator = Generator::new(
-        Workload::default(),
-        limits,
-        Timestamps::sequence(1_700_000_000_000),
-    )
-    .expect("the default workload is valid");
-    std::iter::from_fn(|| generator.next_message())
+    loadgen_mix::messages(20_000, Some(200))
+        .into_iter()
         .map(|message| {
             let kind = match message.kind {
                 MessageKind::Metric => Kind::Metric,
