@@ -18,11 +18,22 @@
 //! (`monasca_transform::metric_reader`).
 //!
 //! `--dump` writes every message's answer (line or rejection, in both
-//! database modes), and for each message that is JSON its `json.dumps`
-//! as `pyjson` writes it (plain and with the alarm renames), to stdout:
-//! two builds whose dumps are equal answer alike on all of it. `--run SOURCE [N]` transforms the source's messages
-//! N times and prints nothing, for callgrind (`--tool=callgrind`, then
-//! `callgrind_annotate --inclusive=yes` shows each reader's cost).
+//! database modes) and, for each message that is JSON, `pyjson::write` of
+//! it with and without key renames, to stdout: two builds whose dumps are
+//! equal answer alike on all of it.
+//!
+//! `--run SOURCE [N [READER [serde]]]` transforms the source's messages N
+//! times and prints nothing, for callgrind; READER (`direct`, `serde` or
+//! `alarms`) keeps the metrics that reader answers, or the alarm
+//! transitions, and `serde` sends the metrics to serde alone
+//! (`Transformer::metric_via_serde`). Instructions per message:
+//!
+//! ```text
+//! valgrind --tool=callgrind --toggle-collect='*transform_tiers::run*' \
+//!     target/release/examples/transform_tiers --run diff 10 direct
+//! ```
+//!
+//! (`Collected` over N times the message count it prints.)
 
 #[allow(dead_code)]
 #[path = "../tests/reference/generator.rs"]
