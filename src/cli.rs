@@ -163,7 +163,7 @@ fn migrate_db_per_tenant(cli: &Cli, args: &crate::migrate_command::MigrateArgs) 
 
 fn check_config(cli: &Cli) -> ExitCode {
     let checked = cli.load().and_then(|loaded| {
-        crate::pipeline::consumer::check_client_config(&loaded.config)?;
+        crate::kafka_source::check_client_config(&loaded.config)?;
         Ok(loaded)
     });
     match checked {
@@ -190,7 +190,7 @@ fn persist(cli: &Cli) -> ExitCode {
     let mut logging_up = false;
     let result = (|| {
         let loaded = cli.load()?;
-        crate::pipeline::consumer::check_client_config(&loaded.config)?;
+        crate::kafka_source::check_client_config(&loaded.config)?;
         let defaults = &loaded.config.default;
         let log = logging::init(defaults).context("cannot set up logging")?;
         logging_up = true;

@@ -11,10 +11,28 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::http::{HttpServer, Limits, Response};
-use crate::pipeline::Shared;
+use crate::influx::InfluxWriter;
+use crate::pipeline::disk_space::DiskSpace;
+use crate::pipeline::event_sink::EventsSink;
 use crate::stats::{Histogram, Stats, TopicKind, WriteOutcome};
 
-/// Settings the endpoint needs besides the shared state.
+/// What the endpoint reads of the running pipeline (and the sinks its
+/// prober pings). Built once by `Pipeline::health`.
+#[derive(Clone)]
+pub struct HealthHandle {
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// The WAL's size, pending and quarantined records.
+    pub wal: Arc<wal::Wal>,
+    /// Room on the disks of the WAL and the dead letters.
+    pub disk_space: Arc<DiskSpace>,
+    /// InfluxDB, pinged while no write succeeded lately.
+    pub influx: Arc<InfluxWriter>,
+    /// Elasticsearch, when events are consumed.
+    pub events: Option<Arc<EventsSink>>,
+}
+
+/// Settings the endpoint needs besides the pipeline's state.
 #[derive(Debug, Clone)]
 pub struct HealthSettings {
     /// InfluxDB failing longer than this makes the service unhealthy.
@@ -66,13 +84,13 @@ impl HealthServer {
     /// Binds `bind` and serves until dropped.
     pub fn start(
         bind: std::net::SocketAddr,
-        shared: Arc<Shared>,
+        pipeline: HealthHandle,
         settings: HealthSettings,
     ) -> anyhow::Result<HealthServer> {
-        let probe_shared = shared.clone();
+        let probe_pipeline = pipeline.clone();
         let handler = Box::new(move |path: &str| match path {
             "/healthcheck" => {
-                let (ok, body) = healthcheck(&shared, &settings);
+                let (ok, body) = healthcheck(&pipeline, &settings);
                 Response {
                     status: if ok { 200 } else { 503 },
                     content_type: "application/json",
@@ -82,7 +100,7 @@ impl HealthServer {
             "/metrics" => Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: render_metrics(&shared, &settings),
+                body: render_metrics(&pipeline, &settings),
             },
             _ => Response::text(404, "not found: try /healthcheck or /metrics\n"),
         });
@@ -95,7 +113,7 @@ impl HealthServer {
         let (probe_stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let probe = std::thread::Builder::new()
             .name("influxdb-probe".into())
-            .spawn(move || probe_influxdb(&probe_shared, &stop_rx))
+            .spawn(move || probe_influxdb(&probe_pipeline, &stop_rx))
             .context("spawning the InfluxDB probe thread")?;
         log::info!("health endpoint on http://{bind}/healthcheck and /metrics");
         Ok(HealthServer {
@@ -137,15 +155,15 @@ fn connection_budget() -> usize {
 /// While no write has succeeded recently (an idle stream, or writes
 /// failing), pings InfluxDB (and Elasticsearch, when events are consumed)
 /// so the health check sees an outage even when there is nothing to write.
-fn probe_influxdb(shared: &Shared, stop: &crossbeam_channel::Receiver<()>) {
-    let stats = &shared.stats;
+fn probe_influxdb(pipeline: &HealthHandle, stop: &crossbeam_channel::Receiver<()>) {
+    let stats = &pipeline.stats;
     while crate::retry::sleep_unless_stopped(PROBE_INTERVAL, stop) {
         probe(
             &stats.last_write_ok_ms,
             &stats.influx_ping_failing_since_ms,
-            || shared.influx.client().ping().is_ok(),
+            || pipeline.influx.client().ping().is_ok(),
         );
-        if let Some(events) = &shared.events {
+        if let Some(events) = &pipeline.events {
             probe(
                 &stats.events.last_write_ok_ms,
                 &stats.events.ping_failing_since_ms,
@@ -207,8 +225,8 @@ fn age_seconds(ms: i64) -> Option<f64> {
 type PerTopic<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(TopicKind) -> String);
 
 /// `(healthy, JSON body)`.
-fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
-    let stats = &shared.stats;
+fn healthcheck(pipeline: &HealthHandle, settings: &HealthSettings) -> (bool, String) {
+    let stats = &pipeline.stats;
     let mut kafka_ok = true;
     let mut topics = serde_json::Map::new();
     for (kind, topic) in &settings.topics {
@@ -242,7 +260,7 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
         stats.influx_consecutive_failures.load(Relaxed),
         settings.influxdb_unhealthy_after,
     );
-    let events = shared.events.as_ref().map(|_| {
+    let events = pipeline.events.as_ref().map(|_| {
         let e = &stats.events;
         sink_status(
             e.last_write_ok_ms.load(Relaxed),
@@ -253,9 +271,9 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
         )
     });
     let elasticsearch_ok = events.as_ref().is_none_or(|(ok, _)| *ok);
-    let wal_bytes = shared.wal.pending_bytes();
-    let disk_full = shared.disk_space.full_reason();
-    let wal_ok = !shared.wal.over_limit() && disk_full.is_none();
+    let wal_bytes = pipeline.wal.pending_bytes();
+    let disk_full = pipeline.disk_space.full_reason();
+    let wal_ok = !pipeline.wal.over_limit() && disk_full.is_none();
     let healthy = kafka_ok && influx_ok && elasticsearch_ok && wal_ok;
     let mut body = serde_json::json!({
         "status": if healthy { "ok" } else { "unhealthy" },
@@ -263,10 +281,10 @@ fn healthcheck(shared: &Shared, settings: &HealthSettings) -> (bool, String) {
         "influxdb": influxdb,
         "wal": {
             "ok": wal_ok,
-            "pending_records": shared.wal.pending_records(),
+            "pending_records": pipeline.wal.pending_records(),
             "pending_bytes": wal_bytes,
             "max_bytes": settings.wal_max_bytes,
-            "quarantined_records": shared.wal.quarantined(),
+            "quarantined_records": pipeline.wal.quarantined(),
             "disk_full": disk_full,
         },
     });
@@ -310,8 +328,8 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 }
 
 /// The Prometheus text exposition of everything counted.
-pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
-    let s = &shared.stats;
+pub fn render_metrics(pipeline: &HealthHandle, settings: &HealthSettings) -> String {
+    let s = &pipeline.stats;
     let mut o = String::with_capacity(8192);
     let p = "monasca_persister";
     family(
@@ -436,12 +454,12 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         (
             "wal_pending_records",
             "Records in the WAL not yet written to InfluxDB.",
-            shared.wal.pending_records() as f64,
+            pipeline.wal.pending_records() as f64,
         ),
         (
             "wal_pending_bytes",
             "Bytes in the WAL not yet written to InfluxDB.",
-            shared.wal.pending_bytes() as f64,
+            pipeline.wal.pending_bytes() as f64,
         ),
         (
             "wal_max_bytes",
@@ -451,7 +469,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         (
             "wal_quarantined_records",
             "WAL records reported durable and later found missing or unreadable (damage; bytes kept in the WAL's quarantine/).",
-            shared.wal.quarantined() as f64,
+            pipeline.wal.quarantined() as f64,
         ),
         (
             "wal_replayed_records",
@@ -466,7 +484,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         (
             "wal_disk_full",
             "1 while the WAL's disk has too little room to append (consumption paused), else 0.",
-            f64::from(u8::from(shared.disk_space.is_full())),
+            f64::from(u8::from(pipeline.disk_space.is_full())),
         ),
         (
             "last_write_success_timestamp_seconds",
@@ -478,7 +496,7 @@ pub fn render_metrics(shared: &Shared, settings: &HealthSettings) -> String {
         family(&mut o, &format!("{p}_{name}"), "gauge", help);
         let _ = writeln!(o, "{p}_{name} {v}");
     }
-    if shared.events.is_some() {
+    if pipeline.events.is_some() {
         render_events_metrics(&mut o, &s.events);
     }
     let per_topic: [PerTopic; 5] = [

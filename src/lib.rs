@@ -1,9 +1,9 @@
-//! The monasca-persister library: the daemon — the Kafka → WAL → InfluxDB
-//! (and Elasticsearch) pipeline, its sinks, health endpoint, logging and
-//! command line. The configuration, the InfluxDB client, the transform and
-//! the migration are crates of their own under `crates/`, re-exported
-//! here under the names the daemon's modules use. See ARCHITECTURE.md for
-//! the code map.
+//! The monasca-persister library: the daemon — the Kafka source, the
+//! Kafka → WAL → InfluxDB (and Elasticsearch) pipeline, its sinks, health
+//! endpoint, logging and command line. The configuration, the InfluxDB
+//! client, the transform and the migration are crates of their own under
+//! `crates/`, re-exported here under the names the daemon's modules use.
+//! See ARCHITECTURE.md for the code map.
 
 pub mod cli;
 pub mod dead_letter;
@@ -11,6 +11,7 @@ pub mod elasticsearch;
 pub mod health;
 pub mod http;
 pub mod influx;
+pub mod kafka_source;
 pub mod logging;
 pub mod migrate_command;
 pub mod pipeline;

@@ -22,7 +22,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let pipeline = Pipeline::start(config, stats.clone(), control.clone())?;
     let _health = if config.health.enabled {
         let settings = HealthSettings::from_config(config);
-        match HealthServer::start(config.health.bind, pipeline.shared().clone(), settings) {
+        match HealthServer::start(config.health.bind, pipeline.health(), settings) {
             Ok(server) => Some(server),
             Err(e) => {
                 // Persisting matters more than being observable: keep running.
@@ -37,7 +37,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     while !control.stopping() {
         control.wait(Duration::from_secs(1));
     }
-    let shared = pipeline.shared().clone();
+    let wal = pipeline.wal().clone();
     let summary = pipeline.shutdown();
     log::info!(
         "stopped: {} point(s) drained after the stop signal, {} record(s) left in the WAL, {} dead letter(s); {} point(s) written this run, {} WAL record(s) replayed at start",
@@ -52,7 +52,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             // After a storage error the WAL is left to the exit rather
             // than closed (everything durable already is; the next start
             // recovers).
-            std::mem::forget(shared);
+            std::mem::forget(wal);
             anyhow::bail!("fatal: {e}")
         }
         None => match control.failure() {

@@ -77,7 +77,7 @@ fn healthcheck_follows_influxdb_and_metrics_match_the_traffic() {
         .unwrap();
     let _server = HealthServer::start(
         bind,
-        pipeline.shared().clone(),
+        pipeline.health(),
         HealthSettings::from_config(&config),
     )
     .expect("start health server");

@@ -321,7 +321,7 @@ fn a_rebalance_under_load_enters_each_message_into_one_wal_once() {
 /// Stops both members of a group one right after the other, so that the
 /// second is closing while the group hands it the first one's partitions:
 /// librdkafka can abort the whole process when a close meets an assignment
-/// in progress (see `leave_group` in src/pipeline/consumer.rs). An abort
+/// in progress (see `leave_group` in src/kafka_source/membership.rs). An abort
 /// ends this test binary with SIGABRT.
 #[test]
 fn members_stopping_during_a_rebalance_close_cleanly() {
@@ -380,7 +380,7 @@ fn influxdb_outage_keeps_consuming_into_the_wal_then_delivers() {
         (committed_total(&kafka, "1_metrics", METRICS, 4) == 10_000).then_some(())
     });
     assert!(
-        pipeline.shared().wal.pending_records() > 0,
+        pipeline.wal().pending_records() > 0,
         "the WAL should hold the unwritten records"
     );
     wait_for("a failed write attempt", LONG, || {
@@ -391,7 +391,7 @@ fn influxdb_outage_keeps_consuming_into_the_wal_then_delivers() {
         (p::count_field(&influx, "mon", "cpu.idle_perc", "value") == 10_000).then_some(())
     });
     wait_for("WAL empty", LONG, || {
-        (pipeline.shared().wal.pending_records() == 0).then_some(())
+        (pipeline.wal().pending_records() == 0).then_some(())
     });
     pipeline.shutdown();
 }
@@ -428,7 +428,7 @@ fn tiny_wal_limit_pauses_partitions_and_loses_nothing() {
         consumed_while_paused < n as u64,
         "back-pressure should stop consumption before the end ({consumed_while_paused})"
     );
-    assert!(pipeline.shared().wal.pending_bytes() > 1024 * 1024);
+    assert!(pipeline.wal().pending_bytes() > 1024 * 1024);
     influx.restart();
     wait_for("all metrics after resuming", LONG, || {
         (p::count_field(&influx, "mon", "disk.io", "value") == n as u64).then_some(())

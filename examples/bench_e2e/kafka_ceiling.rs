@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use monasca_loadgen::cli::parse_count;
 use monasca_persister::config::Config;
-use monasca_persister::pipeline::consumer::client_config;
-use monasca_persister::pipeline::fetch_queue::{Fetched, QueuedConsumer};
+use monasca_persister::kafka_source::client_config;
+use monasca_persister::kafka_source::fetch_queue::{Fetched, QueuedConsumer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 

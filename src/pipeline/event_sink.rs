@@ -1,5 +1,6 @@
 //! The events sink inside the pipeline: where the events consumer's WAL
-//! records go (their own hand-off queue and writer thread), and the write of
+//! records go (their own hand-off queue, `handoff::SinkQueues`, and writer
+//! thread), and the write of
 //! one job: `_bulk` until every document is stored or refused, refused ones
 //! to the dead-letter file with the server's reason, then the WAL ack.
 //! Documents that failed for now are retried with backoff, and only they.
@@ -7,9 +8,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::handoff::HandoffQueue;
-use super::writer_pool::{self, WriteJob};
-use super::{Shared, HANDOFF_MEMORY_BUDGET};
+use super::writer_pool::{self, WriteJob, WriterHandle};
 use crate::config::Config;
 use crate::dead_letter::{Content, DeadLetter, KafkaSource};
 use crate::elasticsearch::{document, EventsWriter, RefusedItem};
@@ -22,14 +21,11 @@ pub const EVENTS_RECORD_DATABASE: &str = "elasticsearch";
 /// Kind of the dead letters of documents Elasticsearch refused.
 pub const KIND_ELASTICSEARCH_REJECTED: &str = "elasticsearch_rejected";
 
-/// The events sink's state shared by the pipeline threads.
+/// The events sink: its writer and retry policy, held by its writer
+/// thread and the health endpoint's probe.
 pub struct EventsSink {
-    /// Records on their way to the events writer.
-    pub(super) handoff: HandoffQueue,
     /// `_bulk` writer.
     pub writer: EventsWriter,
-    /// `[elasticsearch] index_name`.
-    pub index_name: String,
     retry_initial: Duration,
     retry_max: Duration,
 }
@@ -40,9 +36,7 @@ impl EventsSink {
         use anyhow::Context as _;
         let es = &config.elasticsearch;
         Ok(EventsSink {
-            handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
             writer: EventsWriter::from_config(es).context("setting up the Elasticsearch client")?,
-            index_name: es.index_name.clone(),
             retry_initial: Duration::from_millis(es.retry_initial_ms),
             retry_max: Duration::from_millis(es.retry_max_ms),
         })
@@ -68,8 +62,8 @@ impl EventsSink {
     /// Writes `job` until every document in it is stored or refused (then
     /// acks its records), or the writers must give up (the records stay in
     /// the WAL).
-    pub(super) fn write_job(&self, shared: &Shared, job: &mut WriteJob, retry: &mut Retry) {
-        let stats = &shared.stats.events;
+    pub(super) fn write_job(&self, w: &WriterHandle, job: &mut WriteJob, retry: &mut Retry) {
+        let stats = &w.stats.events;
         let mut pending = std::mem::take(&mut job.lines);
         loop {
             let report = self.writer.write(&mut pending, stats);
@@ -80,11 +74,11 @@ impl EventsSink {
                 stats
                     .documents_rejected
                     .fetch_add(report.refused.len() as u64, Relaxed);
-                if let Err(e) = dead_letter_documents(shared, &report.refused) {
-                    shared.control.fatal(format!(
+                if let Err(e) = dead_letter_documents(w, &report.refused) {
+                    w.control.fatal(format!(
                         "writing {} document(s) Elasticsearch refused to {}: {e}",
                         report.refused.len(),
-                        shared.dead_letters.path().display()
+                        w.dead_letters.path().display()
                     ));
                     break;
                 }
@@ -92,12 +86,12 @@ impl EventsSink {
             match report.retry {
                 None => {
                     retry.succeeded();
-                    writer_pool::ack(shared, job);
+                    writer_pool::ack(w, job);
                     break;
                 }
                 Some(error) => {
                     stats.bulk_retries.fetch_add(1, Relaxed);
-                    if !retry.wait(&error, shared.control.writers_stop_signal()) {
+                    if !retry.wait(&error, w.control.writers_stop_signal()) {
                         break;
                     }
                 }
@@ -109,7 +103,7 @@ impl EventsSink {
 }
 
 fn dead_letter_documents(
-    shared: &Shared,
+    w: &WriterHandle,
     refused: &[RefusedItem],
 ) -> Result<(), crate::dead_letter::DeadLetterError> {
     for r in refused {
@@ -118,7 +112,7 @@ fn dead_letter_documents(
             partition: s.partition,
             offset: s.offset,
         });
-        shared.dead_letters.record(&DeadLetter {
+        w.dead_letters.record(&DeadLetter {
             kind: KIND_ELASTICSEARCH_REJECTED,
             reason: &r.reason,
             source,
@@ -128,7 +122,7 @@ fn dead_letter_documents(
                 document: &r.document,
             },
         })?;
-        shared.stats.dead_letters.fetch_add(1, Relaxed);
+        w.stats.dead_letters.fetch_add(1, Relaxed);
     }
-    shared.dead_letters.sync()
+    w.dead_letters.sync()
 }

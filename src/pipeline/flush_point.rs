@@ -12,8 +12,10 @@ use std::sync::{Arc, LockResult, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::batch::{PendingBatch, RejectedMessage};
-use super::Shared;
-use crate::dead_letter::{Content, DeadLetter, DeadLetterError, KafkaSource};
+use super::control::Control;
+use super::disk_space::DiskSpace;
+use super::handoff::HandoffQueue;
+use crate::dead_letter::{Content, DeadLetter, DeadLetterError, DeadLetterStore, KafkaSource};
 use crate::stats::{Stats, TopicKind};
 
 /// The WAL offset name of a partition: `topic/partition`.
@@ -354,34 +356,37 @@ impl<S: DurableStore> FlushPoint<S> {
 }
 
 /// The pipeline's dead letters, WAL and hand-off queue of a consumer's
-/// records (by their kind).
+/// records (by their kind): what the flush point of a consumer holds of
+/// the pipeline.
+#[derive(Clone)]
 pub struct PipelineStore {
-    shared: Arc<Shared>,
-    kind: TopicKind,
-}
-
-impl PipelineStore {
-    /// The store of a consumer of records of `kind`.
-    pub fn new(shared: Arc<Shared>, kind: TopicKind) -> Self {
-        PipelineStore { shared, kind }
-    }
+    /// Room on the disks of the WAL and the dead letters.
+    pub disk_space: Arc<DiskSpace>,
+    /// Rejected messages.
+    pub dead_letters: Arc<DeadLetterStore>,
+    /// The durable log.
+    pub wal: Arc<wal::Wal>,
+    /// The hand-off queue of the sink of the consumer's records.
+    pub handoff: Arc<HandoffQueue>,
+    /// Whether a fatal error stopped the run.
+    pub control: Arc<Control>,
 }
 
 impl DurableStore for PipelineStore {
     fn has_room(&self, bytes: u64) -> bool {
-        self.shared.disk_space.has_room(bytes)
+        self.disk_space.has_room(bytes)
     }
 
     fn record_dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), DeadLetterError> {
-        self.shared.dead_letters.record(letter).map(drop)
+        self.dead_letters.record(letter).map(drop)
     }
 
     fn sync_dead_letters(&self) -> Result<(), DeadLetterError> {
-        self.shared.dead_letters.sync()
+        self.dead_letters.sync()
     }
 
     fn dead_letter_path(&self) -> &Path {
-        self.shared.dead_letters.path()
+        self.dead_letters.path()
     }
 
     fn append(
@@ -389,17 +394,15 @@ impl DurableStore for PipelineStore {
         records: &[wal::RecordRef<'_>],
         offsets: &[(&str, i64)],
     ) -> Result<wal::RecordIds, wal::WalError> {
-        self.shared.wal.append(records, offsets)
+        self.wal.append(records, offsets)
     }
 
     fn hand_off(&self, id: wal::RecordId, database: String, points: u32, lines: Vec<u8>) {
-        self.shared
-            .handoff_for(self.kind)
-            .offer(id, database, points, lines);
+        self.handoff.offer(id, database, points, lines);
     }
 
     fn fatal_error_occurred(&self) -> bool {
-        self.shared.control.fatal_error().is_some()
+        self.control.fatal_error().is_some()
     }
 }
 

@@ -5,11 +5,17 @@
 //! healthy, consumers wait for the writers instead of reading that far ahead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use wal::RecordId;
+
+use crate::stats::TopicKind;
+
+/// Bytes of record payload that may wait in memory for a writer (per
+/// sink); the rest waits on disk.
+const HANDOFF_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
 /// One WAL record on its way to a writer.
 pub enum Handoff {
@@ -153,6 +159,34 @@ impl HandoffQueue {
             }
         }
         h
+    }
+}
+
+/// The sinks' hand-off queues: InfluxDB's, and the events sink's when
+/// events are consumed. Made once at start-up; consumers, writers and the
+/// start-up replay each hold the one of their records.
+pub struct SinkQueues {
+    /// Metrics and alarm transitions, to InfluxDB.
+    pub influx: Arc<HandoffQueue>,
+    /// Events, to Elasticsearch (`[kafka_events] enabled = true`).
+    pub events: Option<Arc<HandoffQueue>>,
+}
+
+impl SinkQueues {
+    /// The queues of the sinks: events' only when `events` is true.
+    pub fn new(events: bool) -> Self {
+        SinkQueues {
+            influx: Arc::new(HandoffQueue::new(HANDOFF_MEMORY_BUDGET)),
+            events: events.then(|| Arc::new(HandoffQueue::new(HANDOFF_MEMORY_BUDGET))),
+        }
+    }
+
+    /// The queue of the sink the records of `kind` go to.
+    pub fn for_kind(&self, kind: TopicKind) -> &Arc<HandoffQueue> {
+        match (kind, &self.events) {
+            (TopicKind::Events, Some(events)) => events,
+            _ => &self.influx,
+        }
     }
 }
 

@@ -1,19 +1,16 @@
 //! The persister's main job: start-up (open the WAL, start writers on what it
-//! holds, then consumers), steady state, and the two-phase shutdown (consumers
-//! flush, commit and leave; writers drain the WAL until empty or a deadline).
+//! holds, then the Kafka source's consumers, each thread given a handle with
+//! only the parts it uses), steady state, and the two-phase shutdown
+//! (consumers flush, commit and leave; writers drain the WAL until empty or a
+//! deadline).
 
-mod batch;
-pub mod consumer;
+pub(crate) mod batch;
 pub mod control;
 pub mod disk_space;
 pub mod event_sink;
-pub mod fetch_queue;
-mod flush_point;
-mod handoff;
-mod kafka_errors;
-mod kafka_log;
-mod line_buffers;
-mod positions;
+pub(crate) mod flush_point;
+pub(crate) mod handoff;
+pub(crate) mod line_buffers;
 mod replay;
 mod writer_pool;
 
@@ -24,19 +21,20 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::dead_letter::{DeadLetterConfig, DeadLetterStore};
+use crate::health::HealthHandle;
 use crate::influx::InfluxWriter;
+use crate::kafka_source::{self, ConsumerHandle, ConsumerThread};
 use crate::retry::Retry;
 use crate::stats::{Stats, TopicKind};
 use crate::transform::Transformer;
 pub use control::{Control, Failure};
 use disk_space::DiskSpace;
 use event_sink::EventsSink;
-use handoff::HandoffQueue;
+use flush_point::PipelineStore;
+use handoff::{HandoffQueue, SinkQueues};
 use line_buffers::LineBuffers;
 use replay::Replay;
-
-/// Bytes of record payload that may wait in memory for a writer; the rest waits on disk.
-const HANDOFF_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
+use writer_pool::{Sink, WriterHandle};
 
 /// How long shutdown still waits for writers told to give up at the drain
 /// deadline: one may be inside an HTTP request to a hung InfluxDB (up to
@@ -49,68 +47,115 @@ const WRITERS_GIVE_UP_GRACE: Duration = Duration::from_secs(2);
 /// groups): the process must exit within seconds.
 const FATAL_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Everything the pipeline threads share.
-pub struct Shared {
+/// The pipeline's parts, each made once at start-up. No thread holds them
+/// all: consumers, writers and the health endpoint get handles with only
+/// the parts they use ([`ConsumerHandle`], [`WriterHandle`],
+/// [`HealthHandle`]), made here.
+struct Parts {
     /// The durable log.
-    pub wal: wal::Wal,
+    wal: Arc<wal::Wal>,
     /// Back-pressure ends when the WAL is down to this many bytes.
-    pub wal_low_water_bytes: u64,
+    wal_low_water_bytes: u64,
     /// Rejected messages and lines.
-    pub dead_letters: DeadLetterStore,
+    dead_letters: Arc<DeadLetterStore>,
     /// Room on the disks of the WAL and the dead letters.
-    pub disk_space: DiskSpace,
-    /// Records on their way to writers.
-    handoff: HandoffQueue,
+    disk_space: Arc<DiskSpace>,
+    /// Records on their way to writers, one queue per sink.
+    queues: SinkQueues,
     /// The backlog found in the WAL at start-up.
-    replay: Replay,
+    replay: Arc<Replay>,
     /// Messages to lines.
-    pub transformer: Transformer,
+    transformer: Transformer,
     /// The InfluxDB sink.
-    pub influx: InfluxWriter,
+    influx: Arc<InfluxWriter>,
     /// Points per InfluxDB write.
-    pub influx_batch_size: usize,
+    influx_batch_size: usize,
     /// The events sink, when `[kafka_events] enabled = true`.
-    pub events: Option<EventsSink>,
+    events: Option<Arc<EventsSink>>,
     /// Written records' buffers, for consumers to fill again.
     line_buffers: Arc<LineBuffers>,
     /// Counters.
-    pub stats: Arc<Stats>,
+    stats: Arc<Stats>,
     /// Run state.
-    pub control: Arc<Control>,
-    config: Config,
+    control: Arc<Control>,
 }
 
-impl Shared {
-    /// The hand-off queue of the sink the records of `kind` go to.
-    fn handoff_for(&self, kind: TopicKind) -> &HandoffQueue {
-        match (kind, &self.events) {
-            (TopicKind::Events, Some(events)) => &events.handoff,
-            _ => &self.handoff,
+impl Parts {
+    /// What a consumer of records of `kind` holds.
+    fn consumer(&self, config: &Config, kind: TopicKind) -> ConsumerHandle {
+        let (record_size, index_name) = match (kind, &self.events) {
+            (TopicKind::Events, Some(events)) => {
+                (events.batch_size(), config.elasticsearch.index_name.clone())
+            }
+            _ => (self.influx_batch_size, String::new()),
+        };
+        ConsumerHandle {
+            kind,
+            store: PipelineStore {
+                disk_space: self.disk_space.clone(),
+                dead_letters: self.dead_letters.clone(),
+                wal: self.wal.clone(),
+                handoff: self.queues.for_kind(kind).clone(),
+                control: self.control.clone(),
+            },
+            wal_low_water_bytes: self.wal_low_water_bytes,
+            record_size,
+            transformer: self.transformer.clone(),
+            index_name,
+            line_buffers: self.line_buffers.clone(),
+            stats: self.stats.clone(),
+            control: self.control.clone(),
         }
     }
 
-    /// Points (documents for events) per WAL record of `kind`.
-    fn record_size(&self, kind: TopicKind) -> usize {
-        match (kind, &self.events) {
-            (TopicKind::Events, Some(events)) => events.batch_size(),
-            _ => self.influx_batch_size,
-        }
-    }
-
-    /// Whether the sink of `kind` failed its last write.
-    fn sink_failing(&self, kind: TopicKind) -> bool {
-        match kind {
-            TopicKind::Events => self.stats.events.failing(),
-            _ => self.stats.influx_failing(),
-        }
-    }
-
-    /// A retry policy (backoff and failure log) for one writer thread.
-    pub fn retry_policy(&self) -> Retry {
-        Retry::from_config(
-            format!("writing to InfluxDB at {}", self.influx.client().url()),
-            &self.config.influxdb,
+    /// What a writer to InfluxDB holds.
+    fn influx_writer(&self, config: &Config) -> WriterHandle {
+        self.writer(
+            Sink::Influx {
+                writer: self.influx.clone(),
+                batch_size: self.influx_batch_size,
+            },
+            self.queues.influx.clone(),
+            Retry::from_config(
+                format!("writing to InfluxDB at {}", self.influx.client().url()),
+                &config.influxdb,
+            ),
         )
+    }
+
+    /// What the events writer holds, when events are consumed.
+    fn events_writer(&self) -> Option<WriterHandle> {
+        let (events, queue) = (self.events.as_ref()?, self.queues.events.as_ref()?);
+        Some(self.writer(
+            Sink::Events(events.clone()),
+            queue.clone(),
+            events.retry_policy(),
+        ))
+    }
+
+    fn writer(&self, sink: Sink, handoff: Arc<HandoffQueue>, retry: Retry) -> WriterHandle {
+        WriterHandle {
+            sink,
+            handoff,
+            retry,
+            wal: self.wal.clone(),
+            replay: self.replay.clone(),
+            dead_letters: self.dead_letters.clone(),
+            line_buffers: self.line_buffers.clone(),
+            stats: self.stats.clone(),
+            control: self.control.clone(),
+        }
+    }
+
+    /// What the health endpoint reads.
+    fn health(&self) -> HealthHandle {
+        HealthHandle {
+            stats: self.stats.clone(),
+            wal: self.wal.clone(),
+            disk_space: self.disk_space.clone(),
+            influx: self.influx.clone(),
+            events: self.events.clone(),
+        }
     }
 }
 
@@ -131,8 +176,17 @@ pub struct Summary {
 
 /// A started pipeline.
 pub struct Pipeline {
-    shared: Arc<Shared>,
-    consumers: Vec<consumer::ConsumerThread>,
+    /// The durable log: flushed, and what it holds counted, at shutdown.
+    wal: Arc<wal::Wal>,
+    /// Synced at shutdown.
+    dead_letters: Arc<DeadLetterStore>,
+    /// What start-up replayed, for the summary.
+    replay: Arc<Replay>,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+    /// What the health endpoint reads.
+    health: HealthHandle,
+    consumers: Vec<ConsumerThread>,
     writers: Vec<writer_pool::WriterThread>,
     drain_timeout: Duration,
 }
@@ -165,45 +219,39 @@ impl Pipeline {
         } else {
             None
         };
-        let shared = Arc::new(Shared {
+        let parts = Parts {
             wal_low_water_bytes: config.wal.max_size_mb * 1024 * 1024 * 8 / 10,
-            wal,
-            dead_letters,
-            disk_space: DiskSpace::new(&config.wal.path, &config.wal.dead_letter_path),
-            handoff: HandoffQueue::new(HANDOFF_MEMORY_BUDGET),
-            replay: Replay::default(),
+            wal: Arc::new(wal),
+            dead_letters: Arc::new(dead_letters),
+            disk_space: Arc::new(DiskSpace::new(
+                &config.wal.path,
+                &config.wal.dead_letter_path,
+            )),
+            queues: SinkQueues::new(events.is_some()),
+            replay: Arc::default(),
             transformer: Transformer::new(
                 config.influxdb.database_name.clone(),
                 config.influxdb.db_per_tenant,
             ),
-            influx,
+            influx: Arc::new(influx),
             influx_batch_size: config.influxdb.batch_size.max(1),
-            events,
+            events: events.map(Arc::new),
             line_buffers: Arc::default(),
             stats: stats.clone(),
             control,
-            config: config.clone(),
-        });
+        };
 
-        let replayed = shared.replay.queue_backlog(&shared)?;
+        let replayed = parts.replay.queue_backlog(&parts.wal, &parts.queues)?;
         stats
             .wal_replayed_records
             .store(replayed, std::sync::atomic::Ordering::Relaxed);
 
         let mut writers = Vec::new();
         for n in 0..config.wal.writer_threads.max(1) {
-            writers.push(writer_pool::spawn(
-                n,
-                shared.clone(),
-                writer_pool::Sink::Influx,
-            )?);
+            writers.push(writer_pool::spawn(n, parts.influx_writer(config))?);
         }
-        if shared.events.is_some() {
-            writers.push(writer_pool::spawn(
-                0,
-                shared.clone(),
-                writer_pool::Sink::Events,
-            )?);
+        if let Some(handle) = parts.events_writer() {
+            writers.push(writer_pool::spawn(0, handle)?);
         }
 
         let mut consumers = Vec::new();
@@ -215,7 +263,7 @@ impl Pipeline {
             if !section.enabled {
                 continue;
             }
-            if shared.control.stopping() {
+            if parts.control.stopping() {
                 log::info!(
                     "stop requested during start-up: not consuming topic {}",
                     section.topic
@@ -223,12 +271,11 @@ impl Pipeline {
                 continue;
             }
             for member in 0..section.num_processors.max(1) {
-                consumers.push(consumer::spawn(
+                consumers.push(kafka_source::spawn(
                     config,
                     section,
-                    kind,
                     member,
-                    shared.clone(),
+                    parts.consumer(config, kind),
                 )?);
             }
             let name = section.instance_name();
@@ -247,16 +294,26 @@ impl Pipeline {
             );
         }
         Ok(Pipeline {
-            shared,
+            health: parts.health(),
+            wal: parts.wal,
+            dead_letters: parts.dead_letters,
+            replay: parts.replay,
+            stats: parts.stats,
+            control: parts.control,
             consumers,
             writers,
             drain_timeout: Duration::from_secs(config.wal.drain_timeout_seconds),
         })
     }
 
-    /// The shared state (for the health endpoint and tests).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// What the health endpoint reads.
+    pub fn health(&self) -> HealthHandle {
+        self.health.clone()
+    }
+
+    /// The WAL (for the run's exit and tests).
+    pub fn wal(&self) -> &Arc<wal::Wal> {
+        &self.wal
     }
 
     /// Stops consuming (flush, commit, leave the group), then lets the writers
@@ -265,13 +322,12 @@ impl Pipeline {
     /// (it waits for the session timeout when Kafka is unreachable).
     pub fn shutdown(self) -> Summary {
         use std::sync::atomic::Ordering::Relaxed;
-        let shared = self.shared;
         let started = Instant::now();
-        let written_before_stop = shared.stats.points_written.load(Relaxed);
-        shared.control.stop();
+        let written_before_stop = self.stats.points_written.load(Relaxed);
+        self.control.stop();
         // After a fatal error the writers have given up already: what is
         // left is leaving the Kafka groups, for a few seconds at most.
-        let drain_timeout = if shared.control.fatal_error().is_some() {
+        let drain_timeout = if self.control.fatal_error().is_some() {
             self.drain_timeout.min(FATAL_STOP_TIMEOUT)
         } else {
             self.drain_timeout
@@ -284,10 +340,10 @@ impl Pipeline {
         log::info!(
             "consumers stopped after {:.1}s; draining the WAL ({} record(s)) for up to {}s",
             started.elapsed().as_secs_f64(),
-            shared.wal.pending_records(),
+            self.wal.pending_records(),
             self.drain_timeout.as_secs()
         );
-        shared.control.start_drain();
+        self.control.start_drain();
         let deadline = Instant::now() + drain_timeout;
         let mut give_up_at = None;
         loop {
@@ -303,9 +359,9 @@ impl Pipeline {
                     log::warn!(
                         "drain timeout ({}s) reached with {} record(s) in the WAL; they are written at the next start",
                         drain_timeout.as_secs(),
-                        shared.wal.pending_records()
+                        self.wal.pending_records()
                     );
-                    shared.control.stop_writers();
+                    self.control.stop_writers();
                     grace = WRITERS_GIVE_UP_GRACE;
                 }
                 give_up_at = Some(now + grace);
@@ -331,19 +387,19 @@ impl Pipeline {
                 w.join();
             }
         }
-        if let Err(e) = shared.dead_letters.sync() {
+        if let Err(e) = self.dead_letters.sync() {
             log::error!("syncing the dead-letter file at shutdown: {e}");
         }
-        if let Err(e) = shared.wal.sync() {
+        if let Err(e) = self.wal.sync() {
             log::error!("flushing the WAL at shutdown: {e}");
         }
-        let stats = &shared.stats;
+        let stats = &self.stats;
         let points_written = stats.points_written.load(Relaxed);
         Summary {
-            replayed_records: shared.replay.records(),
+            replayed_records: self.replay.records(),
             points_written,
             points_drained: points_written.saturating_sub(written_before_stop),
-            records_left: shared.wal.pending_records(),
+            records_left: self.wal.pending_records(),
             dead_letters: stats.dead_letters.load(Relaxed),
         }
     }

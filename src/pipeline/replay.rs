@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use wal::RecordId;
 
-use super::Shared;
+use super::handoff::SinkQueues;
 use crate::stats::TopicKind;
 
 /// The replayed backlog and how much of it the writers have acknowledged.
@@ -27,11 +27,11 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Queues every pending WAL record for the writers; returns how many.
-    /// Past the hand-off memory budget only ids travel and writers read the
-    /// records back from disk when they get to them.
-    pub fn queue_backlog(&self, shared: &Shared) -> anyhow::Result<u64> {
-        let wal = &shared.wal;
+    /// Queues every pending record of `wal` for the writers, on the queue
+    /// of its sink; returns how many. Past the hand-off memory budget only
+    /// ids travel and writers read the records back from disk when they get
+    /// to them.
+    pub fn queue_backlog(&self, wal: &wal::Wal, queues: &SinkQueues) -> anyhow::Result<u64> {
         let mut records = 0u64;
         let mut end_id = 0u64;
         let mut kept_events = 0u64;
@@ -44,13 +44,16 @@ impl Replay {
             })?;
             end_id = id.0 + 1;
             let kind = TopicKind::from_record_kind(record.kind);
-            if kind == Some(TopicKind::Events) && shared.events.is_none() {
+            if kind == Some(TopicKind::Events) && queues.events.is_none() {
                 kept_events += 1;
                 continue;
             }
-            shared
-                .handoff_for(kind.unwrap_or(TopicKind::Metrics))
-                .offer(id, record.database, record.points, record.payload);
+            queues.for_kind(kind.unwrap_or(TopicKind::Metrics)).offer(
+                id,
+                record.database,
+                record.points,
+                record.payload,
+            );
             records += 1;
         }
         if kept_events > 0 {

@@ -8,10 +8,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::handoff::Handoff;
-use super::Shared;
-use crate::dead_letter::DeadLetter;
-use crate::stats::WriteOutcome;
+use super::control::Control;
+use super::event_sink::EventsSink;
+use super::handoff::{Handoff, HandoffQueue};
+use super::line_buffers::LineBuffers;
+use super::replay::Replay;
+use crate::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::influx::InfluxWriter;
+use crate::retry::Retry;
+use crate::stats::{Stats, WriteOutcome};
 
 /// A coalesced write: one database, one or more WAL records.
 pub(super) struct WriteJob {
@@ -22,12 +27,41 @@ pub(super) struct WriteJob {
 }
 
 /// Where a writer thread writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
     /// Metrics and alarm transitions to InfluxDB.
-    Influx,
+    Influx {
+        /// The chunked batch writer.
+        writer: Arc<InfluxWriter>,
+        /// Points per write (`[influxdb] batch_size`).
+        batch_size: usize,
+    },
     /// Events to Elasticsearch.
-    Events,
+    Events(Arc<EventsSink>),
+}
+
+/// What a writer thread holds of the pipeline: its sink and the queue of
+/// that sink's records, the WAL to read records back from and ack them in,
+/// the dead-letter file for what the sink refuses. Built once per writer
+/// thread at start-up.
+pub struct WriterHandle {
+    /// Where it writes.
+    pub sink: Sink,
+    /// Records on their way to this sink.
+    pub handoff: Arc<HandoffQueue>,
+    /// Backoff and the failure log of the thread's writes.
+    pub retry: Retry,
+    /// The durable log: records read back, and acked once written.
+    pub wal: Arc<wal::Wal>,
+    /// The start-up backlog, told of acks.
+    pub replay: Arc<Replay>,
+    /// Lines and documents the sink refused.
+    pub dead_letters: Arc<DeadLetterStore>,
+    /// Written records' buffers, back to the consumers.
+    pub line_buffers: Arc<LineBuffers>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Run state: draining, giving up, fatal errors.
+    pub control: Arc<Control>,
 }
 
 /// A running writer thread.
@@ -49,71 +83,67 @@ impl WriterThread {
     }
 }
 
-/// Starts writer thread number `n` of `sink`.
-pub fn spawn(n: usize, shared: Arc<Shared>, sink: Sink) -> anyhow::Result<WriterThread> {
-    let name = match sink {
-        Sink::Influx => format!("writer#{n}"),
-        Sink::Events => format!("events-writer#{n}"),
+/// Starts writer thread number `n` of its handle's sink.
+pub fn spawn(n: usize, handle: WriterHandle) -> anyhow::Result<WriterThread> {
+    let name = match handle.sink {
+        Sink::Influx { .. } => format!("writer#{n}"),
+        Sink::Events(_) => format!("events-writer#{n}"),
     };
     let handle = std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(shared, sink))?;
+        .spawn(move || run(handle))?;
     Ok(WriterThread { handle })
 }
 
-fn run(shared: Arc<Shared>, sink: Sink) {
-    let (handoff, batch_size, mut retry) = match (sink, shared.events.as_ref()) {
-        (Sink::Events, Some(events)) => {
-            (&events.handoff, events.batch_size(), events.retry_policy())
-        }
-        (Sink::Events, None) => return,
-        (Sink::Influx, _) => (
-            &shared.handoff,
-            shared.influx_batch_size,
-            shared.retry_policy(),
-        ),
+fn run(w: WriterHandle) {
+    // This thread's own: its backoff state changes with its writes.
+    let mut retry = w.retry.clone();
+    let handoff = &w.handoff;
+    let batch_size = match &w.sink {
+        Sink::Influx { batch_size, .. } => *batch_size,
+        Sink::Events(events) => events.batch_size(),
     };
     let mut carry: Option<WriteJob> = None;
     loop {
-        if shared.control.writers_stopped() {
+        if w.control.writers_stopped() {
             return; // what is left stays in the WAL for the next start
         }
         let mut job = match carry.take() {
             Some(job) => job,
             None => match handoff.recv_timeout(Duration::from_millis(50)) {
-                Some(h) => match resolve(&shared, h) {
+                Some(h) => match resolve(&w, h) {
                     Some(job) => job,
                     None => continue,
                 },
-                None if shared.control.draining() => return, // consumers gone, queue empty
+                None if w.control.draining() => return, // consumers gone, queue empty
                 None => continue,
             },
         };
         // Coalesce consecutive records for the same database.
         while job.points < batch_size {
-            let Some(next) = handoff.try_recv().and_then(|h| resolve(&shared, h)) else {
+            let Some(next) = handoff.try_recv().and_then(|h| resolve(&w, h)) else {
                 break;
             };
             if next.database == job.database && job.points + next.points <= batch_size {
                 job.lines.extend_from_slice(&next.lines);
                 job.points += next.points;
                 job.ids.extend(next.ids);
-                shared.line_buffers.give_back(next.lines);
+                w.line_buffers.give_back(next.lines);
             } else {
                 carry = Some(next);
                 break;
             }
         }
-        match (sink, shared.events.as_ref()) {
-            (Sink::Events, Some(events)) => events.write_job(&shared, &mut job, &mut retry),
-            _ => write_job(&shared, &job, &mut retry),
+        match &w.sink {
+            Sink::Events(events) => events.write_job(&w, &mut job, &mut retry),
+            Sink::Influx { writer, .. } => write_job(&w, writer, &job, &mut retry),
         }
-        shared.line_buffers.give_back(job.lines);
+        w.line_buffers.give_back(job.lines);
     }
 }
 
 /// Turns a hand-off into a job, reading the record from the WAL when only its id travelled.
-fn resolve(shared: &Shared, h: Handoff) -> Option<WriteJob> {
+fn resolve(w: &WriterHandle, h: Handoff) -> Option<WriteJob> {
     match h {
         Handoff::InMemory {
             id,
@@ -127,9 +157,9 @@ fn resolve(shared: &Shared, h: Handoff) -> Option<WriteJob> {
             points: points as usize,
         }),
         Handoff::OnDisk(id) => {
-            shared.stats.wal_records_read_back.fetch_add(1, Relaxed);
+            w.stats.wal_records_read_back.fetch_add(1, Relaxed);
             let after = id.0.checked_sub(1).map(wal::RecordId);
-            match shared.wal.pending_from(after).next() {
+            match w.wal.pending_from(after).next() {
                 Some(Ok((found, rec))) if found == id => Some(WriteJob {
                     database: rec.database,
                     ids: vec![id],
@@ -138,9 +168,7 @@ fn resolve(shared: &Shared, h: Handoff) -> Option<WriteJob> {
                 }),
                 Some(Ok(_)) | None => None, // already acked
                 Some(Err(e)) => {
-                    shared
-                        .control
-                        .fatal(format!("reading WAL record {}: {e}", id.0));
+                    w.control.fatal(format!("reading WAL record {}: {e}", id.0));
                     None
                 }
             }
@@ -150,15 +178,13 @@ fn resolve(shared: &Shared, h: Handoff) -> Option<WriteJob> {
 
 /// Writes one job until InfluxDB settled all of it (then acks it in the WAL),
 /// or the writers must give up (the records stay in the WAL).
-fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
-    let stats = &shared.stats;
+fn write_job(w: &WriterHandle, influx: &InfluxWriter, job: &WriteJob, retry: &mut Retry) {
+    let stats = &w.stats;
     let mut offset = 0;
     let mut points_left = job.points;
     loop {
         let started = Instant::now();
-        let report = shared
-            .influx
-            .write_batch(&job.database, &job.lines[offset..], points_left);
+        let report = influx.write_batch(&job.database, &job.lines[offset..], points_left);
         stats.write_latency.observe_since(started);
         stats
             .points_written
@@ -173,12 +199,12 @@ fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
             stats
                 .points_rejected
                 .fetch_add(report.rejected.len() as u64, Relaxed);
-            if let Err(e) = dead_letter_lines(shared, &job.database, &report.rejected) {
-                shared.control.fatal(format!(
+            if let Err(e) = dead_letter_lines(w, &job.database, &report.rejected) {
+                w.control.fatal(format!(
                     "writing {} line(s) InfluxDB refused for {} to {}: {e}",
                     report.rejected.len(),
                     job.database,
-                    shared.dead_letters.path().display()
+                    w.dead_letters.path().display()
                 ));
                 return;
             }
@@ -192,7 +218,7 @@ fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
                     WriteOutcome::Partial
                 });
                 retry.succeeded();
-                ack(shared, job);
+                ack(w, job);
                 return;
             }
             Some(need) => {
@@ -200,7 +226,7 @@ fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
                 stats.write_retries.fetch_add(1, Relaxed);
                 offset += need.offset;
                 points_left = points_left.saturating_sub(settled);
-                if !retry.wait(&need.error, shared.control.writers_stop_signal()) {
+                if !retry.wait(&need.error, w.control.writers_stop_signal()) {
                     return;
                 }
             }
@@ -209,10 +235,10 @@ fn write_job(shared: &Shared, job: &WriteJob, retry: &mut crate::retry::Retry) {
 }
 
 /// Acknowledges a written job's records in the WAL (fatal when that fails).
-pub(super) fn ack(shared: &Shared, job: &WriteJob) {
-    match shared.wal.ack(&job.ids) {
-        Ok(()) => shared.replay.acked(&job.ids),
-        Err(e) => shared.control.fatal(format!(
+pub(super) fn ack(w: &WriterHandle, job: &WriteJob) {
+    match w.wal.ack(&job.ids) {
+        Ok(()) => w.replay.acked(&job.ids),
+        Err(e) => w.control.fatal(format!(
             "acknowledging {} WAL record(s) for {}: {e}",
             job.ids.len(),
             job.database
@@ -221,15 +247,14 @@ pub(super) fn ack(shared: &Shared, job: &WriteJob) {
 }
 
 fn dead_letter_lines(
-    shared: &Shared,
+    w: &WriterHandle,
     database: &str,
     rejected: &[crate::influx::RejectedLine],
 ) -> Result<(), crate::dead_letter::DeadLetterError> {
     for r in rejected {
-        shared
-            .dead_letters
+        w.dead_letters
             .record(&DeadLetter::rejected_line(database, &r.line, &r.reason))?;
-        shared.stats.dead_letters.fetch_add(1, Relaxed);
+        w.stats.dead_letters.fetch_add(1, Relaxed);
     }
-    shared.dead_letters.sync()
+    w.dead_letters.sync()
 }
