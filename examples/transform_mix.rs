@@ -23,13 +23,14 @@
 //! `--db-per-tenant` writes as `[influxdb] db_per_tenant` does. `--dump`
 //! writes the lines to stdout, to compare two builds' output byte for byte.
 
+#[path = "../benches/support/loadgen_mix.rs"]
+mod loadgen_mix;
 #[path = "../benches/support/metric_mix.rs"]
 mod metric_mix;
 
 use std::hint::black_box;
 use std::io::Write as _;
 
-use monasca_loadgen::{Generator, Limits, Timestamps, Workload};
 use monasca_persister::transform::Transformer;
 
 fn main() {
@@ -50,7 +51,7 @@ fn main() {
     let messages = if criterion {
         criterion_mix(count)
     } else {
-        loadgen_mix(count)
+        loadgen_metrics(count)
     };
     if generate_only {
         black_box(&messages);
@@ -87,20 +88,10 @@ fn main() {
     );
 }
 
-/// The end-to-end benchmark's metrics, with fixed timestamps (13 digits, as
-/// now) so that every run sees the same bytes.
-fn loadgen_mix(count: u64) -> Vec<Vec<u8>> {
-    let limits = Limits {
-        metrics: Some(count),
-        alarms: None,
-    };
-    let mut generator = Generator::new(
-        Workload::default(),
-        limits,
-        Timestamps::sequence(1_700_000_000_000),
-    )
-    .expect("the default workload is valid");
-    std::iter::from_fn(|| generator.next_message())
+/// The end-to-end benchmark's metrics.
+fn loadgen_metrics(count: u64) -> Vec<Vec<u8>> {
+    loadgen_mix::messages(count, None)
+        .into_iter()
         .map(|message| message.payload)
         .collect()
 }

@@ -1,5 +1,5 @@
-//! Fuzzes the metric transform: the fast paths (the direct encoder and the
-//! scanner) must answer exactly as the serde path they stand in for, line
+//! Fuzzes the metric transform: the direct path must answer exactly as the
+//! serde path it stands in for, line
 //! bytes and rejections alike, and every answer must satisfy `check.rs`.
 
 #![no_main]

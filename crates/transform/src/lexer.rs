@@ -1,13 +1,15 @@
-//! The JSON lexical steps both fast metric decoders share (`direct.rs` and
-//! `scan.rs`): a position in the payload, whitespace, literals, numbers,
-//! strings with their escapes, whole values skipped — each validated as
-//! strictly as serde_json would, and each answering `None` where the
-//! decoder must give up and leave the message to a slower path.
+//! The JSON lexical steps, one implementation of each rule, for the direct
+//! metric path (`direct.rs`) and the Python-style writer (`pyjson.rs`): a
+//! position in the payload, whitespace, literals, numbers, strings with
+//! their escapes, whole values skipped — each validated as strictly as
+//! serde_json would, and each answering `None` where the direct path must
+//! give up and leave the message to serde (the writer reads text serde or
+//! the direct path has already validated).
 
 use super::swar::{bytes_below, equal_bytes, word, HIGHS, ONES};
 
-/// Deepest nesting followed inside a skipped value (one bit per level in a
-/// `u64`); deeper input goes to the serde path.
+/// Deepest nesting [`Lexer::skip_value`] follows inside a skipped value
+/// (one bit per level in a `u64`); deeper input goes to the serde path.
 pub(super) const MAX_SKIP_DEPTH: u32 = 64;
 
 /// Where the parts of a number [`Lexer::number`] read end.
@@ -105,6 +107,52 @@ pub(super) fn digit_count(text: &[u8]) -> usize {
     len
 }
 
+/// The containers open around a position in a skipped value: one bit per
+/// level, set for an object.
+pub(super) trait OpenContainers {
+    /// Notes level `depth` (from 0) as an object or an array; `None` when
+    /// it is deeper than this follows.
+    fn open(&mut self, depth: usize, object: bool) -> Option<()>;
+    /// Whether level `depth` is an object.
+    fn is_object(&self, depth: usize) -> bool;
+}
+
+/// Up to [`MAX_SKIP_DEPTH`] levels, in a register.
+impl OpenContainers for u64 {
+    #[inline(always)]
+    fn open(&mut self, depth: usize, object: bool) -> Option<()> {
+        if depth >= MAX_SKIP_DEPTH as usize {
+            return None;
+        }
+        let bit = 1 << depth;
+        *self = if object { *self | bit } else { *self & !bit };
+        Some(())
+    }
+
+    #[inline(always)]
+    fn is_object(&self, depth: usize) -> bool {
+        self >> depth & 1 == 1
+    }
+}
+
+/// Any depth: 128 levels inline, more on the heap.
+impl OpenContainers for smallvec::SmallVec<[u64; 2]> {
+    fn open(&mut self, depth: usize, object: bool) -> Option<()> {
+        if self.len() <= depth / 64 {
+            self.push(0);
+        }
+        let word = self.get_mut(depth / 64)?;
+        let bit = 1 << (depth % 64);
+        *word = if object { *word | bit } else { *word & !bit };
+        Some(())
+    }
+
+    fn is_object(&self, depth: usize) -> bool {
+        self.get(depth / 64)
+            .is_some_and(|word| word >> (depth % 64) & 1 == 1)
+    }
+}
+
 /// A position in a payload.
 pub(super) struct Lexer<'p> {
     pub(super) bytes: &'p [u8],
@@ -113,33 +161,40 @@ pub(super) struct Lexer<'p> {
 
 impl<'p> Lexer<'p> {
     /// At the start of `bytes`.
+    #[cfg(test)]
     pub(super) fn new(bytes: &'p [u8]) -> Lexer<'p> {
         Lexer { bytes, pos: 0 }
     }
 
     /// Skips one JSON value, validating it as serde_json's `ignore_value`
-    /// does (and its strings as UTF-8), and returns where its text lies.
+    /// does (and its strings as UTF-8), and returns where its text lies;
+    /// `None` for anything else and for nesting deeper than
+    /// [`MAX_SKIP_DEPTH`].
+    #[inline]
     pub(super) fn skip_value(&mut self) -> Option<std::ops::Range<usize>> {
+        self.skip_value_in(&mut 0u64)
+    }
+
+    /// [`Lexer::skip_value`] keeping the open containers in `open` (which
+    /// sets the depth it follows).
+    pub(super) fn skip_value_in(
+        &mut self,
+        open: &mut impl OpenContainers,
+    ) -> Option<std::ops::Range<usize>> {
         let start = self.pos;
-        // One bit per open container, set for objects.
-        let mut objects: u64 = 0;
-        let mut depth: u32 = 0;
+        let mut depth: usize = 0;
         loop {
             // At a value.
             match self.peek()? {
-                open @ (b'{' | b'[') => {
-                    let is_object = open == b'{';
-                    if depth == MAX_SKIP_DEPTH {
-                        return None;
-                    }
+                bracket @ (b'{' | b'[') => {
+                    let is_object = bracket == b'{';
+                    open.open(depth, is_object)?;
                     self.pos += 1;
-                    objects = objects << 1 | u64::from(is_object);
                     depth += 1;
                     self.skip_whitespace();
                     let close = if is_object { b'}' } else { b']' };
                     if self.peek() == Some(close) {
                         self.pos += 1;
-                        objects >>= 1;
                         depth -= 1;
                     } else {
                         if is_object {
@@ -161,7 +216,7 @@ impl<'p> Lexer<'p> {
                     return Some(start..self.pos);
                 }
                 self.skip_whitespace();
-                let in_object = objects & 1 == 1;
+                let in_object = open.is_object(depth - 1);
                 match self.next()? {
                     b',' => {
                         self.skip_whitespace();
@@ -174,7 +229,6 @@ impl<'p> Lexer<'p> {
                     b']' if !in_object => {}
                     _ => return None,
                 }
-                objects >>= 1;
                 depth -= 1;
             }
         }
@@ -288,6 +342,7 @@ impl<'p> Lexer<'p> {
     }
 
     /// Whether the payload ends here (after trailing whitespace).
+    #[cfg(test)]
     pub(super) fn at_end(&mut self) -> bool {
         self.skip_whitespace();
         self.pos == self.bytes.len()

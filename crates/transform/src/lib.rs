@@ -20,7 +20,6 @@ mod message;
 pub mod pyjson;
 pub mod pynum;
 mod pyunicode;
-mod scan;
 mod simd;
 mod swar;
 mod tags;
@@ -155,27 +154,40 @@ fn python_str<'p>(raw: &'p str, field: &'static str) -> Result<Cow<'p, str>, Rej
     pyjson::python_str(raw).map_err(|e| bad_value(field, e.to_string()))
 }
 
-/// Whether a metric message may take the fast scanner (`scan.rs`), which
-/// hands anything unusual to serde anyway.
+/// Whether a metric message may take the direct path (`direct.rs`), which
+/// hands anything else to serde anyway.
 #[derive(Debug, Clone, Copy)]
 enum Decoder {
-    Fast,
+    Direct,
     Serde,
 }
 
-/// Whether the fast scanner decodes `payload` by itself (a test hook:
-/// generated cases must actually exercise the fast path).
-#[doc(hidden)]
-pub fn metric_takes_fast_path(payload: &[u8]) -> bool {
-    std::str::from_utf8(payload)
-        .is_ok_and(|text| scan::decode_metric(text, &mut DimensionList::new()).is_some())
-}
-
 /// Whether the direct path (`direct.rs`) writes the line of `payload` by
-/// itself (a test hook, like [`metric_takes_fast_path`]).
+/// itself (a test hook: generated cases must actually exercise it).
 #[doc(hidden)]
 pub fn metric_takes_direct_path(payload: &[u8]) -> bool {
     direct::encode_metric(payload, None, &mut Vec::new()).is_some()
+}
+
+/// The JSON reader that answers for a metric message in
+/// [`Transformer::metric`] (a measuring hook: `examples/transform_tiers.rs`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetricReader {
+    /// `direct.rs` wrote the line.
+    Direct,
+    /// serde decoded the message (or refused it).
+    Serde,
+}
+
+/// Which reader answers for `payload` (see [`MetricReader`]).
+#[doc(hidden)]
+pub fn metric_reader(payload: &[u8]) -> MetricReader {
+    if metric_takes_direct_path(payload) {
+        MetricReader::Direct
+    } else {
+        MetricReader::Serde
+    }
 }
 
 /// Runs `encode` on `out`; on rejection `out` is left as it was.
@@ -231,11 +243,11 @@ impl Transformer {
         payload: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<Target<'p>, Rejection> {
-        rolled_back_on_error(out, |out| self.encode_metric(payload, out, Decoder::Fast))
+        rolled_back_on_error(out, |out| self.encode_metric(payload, out, Decoder::Direct))
     }
 
-    /// [`Transformer::metric`] with the fast scanner switched off: the
-    /// reference the fast path is tested against.
+    /// [`Transformer::metric`] with the direct path switched off: the
+    /// reference the direct path is tested against.
     #[doc(hidden)]
     pub fn metric_via_serde<'p>(
         &self,
@@ -304,38 +316,27 @@ impl Transformer {
         out: &mut Vec<u8>,
         decoder: Decoder,
     ) -> Result<Target<'p>, Rejection> {
-        if let Decoder::Fast = decoder {
+        if let Decoder::Direct = decoder {
             let tenant_database = self.db_per_tenant.then_some(self.database_name.as_str());
             if let Some(target) = direct::encode_metric(payload, tenant_database, out) {
                 return Ok(target);
             }
         }
-        self.encode_metric_in_full(payload, out, decoder)
+        self.encode_metric_in_full(payload, out)
     }
 
-    /// The full path of [`Transformer::encode_metric`]: the scanner or serde,
-    /// then the reference's rules field by field. Out of line, so that the
-    /// direct path stays small where it is inlined.
+    /// The full path of [`Transformer::encode_metric`]: serde, then the
+    /// reference's rules field by field. Out of line, so that the direct
+    /// path stays small where it is inlined.
     #[inline(never)]
     fn encode_metric_in_full<'p>(
         &self,
         payload: &'p [u8],
         out: &mut Vec<u8>,
-        decoder: Decoder,
     ) -> Result<Target<'p>, Rejection> {
         let text = utf8(without_byte_order_mark(payload))?;
         let mut tags = DimensionList::new();
-        let fast = match decoder {
-            Decoder::Fast => scan::decode_metric(text, &mut tags),
-            Decoder::Serde => None,
-        };
-        let envelope = match fast {
-            Some(envelope) => envelope,
-            None => {
-                tags.clear();
-                message::decode_metric(text, &mut tags).map_err(malformed)?
-            }
-        };
+        let envelope = message::decode_metric(text, &mut tags).map_err(malformed)?;
         // Required fields are looked up in the order of the reference's
         // `process_message`, so that a message missing several is refused
         // naming the one the reference names.

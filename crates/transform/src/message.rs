@@ -8,6 +8,14 @@
 //! `Option`s so that a missing one becomes a typed rejection naming it
 //! rather than a serde error string. A repeated field keeps its last value,
 //! as `json.loads` does.
+//!
+//! serde_json, not sonic-rs: on the 2 700 metric messages the direct path
+//! leaves to this decoder in the differential, compat and fuzz corpora, the
+//! same borrowed shapes (every field raw: `&RawValue` vs `LazyValue`) took
+//! 9 095 instructions per message with serde_json 1.0.154 and 15 796 with
+//! sonic-rs 0.5.12 (callgrind; 0.9 vs 1.6 µs of wall clock), both accepting
+//! the same messages; sonic-rs would also change the text of every
+//! `Malformed` rejection.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,8 +28,7 @@ use smallvec::SmallVec;
 use super::pyjson;
 
 /// A JSON string, borrowed from the payload unless it contained escapes.
-/// Both decoders (this one and `scan.rs`) keep to that: borrowed text is raw
-/// JSON string content, so it holds no backslash and no control character,
+/// Borrowed text is raw JSON string content, so it holds no backslash and no control character,
 /// which `tags.rs` relies on to skip normalising it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text<'p>(pub Cow<'p, str>);

@@ -7,8 +7,8 @@
 //! into text as `str(value)` does: a string is itself, anything else its
 //! `repr()` (`None`, `True`, `1.5`, `inf`, `{'k': [1, 'x']}`).
 //!
-//! It works directly on the raw text serde_json (or a fast scanner) has
-//! already validated, so integers of any size keep their digits and the
+//! It works directly on the raw text serde_json (or the direct path) has
+//! already validated, read by the lexer's steps (`lexer.rs`), so integers of any size keep their digits and the
 //! common small object needs no tree of its own.
 
 use std::borrow::Cow;
@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use smallvec::SmallVec;
 use thiserror::Error;
 
+use super::lexer::{whitespace_len, Lexer};
 use super::pynum::FloatRepr;
 use super::pyunicode;
 
@@ -75,10 +76,8 @@ enum Style<'r> {
 /// `""`, `[]`, `{}`.
 pub fn is_falsy(raw: &str) -> bool {
     let inner_is = |close: u8| {
-        raw.as_bytes()[1..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            == Some(&close)
+        let inner = &raw.as_bytes()[1..];
+        inner.get(whitespace_len(inner)) == Some(&close)
     };
     match raw.as_bytes().first() {
         None | Some(b'n') | Some(b'f') => true,
@@ -312,6 +311,8 @@ fn write_member_key(
     Ok(())
 }
 
+/// A position in already validated JSON text, read with the lexer's
+/// steps (`lexer.rs`): the same rules as the direct path reads by.
 #[derive(Clone, Copy)]
 struct Cursor<'t> {
     text: &'t str,
@@ -324,97 +325,65 @@ impl<'t> Cursor<'t> {
     }
 
     fn skip_whitespace(&mut self) {
-        while self
-            .peek()
-            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        {
-            self.pos += 1;
-        }
+        self.pos += self
+            .text
+            .as_bytes()
+            .get(self.pos..)
+            .map_or(0, whitespace_len);
+    }
+
+    /// Runs a step of the lexer from here; `Invalid` where it declines.
+    fn lex<T>(&mut self, step: impl FnOnce(&mut Lexer<'t>) -> Option<T>) -> Result<T, JsonError> {
+        let mut lexer = Lexer {
+            bytes: self.text.as_bytes(),
+            pos: self.pos,
+        };
+        let found = step(&mut lexer).ok_or(JsonError::Invalid(self.pos))?;
+        self.pos = lexer.pos;
+        Ok(found)
+    }
+
+    /// The text from `start` to here.
+    fn since(&self, start: usize) -> Result<&'t str, JsonError> {
+        self.text
+            .get(start..self.pos)
+            .ok_or(JsonError::Invalid(start))
     }
 
     fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
         self.skip_whitespace();
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(JsonError::Invalid(self.pos))
-        }
+        self.lex(|lexer| lexer.eat(byte))
     }
 
     fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {
-        if self.text[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            Err(JsonError::Invalid(self.pos))
-        }
+        self.lex(|lexer| lexer.literal(word.as_bytes()))
     }
 
     /// The raw content of the string starting at the cursor, escapes intact.
     fn string(&mut self) -> Result<&'t str, JsonError> {
-        self.expect(b'"')?;
+        self.skip_whitespace();
         let start = self.pos;
-        self.pos = string_end(self.text.as_bytes(), start).ok_or(JsonError::Invalid(start))?;
-        Ok(&self.text[start..self.pos - 1])
+        self.lex(Lexer::skip_string)?;
+        let quoted = self.since(start)?;
+        quoted
+            .get(1..quoted.len() - 1)
+            .ok_or(JsonError::Invalid(start))
     }
 
     fn number(&mut self) -> Result<&'t str, JsonError> {
         let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        {
-            self.pos += 1;
-        }
-        if self.pos == start {
-            return Err(JsonError::Invalid(start));
-        }
-        Ok(&self.text[start..self.pos])
+        self.lex(Lexer::skip_number)?;
+        self.since(start)
     }
 
-    /// Steps over one value (already validated JSON) and returns its raw
-    /// text; containers by counting brackets outside strings.
+    /// Steps over one value, nested to any depth (one that is too deep to
+    /// write is refused when the writer gets there, as it gets there), and
+    /// returns its raw text.
     fn skip_value(&mut self) -> Result<&'t str, JsonError> {
         self.skip_whitespace();
         let start = self.pos;
-        match self.peek() {
-            Some(b'{' | b'[') => {
-                let bytes = self.text.as_bytes();
-                let mut depth = 0usize;
-                let mut at = start;
-                loop {
-                    // Only quotes and brackets matter: step to the next.
-                    at += bytes
-                        .get(at..)
-                        .and_then(|rest| rest.iter().position(|&b| STRUCTURAL[usize::from(b)]))
-                        .ok_or(JsonError::Invalid(start))?;
-                    match bytes[at] {
-                        b'"' => {
-                            at = string_end(bytes, at + 1).ok_or(JsonError::Invalid(at))?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        _ => depth -= 1,
-                    }
-                    at += 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                self.pos = at;
-            }
-            Some(b'"') => {
-                self.string()?;
-            }
-            Some(b't') => self.literal("true")?,
-            Some(b'f') => self.literal("false")?,
-            Some(b'n') => self.literal("null")?,
-            _ => {
-                self.number()?;
-            }
-        }
-        Ok(&self.text[start..self.pos])
+        self.lex(|lexer| lexer.skip_value_in(&mut SmallVec::<[u64; 2]>::new()))?;
+        self.since(start)
     }
 
     /// Puts the members of the object at the cursor (which moves past it)
@@ -476,30 +445,6 @@ impl<'t> Cursor<'t> {
             }
         }
         Ok(())
-    }
-}
-
-/// The bytes that open or close a string or a container.
-const STRUCTURAL: [bool; 256] = {
-    let mut table = [false; 256];
-    table[b'"' as usize] = true;
-    table[b'[' as usize] = true;
-    table[b']' as usize] = true;
-    table[b'{' as usize] = true;
-    table[b'}' as usize] = true;
-    table
-};
-
-/// Where the JSON string whose content starts at `from` ends: just past
-/// its closing quote.
-fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    loop {
-        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
-        if bytes[at] == b'"' {
-            return Some(at + 1);
-        }
-        at += 2;
     }
 }
 

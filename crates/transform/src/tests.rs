@@ -139,6 +139,23 @@ fn any_json_type_is_written_as_python_str_of_it() {
     ));
 }
 
+/// Every JSON escape in a name, a dimension key and a value is decoded as
+/// `json.loads` decodes it (the direct path leaves such strings to serde).
+#[test]
+fn escapes_in_names_and_dimensions_are_decoded() {
+    let payload = metric_json(
+        r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00""#,
+        r#"{"k\u0041": "v\u0042", "x": "\"q\""}"#,
+        "1",
+        "null",
+    );
+    assert!(!metric_takes_direct_path(payload.as_bytes()));
+    assert_eq!(
+        line(&payload).as_deref(),
+        Ok("a\"\\\\/\x08\x0c\\ \r\té😀,_region=RegionOne,_tenant_id=t1,kA=vB,x=\"q\" value=1.0,value_meta=\"{}\" 1554725987408\n")
+    );
+}
+
 #[test]
 fn a_byte_order_mark_before_the_json_is_skipped() {
     for mark in ["\u{feff}", "\u{ef}\u{bb}\u{bf}"] {
