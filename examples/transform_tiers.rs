@@ -10,7 +10,9 @@
 //!
 //! The sources: `bench` (`benches/support/metric_mix.rs`, the mix
 //! `cargo bench --bench transform` times), `loadgen` (the load generator's
-//! default workload, 20 000 metrics and 200 alarm transitions), `diff` (the
+//! default workload, 20 000 metrics and 200 alarm transitions), `agents`
+//! (those metrics with the timestamps agents send, `time.time() * 1000`: a
+//! Python float with one to four fraction digits), `diff` (the
 //! 3 000 messages of `tests/reference_diff.rs`'s default seed), `compat`
 //! (`tests/data/compat/*.jsonl`) and `fuzz` (the committed corpus under
 //! `fuzz/corpus/`). Alarm transitions have one reader, serde's; a metric
@@ -71,6 +73,7 @@ fn main() {
     let sources = [
         ("bench", bench()),
         ("loadgen", loadgen()),
+        ("agents", agents()),
         ("diff", diff()),
         ("compat", compat()),
         ("fuzz", fuzz()),
@@ -94,7 +97,7 @@ fn main() {
             let (_, messages) = sources
                 .iter()
                 .find(|(source, _)| source == name)
-                .expect("a source: bench, loadgen, diff, compat or fuzz");
+                .expect("a source: bench, loadgen, agents, diff, compat or fuzz");
             let messages: Messages = messages
                 .iter()
                 .filter(|(kind, payload)| match (only, kind) {
@@ -132,6 +135,35 @@ fn loadgen() -> Messages {
                 MessageKind::AlarmTransition => Kind::AlarmTransition,
             };
             (kind, message.payload)
+        })
+        .collect()
+}
+
+/// The load generator's metrics with a fraction after each timestamp's
+/// digits, as `repr(time.time() * 1000)` has (1 to 4 digits).
+fn agents() -> Messages {
+    const KEY: &[u8] = b"\"timestamp\": ";
+    loadgen()
+        .into_iter()
+        .filter(|(kind, _)| *kind == Kind::Metric)
+        .enumerate()
+        .map(|(i, (kind, payload))| {
+            let at = payload
+                .windows(KEY.len())
+                .position(|w| w == KEY)
+                .expect("a timestamp")
+                + KEY.len();
+            let end = at
+                + payload[at..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+            let digits = format!("{:04}", 1 + i * 7919 % 9999);
+            let fraction = format!(".{}", &digits[..1 + i % 4]);
+            let mut message = payload[..end].to_vec();
+            message.extend_from_slice(fraction.as_bytes());
+            message.extend_from_slice(&payload[end..]);
+            (kind, message)
         })
         .collect()
 }

@@ -562,7 +562,9 @@ fn plain_message() -> impl Strategy<Value = String> {
         prop::sample::select(&[
             "1554725987408", "0", "-0", "7", "-12", "9223372036854", "9223372036855",
             "-9223372036854", "-9223372036855", "9999999999999", "10000000000000", "01",
-            "1.0", "1e3", "123456789012345678",
+            "1.0", "1e3", "123456789012345678", "1554725987408.105", "1554725987408.1052",
+            "1554725987408.99999999", "-0.5", "-0.0", "9223372036854.5", "9223372036854.9999",
+            "-9223372036854.5", "1.5e3", "1.",
         ][..]),
         value_number(),
         prop_oneof![
@@ -671,4 +673,56 @@ fn every_one_byte_edit_of_generated_load_gives_the_same_result() {
             }
         }
     }
+}
+
+/// Timestamps with a fraction, as agents write `time.time() * 1000`: an
+/// integer part over the whole range and beyond its edges, either sign
+/// (`-0` too), then 1 to 20 fraction digits, among them runs of nines that
+/// round up to the next integer in the float `json.loads` makes.
+fn fractional_timestamp() -> impl Strategy<Value = String> {
+    const EDGE: i64 = 9_223_372_036_854;
+    let int_part = prop_oneof![
+        3 => (-EDGE - 2..=EDGE + 2).prop_map(|n| n.to_string()),
+        2 => prop::sample::select(
+            &[0, 1, 9, 1_554_725_987_408, 9_007_199_254_740, EDGE - 1, EDGE, EDGE + 1][..]
+        )
+        .prop_flat_map(|n: i64| prop::sample::select(vec![n.to_string(), format!("-{n}")])),
+        1 => "[1-9][0-9]{0,12}",
+    ];
+    let fraction = prop_oneof![
+        3 => "[0-9]{1,20}",
+        2 => "9{1,20}",
+        1 => "9{1,8}[0-9]{0,4}",
+        1 => "0{1,15}[0-9]?",
+    ];
+    (int_part, fraction).prop_map(|(int, fraction)| format!("{int}.{fraction}"))
+}
+
+/// A timestamp with a fraction goes the direct path whenever the full path
+/// takes it (its `int()` within range), and both write the same line.
+#[test]
+fn fractional_timestamps_take_the_direct_path_and_give_the_same_line() {
+    let transformers = transformers();
+    let direct = Cell::new(0u32);
+    let cases = 3000;
+    let result = runner(cases).run(&fractional_timestamp(), |timestamp| {
+        let payload = format!(
+            r#"{{"metric": {{"name": "cpu.idle_perc", "dimensions": {{"hostname": "devstack"}}, "timestamp": {timestamp}, "value": 7.5, "value_meta": null}}, "meta": {{"region": "RegionOne", "tenantId": "t1"}}, "creation_time": 1554725988}}"#
+        );
+        let payload = payload.as_bytes();
+        same_result(&transformers, payload)?;
+        let accepted = transformers[0]
+            .metric_via_serde(payload, &mut Vec::new())
+            .is_ok();
+        let taken = metric_takes_direct_path(payload);
+        prop_assert_eq!(taken, accepted, "timestamp {}", timestamp);
+        direct.set(direct.get() + u32::from(taken));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let direct = direct.get();
+    println!("direct path {direct}/{cases}");
+    assert!(direct > cases / 2, "direct path taken {direct}/{cases}");
 }

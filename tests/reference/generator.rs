@@ -502,17 +502,40 @@ impl Generator {
         }
     }
 
-    /// A timestamp: plain, or any other number, numeric string or value.
+    /// A timestamp: plain (an integer, or a float as agents send
+    /// `time.time() * 1000`, whose repr has up to four fraction digits), or
+    /// any other number, numeric string or value.
     fn timestamp(&mut self, odd: bool) -> Json {
+        if !odd {
+            return if self.chance(25) {
+                let digits = self.rng.usize(1..=4);
+                let fraction: String = (0..digits)
+                    .map(|_| char::from(b'0' + self.rng.u8(0..10)))
+                    .collect();
+                number(format!("{}.{fraction}", self.unique_timestamp()))
+            } else {
+                number(self.unique_timestamp().to_string())
+            };
+        }
         let plain = number(self.unique_timestamp().to_string());
-        if !odd || self.chance(50) {
+        if self.chance(50) {
             return plain;
         }
         match self.rng.u8(0..10) {
+            // Up to 20 fraction digits; nines that round up to the next
+            // integer in the float `json.loads` makes.
             0 => number(format!(
                 "{}.{}",
                 self.unique_timestamp(),
-                self.rng.u32(..1000)
+                self.pick(&[
+                    "5",
+                    "105",
+                    "1052",
+                    "999",
+                    "99999999",
+                    "00000000000000000001",
+                    "49999999999999999999"
+                ])
             )),
             1 => number(format!("{}e3", self.unique_timestamp() / 1000)),
             2 => Json::Str(self.unique_timestamp().to_string()),

@@ -37,7 +37,7 @@ use super::lexer::{
     digit_count, find_plain_end, find_string_special, number_at, whitespace_len, Lexer, NumberParts,
 };
 use super::line::{escape_tag_bytes, max_series_key_len, may_need_tag_escape, StringFieldSink};
-use super::pynum::FloatRepr;
+use super::pynum::{self, FloatRepr};
 use super::simd::plain_string_masks;
 use super::swar::word;
 use super::{pyjson, MAX_TIMESTAMP_MS, METRIC_LONGEST_FIELD_KEY, MIN_TIMESTAMP_MS};
@@ -346,6 +346,7 @@ impl LineBuf<'_> {
 struct Fields {
     name: Option<Span>,
     dimensions_seen: bool,
+    /// Its text; `escapes` marks one with a fraction.
     timestamp: Option<Span>,
     value: Option<Number>,
     value_meta: Option<Span>,
@@ -495,16 +496,14 @@ fn encode_with<'p>(
             }
         }
     }
-    // A JSON integer is written canonically (no leading zeros, no `+`),
-    // as `int()` then `str()` would write it; only `-0` is not.
-    // Copied as a window: digits need no escaping.
-    line.push_tag(
-        payload,
-        Span {
-            escapes: false,
-            ..timestamp
-        },
-    )?;
+    if timestamp.escapes {
+        write_truncated_timestamp(timestamp.of(payload), line)?;
+    } else {
+        // A JSON integer is written canonically (no leading zeros, no `+`),
+        // as `int()` then `str()` would write it; only `-0` is not.
+        // Copied as a window: digits need no escaping.
+        line.push_tag(payload, timestamp)?;
+    }
     line.push(b'\n')?;
     out.extend_from_slice(line.text());
     Some(target)
@@ -608,6 +607,20 @@ fn set_once<T>(field: &mut Option<T>, value: T) -> Option<()> {
     }
 }
 
+/// Writes `int()` of a timestamp with a fraction (`-?digits.digits`) as the
+/// full path's `timestamp_ms` computes it, through the float `json.loads`
+/// makes of it (so `1554725987408.99999999` is 1554725987409 and `-0.5` is
+/// 0), within the same range; `None` outside it. (`timestamp_ms` itself
+/// costs 200 more instructions here: the JSON kind, the integer shortcut.)
+#[cold]
+#[inline(never)]
+fn write_truncated_timestamp(text: &[u8], line: &mut LineBuf) -> Option<()> {
+    let ms = pynum::int_from_json_number(std::str::from_utf8(text).ok()?).ok()?;
+    if !(MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms) {
+        return None;
+    }
+    line.push_slice(itoa::Buffer::new().format(ms).as_bytes())
+}
 /// A `value` number as scanned: where its fraction and exponent are.
 #[derive(Clone, Copy)]
 struct Number {
@@ -1156,20 +1169,29 @@ impl<'p> Cursor<'p> {
         })
     }
 
-    /// A JSON integer within InfluxDB's time range other than `-0`: the
-    /// text `str(int(timestamp))` gives back.
+    /// A JSON number without exponent: an integer other than `-0` within
+    /// InfluxDB's time range, whose text is what `str(int(timestamp))`
+    /// gives back (`escapes` false), or a number with a fraction (`escapes`
+    /// true), left to [`write_truncated_timestamp`].
     #[inline(always)]
     fn timestamp(&mut self) -> Option<Span> {
         self.skip_whitespace();
         let start = self.pos();
         let negative = self.eat(b'-').is_some();
         let digits = self.digits();
-        // A fraction or exponent goes the full path: the caller finds the
-        // `.` or `e` where it wants a `,` or `}`.
+        // An exponent goes the full path: the caller finds the `e` where it
+        // wants a `,` or `}`.
         match digits {
             [] => return None,
-            [b'0', ..] if digits.len() > 1 || negative => return None,
+            // `-0` alone is not written as it stands; `-0.5` is.
+            [b'0', ..] if digits.len() > 1 || (negative && self.peek() != Some(b'.')) => {
+                return None
+            }
             _ => {}
+        }
+        if self.eat(b'.').is_some() {
+            // At least one fraction digit.
+            return (!self.digits().is_empty()).then(|| Span::new(start, self.pos()));
         }
         // The range is symmetric: ±9223372036854.
         const LIMIT: &[u8] = b"9223372036854";
@@ -1178,7 +1200,10 @@ impl<'p> Cursor<'p> {
         if digits.len() > LIMIT.len() || (digits.len() == LIMIT.len() && digits > LIMIT) {
             return None;
         }
-        Some(Span::new(start, self.pos()))
+        Some(Span {
+            escapes: false,
+            ..Span::new(start, self.pos())
+        })
     }
 
     /// ASCII digits, eight at a time, skipped and returned.
@@ -1428,6 +1453,32 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_with_a_fraction_are_truncated_as_int_of_their_float() {
+        let message = |timestamp: &str| {
+            format!(
+                r#"{{"metric": {{"name": "m", "timestamp": {timestamp}, "value": 1}}, "meta": {{"region": "r", "tenantId": "t"}}}}"#
+            )
+        };
+        for (timestamp, written) in [
+            ("1554725987408.105", "1554725987408"),
+            ("1554725987408.1052", "1554725987408"),
+            // Its float is 1554725987409.0: not the integer digits.
+            ("1554725987408.99999999", "1554725987409"),
+            ("-1.9", "-1"),
+            ("-0.5", "0"),
+            ("0.0", "0"),
+            ("-0.0", "0"),
+            ("9223372036854.9", "9223372036854"),
+            ("-9223372036854.9", "-9223372036854"),
+        ] {
+            let line = line(&message(timestamp));
+            let expected =
+                format!("m,_region=r,_tenant_id=t value=1.0,value_meta=\"{{}}\" {written}\n");
+            assert_eq!(line.as_deref(), Some(&expected[..]), "{timestamp}");
+        }
+    }
+
+    #[test]
     fn anything_off_the_plain_shape_is_left_to_the_full_path() {
         let message = |metric: &str| {
             format!(r#"{{"metric": {{{metric}}}, "meta": {{"region": "r", "tenantId": "t"}}}}"#)
@@ -1435,7 +1486,13 @@ mod tests {
         for metric in [
             r#""name": "a\"b", "timestamp": 1, "value": 1"#,
             r#""name": "m", "name": "m", "timestamp": 1, "value": 1"#,
-            r#""name": "m", "timestamp": 1.0, "value": 1"#,
+            r#""name": "m", "timestamp": 1.0e3, "value": 1"#,
+            r#""name": "m", "timestamp": 1e3, "value": 1"#,
+            r#""name": "m", "timestamp": 1., "value": 1"#,
+            r#""name": "m", "timestamp": -0, "value": 1"#,
+            r#""name": "m", "timestamp": 01.5, "value": 1"#,
+            r#""name": "m", "timestamp": 9223372036854.99999999, "value": 1"#,
+            r#""name": "m", "timestamp": -9223372036855.5, "value": 1"#,
             r#""name": "m", "timestamp": "1", "value": 1"#,
             r#""name": "m", "timestamp": 9223372036855, "value": 1"#,
             r#""name": "m", "timestamp": 1, "value": "1""#,
