@@ -23,6 +23,16 @@
 //! 20 761 and none of the benchmark traffic, so it did not pay for its
 //! 340 lines and was removed; the metric mix cost the same without it.
 //!
+//! Timestamps with a fraction, as agents send `time.time() * 1000`
+//! (`1554725987408.105`), are answered here too, truncated as the full path
+//! truncates them (`int()` of the float, so `.99999999` may round up): the
+//! `agents` source (the load generator's metrics with such timestamps) costs
+//! 3 055 instructions per message where the full path took 17 052; integer
+//! timestamps pay one branch, 2 305 → 2 318 (+0.6 %) on the load
+//! generator's metrics and 3 742 → 3 753 (+0.3 %) on the benchmark mix
+//! (same binary otherwise; the cold writer out of line, the fraction read
+//! inline: a call in the reader cost +4 %).
+//!
 //! What makes the shortcuts sound: the strings it keeps have no escapes, so
 //! they are raw JSON string content, which holds no backslash and no control
 //! character; the full path's normalising and trimming of such text changes
