@@ -173,18 +173,7 @@ fn readme_option(section: &SectionSpec, option: &OptionSpec) -> String {
 /// `text` with README's table rows replaced by `rows`; `None` when it has
 /// no such table.
 fn with_readme_rows(text: &str, rows: &[String]) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let header = lines.iter().position(|l| *l == README_TABLE_HEADER)?;
-    let first = header + 2;
-    let end = first
-        + lines[first..]
-            .iter()
-            .take_while(|l| l.starts_with('|'))
-            .count();
-    let mut out: Vec<String> = lines[..first].iter().map(|l| l.to_string()).collect();
-    out.extend(rows.iter().cloned());
-    out.extend(lines[end..].iter().map(|l| l.to_string()));
-    Some(out.join("\n") + "\n")
+    with_table_rows(text, README_TABLE_HEADER, rows)
 }
 
 /// A file of the repository: this crate is `crates/config/` in it.
