@@ -14,7 +14,7 @@
 //! Why one fast reader (`examples/transform_tiers.rs`; callgrind,
 //! instructions per message): this path answers every metric of the
 //! benchmark mix (`benches/support/metric_mix.rs`) and of the load
-//! generator's traffic, at 3 731 and 2 294, where serde alone takes 19 823
+//! generator's traffic, at 3 629 and 2 232, where serde alone takes 19 823
 //! on the benchmark mix. What it declines is off the shape producers
 //! write: 95.3 % of the differential corpus's metrics (escapes, repeated
 //! members, numbers as strings, every rejection), 88.3 % of the fuzz
