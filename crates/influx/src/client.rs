@@ -410,15 +410,25 @@ impl InfluxClient {
 
 /// An InfluxQL double-quoted identifier: `\` and `"` escaped.
 pub fn quote_identifier(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' || c == '\\' {
+    quoted(name, '"')
+}
+
+/// An InfluxQL single-quoted string literal: `\` and `'` escaped.
+pub fn quote_string(value: &str) -> String {
+    quoted(value, '\'')
+}
+
+/// `text` between `quote`s, each `\` and `quote` in it escaped by a `\`.
+fn quoted(text: &str, quote: char) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        if c == quote || c == '\\' {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('"');
+    out.push(quote);
     out
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::settings::{Settings, TimeUnit};
-use monasca_influx::client::quote_identifier;
+pub use monasca_influx::client::{quote_identifier, quote_string};
 use monasca_influx::response::parse_rejection;
 
 /// The tag that says which tenant a metric belongs to.
@@ -26,20 +26,6 @@ pub fn show_tenants() -> String {
         "SHOW TAG VALUES WITH KEY = {}",
         quote_identifier(TENANT_TAG)
     )
-}
-
-/// An InfluxQL single-quoted string literal: `\` and `'` escaped.
-pub fn quote_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if c == '\'' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
 }
 
 /// A duration as an InfluxQL literal in the largest unit that divides it

@@ -631,6 +631,7 @@ fn write_truncated_timestamp(text: &[u8], line: &mut LineBuf) -> Option<()> {
     }
     line.push_slice(itoa::Buffer::new().format(ms).as_bytes())
 }
+
 /// A `value` number as scanned: where its fraction and exponent are.
 #[derive(Clone, Copy)]
 struct Number {
